@@ -1,0 +1,76 @@
+"""The aiohttp application factory: wires settings, broker, hub, routes and lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from sse_hub.broker import Broker
+from sse_hub.broker.memory import MemoryBroker
+from sse_hub.config import Settings
+from sse_hub.cors import Cors
+from sse_hub.hub import Hub
+from sse_hub.keys import CLIENT_ADDRESS, CORS, HUB, SETTINGS
+from sse_hub.middleware import json_errors
+from sse_hub.net import ClientAddress
+from sse_hub.routes import admin, publish, stream
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_broker(settings: Settings, instance_id: str | None = None) -> Broker:
+    if settings.broker.backend == "redis":
+        from sse_hub.broker.redis import RedisBroker
+
+        return RedisBroker(settings, instance_id)
+    return MemoryBroker(settings.history.size)
+
+
+def create_app(settings: Settings | None = None, instance_id: str | None = None) -> web.Application:
+    settings = settings or Settings()
+    broker = create_broker(settings)
+    hub = Hub(settings, broker, instance_id)
+    cors = Cors(settings.server.cors_origins)
+
+    app = web.Application(middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[HUB] = hub
+    app[CLIENT_ADDRESS] = ClientAddress(settings.server.trusted_proxies)
+    app[CORS] = cors
+    app.cleanup_ctx.append(_run_hub)
+    app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(cors.on_response_prepare)
+
+    router = app.router
+    router.add_get("/events/{channel}", stream.stream_path)
+    router.add_get("/events", stream.stream_query)
+    for alias in settings.streams:
+        router.add_get(alias.path, stream.alias(alias.channels))
+    router.add_post("/broadcast", publish.broadcast)
+    router.add_post("/api/broadcast", publish.broadcast)
+    router.add_get("/stats", admin.stats)
+    router.add_delete("/clients/{client_id}", admin.delete_client)
+    router.add_get("/healthz", admin.healthz)
+    router.add_get("/readyz", admin.readyz)
+    if settings.demo_page:
+        router.add_get("/", _demo_page)
+    return app
+
+
+async def _run_hub(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    try:
+        await hub.start()
+        yield
+    finally:
+        await hub.stop()
+
+
+async def _close_streams(app: web.Application) -> None:
+    await app[HUB].close_streams()
+
+
+async def _demo_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")

@@ -1,0 +1,81 @@
+"""The Broker contract: number, store and carry messages; fan-out lives above it, in the hub.
+
+A broker:
+
+- ``start(deliver)``: connect; from then on call ``deliver(message)`` (synchronously, on
+  the event loop) once for every message published anywhere in the cluster, in id order.
+  ``start`` returns once the broker is ready to publish and receive.
+- ``publish(drafts)``: give every draft the next id of one cluster-wide sequence, store
+  it in the history of each of its channels (not direct messages), and publish it, all
+  or nothing. It returns the numbered messages only once they are stored and published;
+  it raises ``BrokerUnavailable`` when it cannot take them. A message is never
+  acknowledged unless it was stored and published.
+- ``history(channels, after_id)``: the retained messages of those channels with an id
+  greater than ``after_id``, in id order, each once, plus whether any message newer than
+  ``after_id`` was evicted from one of them and the highest id ever published.
+- ``client_exists(client_id)``: whether a client is connected to some instance of the
+  cluster (for direct messages). The hub asks only after its own registry said no, so a
+  single-instance broker answers False.
+- ``client_connected(client_id)`` / ``client_disconnected(client_id)``: the hub's notice
+  of local clients, for brokers that keep a cluster-wide directory (default: nothing).
+- ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
+  None when the broker is not a cluster (default).
+- ``connected``: whether publishing can work right now (``/readyz``).
+- ``stop()``: release everything; safe to call after a failed ``start``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from sse_hub.models import Draft, Message
+
+Deliver = Callable[[Message], None]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a reconnecting subscriber is owed.
+
+    ``messages``: retained messages newer than the requested id, in id order.
+    ``expired``: some message newer than the requested id is no longer retained.
+    ``last_id``: the highest id published so far (0 when none).
+    """
+
+    messages: Sequence[Message]
+    expired: bool
+    last_id: int
+
+
+class Broker(abc.ABC):
+    """See the module docstring for the contract every broker keeps."""
+
+    @abc.abstractmethod
+    async def start(self, deliver: Deliver) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def history(self, channels: Iterable[str], after_id: int) -> History: ...
+
+    @abc.abstractmethod
+    async def client_exists(self, client_id: str) -> bool: ...
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool: ...
+
+    def client_connected(self, client_id: str) -> None:
+        """A client connected to this instance (synchronous: called on the hot path)."""
+
+    def client_disconnected(self, client_id: str) -> None:
+        """A client left this instance."""
+
+    async def cluster_summaries(self) -> list[dict[str, object]] | None:
+        return None

@@ -1,0 +1,225 @@
+"""The hub: validates capacity, opens streams, publishes through the broker, fans out, counts.
+
+Invariants:
+
+1. Exactly one writer per socket (``Subscriber.flush``).
+2. Fan-out (``dispatch``) is synchronous and never awaits; it encodes each message once
+   (``Message.chunk``: SSE frame and HTTP chunk framing) and hands the same bytes to
+   every subscriber.
+3. Every per-subscriber buffer is bounded; overflow closes that subscriber as ``slow``.
+4. A subscriber is registered before its response headers go out and removed in the
+   stream handler's ``finally`` (``Hub.release``).
+5. Every background task has an owner that cancels and awaits it (``start``/``stop``).
+6. Control flow never depends on the log level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Collection, Sequence
+
+from sse_hub import sse
+from sse_hub.broker import Broker
+from sse_hub.config import Settings
+from sse_hub.errors import (
+    TooManyConnections,
+    TooManyConnectionsFromIp,
+    UnknownClient,
+)
+from sse_hub.models import GLOBAL_CHANNEL, Draft, Message, parse_event_id
+from sse_hub.registry import Registry
+from sse_hub.subscriber import Flusher, Subscriber
+
+logger = logging.getLogger(__name__)
+
+
+class Counters:
+    """Hub-wide counters, kept per message or per connection, never per delivery."""
+
+    __slots__ = ("messages_delivered", "messages_published", "replays", "resets", "slow_disconnects")
+
+    def __init__(self) -> None:
+        self.messages_published = 0
+        self.messages_delivered = 0
+        self.slow_disconnects = 0
+        self.replays = 0
+        self.resets = 0
+
+
+class Hub:
+    def __init__(self, settings: Settings, broker: Broker, instance_id: str | None = None) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.registry = Registry()
+        self.counters = Counters()
+        self.instance_id = instance_id or f"hub-{secrets.token_hex(4)}"
+        self.started_at = time.time()
+        self._flusher: Flusher | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._flusher = Flusher(asyncio.get_running_loop())
+        await self.broker.start(self.dispatch)
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
+
+    async def close_streams(self) -> None:
+        """Shutdown, first step: tell every stream to reconnect a little later (jittered,
+        so a restarted cluster is not hit by every client at once) and end it cleanly."""
+        self._closing = True
+        retry_ms = max(self.settings.sse.retry_ms, 1000)
+        for subscriber in self.registry:
+            subscriber.send_control(sse.chunk(sse.encode_retry(int(retry_ms * random.uniform(1, 3)))))
+            subscriber.close("shutdown")
+
+    async def stop(self) -> None:
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.stop()
+
+    async def _heartbeat(self) -> None:
+        # Tick three times per heartbeat period and ping streams idle for two ticks, so no
+        # stream stays silent longer than heartbeat_seconds, and a transport that closed
+        # unnoticed is released within a third of it.
+        interval = self.settings.sse.heartbeat_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ping_before = time.time() - 2 * interval
+            for subscriber in self.registry:
+                subscriber.tick(ping_before)
+
+    # -- subscribe --------------------------------------------------------------------
+
+    def open(self, channels: tuple[str, ...], ip: str, user_agent: str) -> Subscriber:
+        """Register a new subscriber (holding live messages until ``go_live``)."""
+        limits = self.settings.limits
+        if self._closing or self._flusher is None:
+            raise TooManyConnections("the hub is shutting down")
+        if len(self.registry) >= limits.max_connections:
+            raise TooManyConnections("the hub is at its connection limit")
+        if self.registry.count_for_ip(ip) >= limits.max_connections_per_ip:
+            raise TooManyConnectionsFromIp("too many connections from this address")
+        subscriber = Subscriber(
+            client_id=f"c_{secrets.token_urlsafe(12)}",
+            channels=channels,
+            ip=ip,
+            user_agent=user_agent,
+            flusher=self._flusher,
+            max_buffer_bytes=limits.client_buffer_bytes,
+            on_close=self._closed,
+        )
+        self.registry.add(subscriber)
+        self.broker.client_connected(subscriber.client_id)
+        logger.info("connect client=%s ip=%s channels=%s", subscriber.client_id, ip, ",".join(channels))
+        return subscriber
+
+    async def prepare_replay(
+        self, subscriber: Subscriber, last_event_id: str | None
+    ) -> tuple[list[bytes], Sequence[Message]]:
+        """The stream's preamble (retry, ``connected``, maybe ``reset``) and the messages
+        to replay. Reads history after registration, so nothing published meanwhile is
+        lost (the subscriber holds it) or sent twice (``go_live`` skips replayed ids)."""
+        connected = json.dumps(
+            {"client_id": subscriber.client_id, "channels": list(subscriber.channels)},
+            separators=(",", ":"),
+        )
+        preamble = [sse.chunk(sse.encode_event(connected, "connected", retry_ms=self.settings.sse.retry_ms))]
+        if not last_event_id:
+            return preamble, ()
+        self.counters.replays += 1
+        after_id = parse_event_id(last_event_id)
+        if after_id is None:
+            preamble.append(self._reset("unknown_id", last_event_id))
+            return preamble, ()
+        history = await self.broker.history((*subscriber.channels, GLOBAL_CHANNEL), after_id)
+        if after_id > history.last_id:
+            preamble.append(self._reset("unknown_id", last_event_id))
+        elif history.expired:
+            preamble.append(self._reset("history_expired", last_event_id))
+        return preamble, history.messages
+
+    def _reset(self, reason: str, last_event_id: str) -> bytes:
+        self.counters.resets += 1
+        data = json.dumps({"reason": reason, "last_event_id": last_event_id}, separators=(",", ":"))
+        return sse.chunk(sse.encode_event(data, "reset"))
+
+    def release(self, subscriber: Subscriber) -> None:
+        """Forget a subscriber; called once, from the stream handler's ``finally``."""
+        subscriber.close("disconnected")
+        self.registry.remove(subscriber)
+        self.broker.client_disconnected(subscriber.client_id)
+
+    def _closed(self, subscriber: Subscriber, reason: str) -> None:
+        if reason == "slow":
+            self.counters.slow_disconnects += 1
+        logger.info(
+            "disconnect client=%s reason=%s messages=%d bytes=%d",
+            subscriber.client_id,
+            reason,
+            subscriber.messages_sent,
+            subscriber.bytes_sent,
+        )
+
+    def kick(self, client_id: str) -> None:
+        subscriber = self.registry.get(client_id)
+        if subscriber is None:
+            raise UnknownClient(f"no client {client_id!r} on this instance")
+        subscriber.close("kicked")
+
+    # -- publish and fan-out ----------------------------------------------------------
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        """Check direct targets, then hand the whole batch to the broker (all or nothing)."""
+        for draft in drafts:
+            if draft.client_id is not None and self.registry.get(draft.client_id) is None:
+                if not await self.broker.client_exists(draft.client_id):
+                    raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
+        messages = await self.broker.publish(drafts)
+        self.counters.messages_published += len(messages)
+        return messages
+
+    def dispatch(self, message: Message) -> None:
+        """Hand one message to every subscriber it is for. Synchronous; encodes once."""
+        targets = self._targets(message)
+        if not targets:
+            return
+        chunk = message.chunk
+        message_id = message.id
+        exclude = message.exclude_client_id
+        delivered = 0
+        if exclude is None:
+            for subscriber in targets:
+                subscriber.offer(message_id, chunk)
+            delivered = len(targets)
+        else:
+            for subscriber in targets:
+                if subscriber.client_id != exclude:
+                    subscriber.offer(message_id, chunk)
+                    delivered += 1
+        self.counters.messages_delivered += delivered
+
+    def _targets(self, message: Message) -> Collection[Subscriber]:
+        registry = self.registry
+        if message.client_id is not None:
+            subscriber = registry.get(message.client_id)
+            return (subscriber,) if subscriber is not None else ()
+        channels = message.channels
+        if channels == (GLOBAL_CHANNEL,):
+            return registry.all()
+        if len(channels) == 1:
+            return registry.on_channel(channels[0])
+        union: set[Subscriber] = set()
+        for channel in channels:
+            union.update(registry.on_channel(channel))
+        return union

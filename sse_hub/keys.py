@@ -1,0 +1,15 @@
+"""Typed keys for the state kept on the ``web.Application``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sse_hub.config import Settings
+from sse_hub.cors import Cors
+from sse_hub.hub import Hub
+from sse_hub.net import ClientAddress
+
+SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+CLIENT_ADDRESS = web.AppKey("client_address", ClientAddress)
+CORS = web.AppKey("cors", Cors)

@@ -1,0 +1,1 @@
+"""HTTP handlers: thin adapters between aiohttp and the hub."""

@@ -1,0 +1,61 @@
+"""``POST /broadcast`` (alias ``POST /api/broadcast``): one message or a batch."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from sse_hub.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from sse_hub.keys import HUB, SETTINGS
+from sse_hub.models import PUBLISH_BODY, Message, PublishItem
+
+MAX_ERRORS_SHOWN = 20
+
+
+async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
+    content_type = request.content_type
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType("send Content-Type: application/json", {"content_type": content_type})
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    return bytes(body)
+
+
+def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
+    """The body's messages and whether it was a batch; all valid or BadRequest."""
+    try:
+        parsed = PUBLISH_BODY.validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise BadRequest("invalid message", errors[:MAX_ERRORS_SHOWN]) from exc
+    if isinstance(parsed, PublishItem):
+        return [parsed], False
+    if not parsed:
+        raise BadRequest("an empty batch publishes nothing")
+    if len(parsed) > max_batch:
+        raise BadRequest(f"a batch holds at most {max_batch} messages")
+    return parsed, True
+
+
+def receipt(message: Message) -> dict[str, object]:
+    if message.client_id is not None:
+        return {"id": str(message.id), "channels": [], "client_id": message.client_id}
+    return {"id": str(message.id), "channels": list(message.channels)}
+
+
+async def broadcast(request: web.Request) -> web.Response:
+    limits = request.app[SETTINGS].limits
+    body = await read_json_body(request, limits.max_message_bytes)
+    items, batch = parse_items(body, limits.max_batch)
+    try:
+        drafts = [item.to_draft() for item in items]
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    messages = await request.app[HUB].publish(drafts)
+    receipts = [receipt(message) for message in messages]
+    return web.json_response(receipts if batch else receipts[0], status=202)

@@ -1,0 +1,95 @@
+"""``GET /events/{channel}``, ``GET /events?channel=a&channel=b`` and the configured aliases."""
+
+from __future__ import annotations
+
+from aiohttp import HttpVersion11, web
+from aiohttp.typedefs import Handler
+
+from sse_hub.errors import BadRequest, HttpVersionNotSupported, InvalidChannel
+from sse_hub.keys import CLIENT_ADDRESS, HUB, SETTINGS
+from sse_hub.models import is_valid_channel
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    # no-transform: proxies must not compress or rewrite the stream (RFC 9111, 5.2.2.6).
+    "Cache-Control": "no-cache, no-transform",
+    # nginx: do not buffer this response (nginx docs, proxy_buffering / X-Accel-Buffering).
+    "X-Accel-Buffering": "no",
+}
+
+
+def channels_from_query(request: web.Request) -> list[str]:
+    """``?channel=a&channel=b``; ``?channels=a,b`` is accepted too."""
+    names = list(request.query.getall("channel", []))
+    for joined in request.query.getall("channels", []):
+        names.extend(name for name in joined.split(",") if name)
+    return names
+
+
+def check_channels(request: web.Request, names: list[str]) -> tuple[str, ...]:
+    if not names:
+        raise BadRequest("name at least one channel: /events/{channel} or ?channel=name")
+    for name in names:
+        if not is_valid_channel(name):
+            raise InvalidChannel(
+                "channel names are 1-128 characters of A-Z a-z 0-9 _ . : @ -",
+                {"channel": name[:200]},
+            )
+    channels = tuple(dict.fromkeys(names))
+    limit = request.app[SETTINGS].limits.max_channels_per_connection
+    if len(channels) > limit:
+        raise BadRequest(f"at most {limit} channels per connection")
+    return channels
+
+
+def last_event_id(request: web.Request) -> str | None:
+    """Browsers resend ``Last-Event-ID`` on reconnect; the query forms let a page resume
+    after a reload, where EventSource cannot set headers."""
+    return (
+        request.headers.get("Last-Event-ID")
+        or request.query.get("last_event_id")
+        or request.query.get("lastEventId")
+        or None
+    )
+
+
+async def stream(request: web.Request, channel_names: list[str]) -> web.StreamResponse:
+    channels = check_channels(request, channel_names)
+    if request.version < HttpVersion11:
+        # The stream is sent as HTTP/1.1 chunks, encoded once for every subscriber.
+        raise HttpVersionNotSupported("SSE streams need HTTP/1.1 (nginx: proxy_http_version 1.1)")
+    hub = request.app[HUB]
+    ip = request.app[CLIENT_ADDRESS].resolve(
+        request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
+    )
+    subscriber = hub.open(channels, ip, request.headers.get("User-Agent", "")[:256])
+    try:
+        preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        transport = request.transport
+        if transport is None:
+            return response
+        subscriber.go_live(transport, preamble, replay)
+        await subscriber.wait_closed()
+        return response
+    finally:
+        hub.release(subscriber)
+
+
+async def stream_path(request: web.Request) -> web.StreamResponse:
+    return await stream(request, [request.match_info["channel"]])
+
+
+async def stream_query(request: web.Request) -> web.StreamResponse:
+    return await stream(request, channels_from_query(request))
+
+
+def alias(channels: list[str]) -> Handler:
+    """A handler for a configured ``streams:`` path bound to fixed channels."""
+
+    async def stream_alias(request: web.Request) -> web.StreamResponse:
+        return await stream(request, channels)
+
+    return stream_alias
