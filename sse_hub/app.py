@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,12 +18,18 @@ from sse_hub.hub import Hub
 from sse_hub.keys import CLIENT_ADDRESS, CORS, HUB, SETTINGS
 from sse_hub.middleware import json_errors
 from sse_hub.net import ClientAddress
+from sse_hub.openapi import build_openapi
 from sse_hub.routes import admin, publish, stream
 
 STATIC = Path(__file__).parent / "static"
 
 
-def create_broker(settings: Settings, instance_id: str | None = None) -> Broker:
+def default_instance_id() -> str:
+    """Unique per process and readable in /stats: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def create_broker(settings: Settings, instance_id: str) -> Broker:
     if settings.broker.backend == "redis":
         from sse_hub.broker.redis import RedisBroker
 
@@ -30,7 +39,8 @@ def create_broker(settings: Settings, instance_id: str | None = None) -> Broker:
 
 def create_app(settings: Settings | None = None, instance_id: str | None = None) -> web.Application:
     settings = settings or Settings()
-    broker = create_broker(settings)
+    instance_id = instance_id or default_instance_id()
+    broker = create_broker(settings, instance_id)
     hub = Hub(settings, broker, instance_id)
     cors = Cors(settings.server.cors_origins)
 
@@ -54,6 +64,8 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     router.add_delete("/clients/{client_id}", admin.delete_client)
     router.add_get("/healthz", admin.healthz)
     router.add_get("/readyz", admin.readyz)
+    router.add_get("/openapi.json", _openapi)
+    router.add_get("/sse-hub.js", _browser_client)
     if settings.demo_page:
         router.add_get("/", _demo_page)
     return app
@@ -74,3 +86,11 @@ async def _close_streams(app: web.Application) -> None:
 
 async def _demo_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
+
+
+async def _browser_client(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "sse-hub.js", headers={"Content-Type": "text/javascript; charset=utf-8"})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi(request.app[SETTINGS]))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from sse_hub import __version__
+from sse_hub import __version__, cli_client
 from sse_hub.app import create_app
 from sse_hub.config import ConfigError, Settings, load_settings
 from sse_hub.keys import HUB
@@ -35,11 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--config", help="YAML config file (default: $SSE_HUB_CONFIG)")
+
+    cli_client.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in ("serve", "check-config"):
+        return cli_client.run(args)
     try:
         settings = load_settings(
             args.config,

@@ -1,0 +1,1 @@
+// sse-hub browser helper (placeholder; see docs/api.md).
