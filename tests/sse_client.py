@@ -9,6 +9,7 @@ separately so tests can see heartbeats. It is written from the spec, not from ss
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 from dataclasses import dataclass, field
 
@@ -104,6 +105,8 @@ class EventStream:
     def __init__(self, response: ClientResponse) -> None:
         self.response = response
         self.parser = SseParser()
+        # Incremental: a UTF-8 character may be split across two reads.
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._queue: list[Event] = []
 
     async def next(self, timeout: float = 5) -> Event:
@@ -112,7 +115,7 @@ class EventStream:
                 chunk = await self.response.content.readany()
                 if not chunk:
                     raise EOFError("stream ended")
-                self._queue.extend(self.parser.feed(chunk.decode()))
+                self._queue.extend(self.parser.feed(self._decoder.decode(chunk)))
         return self._queue.pop(0)
 
     async def next_message(self, timeout: float = 5) -> Event:
@@ -129,8 +132,9 @@ class EventStream:
         """The rest of the body as text, once the server ends the stream."""
         async with asyncio.timeout(timeout):
             rest = await self.response.content.read()
-        self._queue.extend(self.parser.feed(rest.decode()))
-        return rest.decode()
+        text = self._decoder.decode(rest, final=True)
+        self._queue.extend(self.parser.feed(text))
+        return text
 
     async def connected(self, timeout: float = 5) -> Event:
         event = await self.next(timeout)
