@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 import sys
-from collections.abc import Callable, Sequence
-
-from aiohttp import web
+from collections.abc import Sequence
 
 from sse_hub import __version__, cli_client
-from sse_hub.app import create_app
 from sse_hub.config import ConfigError, Settings, load_settings
-from sse_hub.keys import HUB
 from sse_hub.logs import configure_logging
-
-logger = logging.getLogger("sse_hub")
+from sse_hub.server import run
 
 EXIT_CONFIG = 2
 
@@ -64,52 +56,15 @@ def serve(settings: Settings, workers: int = 1) -> int:
         print("sse-hub: --workers must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
     if workers > 1:
-        print("sse-hub: --workers > 1 needs the Redis broker (broker.backend: redis)", file=sys.stderr)
-        return EXIT_CONFIG
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run_server(settings))
+        if settings.broker.backend != "redis":
+            print(
+                "sse-hub: --workers > 1 needs the Redis broker (broker.backend: redis, "
+                "or SSE_HUB_BROKER__BACKEND=redis): each worker is a separate hub instance",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        from sse_hub.workers import supervise
+
+        return supervise(settings, workers)
+    run(settings)
     return 0
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-async def run_server(settings: Settings, reuse_port: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down within ``server.shutdown_timeout``."""
-    app = create_app(settings)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        handler_cancellation=True,
-        shutdown_timeout=settings.server.shutdown_timeout,
-        access_log=None,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(
-            runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None, backlog=2048
-        )
-        await site.start()
-        logger.info(
-            "listening on http://%s:%d broker=%s", settings.server.host, settings.server.port, settings.broker.backend
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        logger.info("shutting down")
-    finally:
-        await runner.cleanup()
-    counters = app[HUB].counters
-    logger.info(
-        "stopped published=%d delivered=%d slow_disconnects=%d",
-        counters.messages_published,
-        counters.messages_delivered,
-        counters.slow_disconnects,
-    )

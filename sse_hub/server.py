@@ -1,0 +1,66 @@
+"""Run one hub instance: the event loop (uvloop when installed), the site, the signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from sse_hub.app import create_app
+from sse_hub.config import Settings
+from sse_hub.keys import HUB
+
+logger = logging.getLogger("sse_hub")
+
+
+def run(settings: Settings, reuse_port: bool = False) -> None:
+    """Serve in this process until SIGTERM or SIGINT."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run_server(settings, reuse_port))
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def run_server(settings: Settings, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down within ``server.shutdown_timeout``."""
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        handler_cancellation=True,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None, backlog=2048
+        )
+        await site.start()
+        logger.info(
+            "listening on http://%s:%d broker=%s", settings.server.host, settings.server.port, settings.broker.backend
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        await runner.cleanup()
+    counters = app[HUB].counters
+    logger.info(
+        "stopped published=%d delivered=%d slow_disconnects=%d",
+        counters.messages_published,
+        counters.messages_delivered,
+        counters.slow_disconnects,
+    )

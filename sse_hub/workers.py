@@ -1,0 +1,70 @@
+"""``sse-hub serve --workers N``: N processes on one port, one hub instance each.
+
+The kernel spreads new connections over the workers (SO_REUSEPORT). Each worker is a
+full instance on the Redis broker, so a message published to any worker reaches the
+subscribers of all of them. The supervisor forwards SIGTERM/SIGINT to every worker and
+exits 0 once all stopped cleanly; a worker that dies on its own is restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from sse_hub.config import Settings
+from sse_hub.logs import configure_logging
+from sse_hub.server import run
+
+logger = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS = 1.0
+
+
+def run_worker(settings: Settings) -> None:
+    """A worker's entry point (runs in the child process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    configure_logging(settings.log)
+    run(settings, reuse_port=True)
+
+
+def supervise(settings: Settings, workers: int) -> int:
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> BaseProcess:
+        process = context.Process(target=run_worker, args=(settings,), name="sse-hub-worker")
+        process.start()
+        return process
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                process.terminate()  # SIGTERM: the worker's own graceful shutdown
+
+    processes = [start() for _ in range(workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info("supervisor started workers=%d pids=%s", workers, [p.pid for p in processes])
+    while not stopping:
+        for index, process in enumerate(processes):
+            if not process.is_alive() and not stopping:
+                logger.warning("worker pid=%s exited with %s; restarting", process.pid, process.exitcode)
+                time.sleep(RESTART_DELAY_SECONDS)
+                if not stopping:
+                    processes[index] = start()
+        time.sleep(0.2)
+    deadline = time.monotonic() + settings.server.shutdown_timeout + 5
+    for process in processes:
+        process.join(timeout=max(0.1, deadline - time.monotonic()))
+        if process.is_alive():
+            logger.warning("worker pid=%s did not stop in time; killing it", process.pid)
+            process.kill()
+            process.join()
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
+    logger.info("supervisor stopped exit_codes=%s", [p.exitcode for p in processes])
+    return 1 if failed else 0
