@@ -1,17 +1,24 @@
 """Settings: one YAML file, then ``SSE_HUB_<SECTION>__<KEY>`` environment overrides, then CLI flags.
 
 Every key is optional and has the default written in ``config.example.yaml``. Unknown keys
-and bad values raise ConfigError with a message that names the key (``server.port: ...``),
-so a typo stops start-up instead of being silently ignored.
+and bad values raise ConfigError with a message that names the key (``server.port: ...``)
+and, for overrides, where the value came from (``SSE_HUB_SERVER__PORT``), so a typo stops
+start-up instead of being silently ignored.
+
+Environment values are taken verbatim for string keys (a token may hold ``#``, ``: `` or
+look like a number) and read as YAML for the others, so ``8080`` is a number, ``true`` a
+boolean and ``[a, b]`` a list; a list may also be written ``a,b``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -124,64 +131,162 @@ def load_settings(
     environ = os.environ if environ is None else environ
     path = path or environ.get("SSE_HUB_CONFIG") or None
     raw = _read_yaml(Path(path)) if path else {}
-    for key, value in _env_overrides(environ).items():
-        _set_dotted(raw, key, value)
+    sources: dict[str, str] = {}
+    for key, (name, value) in _env_overrides(environ).items():
+        _set_dotted(raw, key, value, name)
+        sources[key] = name
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(raw, key, value)
+            _set_dotted(raw, key, value, "the command line")
+            sources[key] = "the command line"
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        raise ConfigError(_describe(exc, sources)) from exc
 
 
 def _read_yaml(path: Path) -> dict[str, object]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections")
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
     return loaded
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, object]:
-    """``SSE_HUB_BROKER__BACKEND=redis`` -> ``{"broker.backend": "redis"}``.
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, object]]:
+    """``SSE_HUB_BROKER__BACKEND=redis`` -> ``{"broker.backend": ("SSE_HUB_BROKER__BACKEND", "redis")}``.
 
-    Values are read as YAML scalars or flow collections, so ``8080`` is a number and
-    ``[a, b]`` a list. ``SSE_HUB_CONFIG`` names the file and is no override.
+    ``SSE_HUB_CONFIG`` names the file and is no override.
     """
-    found: dict[str, object] = {}
-    for name, value in environ.items():
+    found: dict[str, tuple[str, object]] = {}
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == "SSE_HUB_CONFIG":
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-        try:
-            found[key] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            found[key] = value
+        found[key] = (name, _env_value(key, value))
     return found
 
 
-def _set_dotted(raw: dict[str, object], dotted: str, value: object) -> None:
+def _env_value(key: str, value: str) -> object:
+    accepts = _accepted_types(key)
+    if str in accepts:
+        # An empty value unsets an optional string (``auth.subscriber_jwt.secret``).
+        return None if value == "" and type(None) in accepts else value
+    if list in accepts and not value.lstrip().startswith("["):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if not value.strip():
+        return ""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        # Left as a string: validation then names the key and says what it expects.
+        return value
+
+
+def _accepted_types(key: str) -> set[object]:
+    """The types a dotted key's field accepts at the top of its annotation (``str``,
+    ``NoneType``, ``int``, ``list``...); empty for an unknown key."""
+    *sections, leaf = key.split(".")
+    model = _model_at(sections)
+    field = model.model_fields.get(leaf) if model is not None else None
+    if field is None:
+        return set()
+    return {_plain_type(option) for option in _union_members(field.annotation)}
+
+
+def _model_at(path: list[str] | tuple[str, ...]) -> type[BaseModel] | None:
+    """The section model at ``path`` (``["auth", "subscriber_jwt"]``, ``["streams", "0"]``)."""
+    model: type[BaseModel] = Settings
+    for part in path:
+        if part.isdigit():
+            continue  # an item of a list of sections: the model is already the item's
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if get_origin(annotation) is list:
+            (annotation,) = get_args(annotation)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _union_members(annotation: object) -> tuple[object, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _plain_type(annotation: object) -> object:
+    """``Literal["a", "b"]`` -> ``str``, ``list[str]`` -> ``list``, ``None`` -> ``NoneType``."""
+    if annotation is None:
+        return type(None)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return str if all(isinstance(arg, str) for arg in get_args(annotation)) else Literal
+    return origin or annotation
+
+
+def _set_dotted(raw: dict[str, object], dotted: str, value: object, source: str) -> None:
     *sections, leaf = dotted.split(".")
     node = raw
     for section in sections:
         child = node.setdefault(section, {})
+        if child is None:
+            # "server:" with nothing under it in YAML reads as null: an empty section.
+            child = node[section] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{dotted}: {section} is not a section")
+            raise ConfigError(f"invalid configuration:\n  {dotted} (from {source}): {section} is not a section")
         node = child
     node[leaf] = value
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        source = _source_of(loc, sources)
+        if source:
+            key += f" (from {source})"
+        if error["type"] == "extra_forbidden":
+            message = "unknown key" + _suggestion(loc)
+        else:
+            # Values under auth are tokens and secrets: never echo them into logs.
+            message = error["msg"] + ("" if loc[0] == "auth" else _shown_input(error["input"]))
         lines.append(f"{key}: {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _source_of(loc: tuple[str, ...], sources: Mapping[str, str]) -> str | None:
+    """Which override set this key, the section holding it, or a key under it, if any."""
+    for length in range(len(loc), 0, -1):
+        source = sources.get(".".join(loc[:length]))
+        if source is not None:
+            return source
+    below = ".".join(loc) + "."
+    return next((source for key, source in sources.items() if key.startswith(below)), None)
+
+
+def _suggestion(loc: tuple[str, ...]) -> str:
+    """`` (did you mean 'port'?)`` for a misspelt key of a known section."""
+    model = _model_at(loc[:-1])
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1) if model is not None else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shown_input(value: object) -> str:
+    """The offending value for scalars, shortened; sections and lists are not repeated."""
+    if isinstance(value, dict | list) or value is None:
+        return ""
+    text = repr(value)
+    return f" (got {text[:60]}{'...' if len(text) > 60 else ''})"

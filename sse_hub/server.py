@@ -38,6 +38,11 @@ async def run_server(settings: Settings, reuse_port: bool = False) -> None:
         handle_signals=False,
         handler_cancellation=True,
         shutdown_timeout=settings.server.shutdown_timeout,
+        # aiohttp closes a connection that waits for its (next) request longer than
+        # keepalive_timeout, counted from the connection's start: this bounds how long a
+        # client may take to send its request headers (slowloris). Open streams are busy,
+        # not waiting, so they are not affected.
+        keepalive_timeout=settings.server.request_header_timeout,
         access_log=None,
     )
     await runner.setup()

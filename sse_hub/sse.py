@@ -11,11 +11,15 @@ Rules (WHATWG HTML, "Server-sent events", section 9.2.6 "Interpreting an event s
   always write ``"data: "`` and a payload line that starts with a space survives.
 - ``id`` and ``event`` values can never carry CR or LF (they would end the line), and
   ``id`` can never carry NUL (the spec ignores such an id). We reject them, we don't strip.
+  An empty event name is rejected too: the client would read it as ``message``.
+- ``retry`` is an ASCII decimal integer; anything else (a minus sign) is ignored by the
+  client, so a negative value is a programming error here.
 - A message whose data is the empty string is still a message: one ``data:`` line.
 
 Each function returns the SSE frame as bytes; ``chunk()`` wraps a frame in HTTP/1.1
 chunked framing so the hub can encode a message once, framing included, and hand the
-same bytes to every socket.
+same bytes to every socket. A zero-length chunk is the end of the body (RFC 9112, 7.1),
+so ``chunk()`` refuses empty bytes rather than end a stream by accident.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ def check_field(name: str, value: str) -> None:
         raise FieldError(f"{name} must not contain CR, LF or NUL")
 
 
+def check_retry(retry_ms: int) -> None:
+    """Raise FieldError unless ``retry_ms`` is a non-negative integer."""
+    if retry_ms < 0:
+        raise FieldError("retry must not be negative")
+
+
 def split_lines(data: str) -> list[str]:
     """Split a payload into lines at CRLF, CR and LF only (never U+2028 and friends)."""
     return _LINE_BREAK.split(data)
@@ -58,10 +68,13 @@ def encode_event(
         check_field("id", event_id)
         parts.append(f"id: {event_id}\n")
     if event != "message":
+        if not event:
+            raise FieldError("event must not be empty")
         check_field("event", event)
         parts.append(f"event: {event}\n")
     if retry_ms is not None:
-        parts.append(f"retry: {int(retry_ms)}\n")
+        check_retry(retry_ms)
+        parts.append(f"retry: {retry_ms:d}\n")
     for line in split_lines(data):
         parts.append(f"data: {line}\n")
     parts.append("\n")
@@ -70,6 +83,7 @@ def encode_event(
 
 def encode_retry(retry_ms: int) -> bytes:
     """A frame that only sets the client's reconnection delay (dispatches no event)."""
+    check_retry(retry_ms)
     return b"retry: %d\n\n" % retry_ms
 
 
@@ -80,4 +94,6 @@ def encode_comment(text: str) -> bytes:
 
 def chunk(frame: bytes) -> bytes:
     """Wrap bytes in one HTTP/1.1 chunk (RFC 9112, section 7.1)."""
+    if not frame:
+        raise ValueError("an empty chunk would end the HTTP body")
     return b"%x\r\n%b\r\n" % (len(frame), frame)
