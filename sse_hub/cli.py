@@ -1,15 +1,20 @@
-"""Command line: ``sse-hub serve | check-config``."""
+"""Command line: ``sse-hub serve | check-config | publish | tail``.
+
+The server side is imported only for ``serve`` and ``check-config``, so ``publish`` and
+``tail`` start quickly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sse_hub import __version__, cli_client
-from sse_hub.config import ConfigError, Settings, load_settings
-from sse_hub.logs import configure_logging
-from sse_hub.server import run
+
+if TYPE_CHECKING:
+    from sse_hub.config import Settings
 
 EXIT_CONFIG = 2
 
@@ -36,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("serve", "check-config"):
         return cli_client.run(args)
+    from sse_hub.config import ConfigError, load_settings
+
     try:
         settings = load_settings(
             args.config,
@@ -51,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, workers: int = 1) -> int:
+    from sse_hub.logs import configure_logging
+    from sse_hub.server import run
+
     configure_logging(settings.log)
     if workers < 1:
         print("sse-hub: --workers must be at least 1", file=sys.stderr)

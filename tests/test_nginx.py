@@ -1,0 +1,228 @@
+"""Real nginx running deploy/nginx.conf in front of two real ``sse-hub`` processes on one Redis.
+
+The config under test is the shipped one: ``deploy/local.sh render-nginx-conf`` rewrites
+only its hub addresses, listen port, log/pid/temp paths and drops the TLS lines (the
+same rewrite ``deploy/local.sh`` runs by hand), so buffering, timeouts and forwarded
+headers are exactly what users deploy. Subscribers go through nginx; publishers post to
+each hub directly, so a received event proves the Redis fan-out and nginx's streaming.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, HubProcess, free_port, open_stream, require_binary, wait_for_port
+
+RENDER = ROOT / "deploy" / "local.sh"
+CLIENT_IP = "203.0.113.7"  # TEST-NET-3 (RFC 5737): an address no real peer here has
+
+
+@dataclass
+class Nginx:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        # SIGTERM is nginx's fast shutdown; SIGQUIT would wait for open streams to end.
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Cluster:
+    nginx: Nginx
+    hubs: list[HubProcess]
+
+
+def render_nginx_conf(workdir: Path, listen_port: int, tls_port: int, hub_ports: list[int], cert_dir: Path) -> Path:
+    """deploy/nginx.conf as deploy/local.sh rewrites it for loopback."""
+    result = subprocess.run(
+        ["bash", str(RENDER), "render-nginx-conf", str(workdir), str(listen_port), str(tls_port), *map(str, hub_ports)],
+        env={**os.environ, "CERT_DIR": str(cert_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    path = workdir / "nginx.conf"
+    path.write_text(result.stdout)
+    return path
+
+
+def wait_ready(hub: HubProcess, timeout: float = 15) -> None:
+    """``/readyz`` is 200 once the hub's Redis subscription is confirmed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{hub.url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hub {hub.url} not ready within {timeout}s:\n{hub.log()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def nginx_binary() -> str:
+    return require_binary("nginx", "nginx-light")
+
+
+@pytest.fixture
+def cluster(
+    nginx_binary: str, redis_server: str, hub_process: Callable[..., HubProcess], tmp_path: Path
+) -> Iterator[Cluster]:
+    env = {
+        "SSE_HUB_BROKER__BACKEND": "redis",
+        "SSE_HUB_BROKER__REDIS_URL": redis_server,
+        "SSE_HUB_BROKER__PREFIX": f"test-nginx-{uuid.uuid4().hex[:12]}",
+        "SSE_HUB_SERVER__TRUSTED_PROXIES": "[127.0.0.1]",
+    }
+    hubs = [hub_process(env=env), hub_process(env=env)]
+    for hub in hubs:
+        wait_ready(hub)
+    workdir = tmp_path / "nginx"
+    workdir.mkdir()
+    port = free_port()
+    conf = render_nginx_conf(workdir, port, 0, [hub.port for hub in hubs], tmp_path / "no-certs")
+    log_path = workdir / "nginx.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [nginx_binary, "-p", f"{workdir}/", "-c", str(conf), "-g", "daemon off;"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    nginx = Nginx(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        try:
+            wait_for_port(port, process)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{nginx.log()}") from exc
+        yield Cluster(nginx, hubs)
+    finally:
+        nginx.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, body: object, expect: int = 202) -> Any:
+    async with session.post(url, json=body) as response:
+        payload = await response.json()
+        assert response.status == expect, payload
+        return payload
+
+
+async def test_subscriber_behind_nginx_gets_each_event_from_either_hub_once_in_order_unbuffered(
+    cluster: Cluster, session: aiohttp.ClientSession
+) -> None:
+    hub_a, hub_b = cluster.hubs
+    async with open_stream(session, f"{cluster.nginx.url}/events/ticker") as stream:
+        # gzip would hold events back until its buffer fills (deploy/nginx.conf: gzip off).
+        assert "Content-Encoding" not in stream.response.headers
+        receipts, received = [], []
+        for index in range(6):
+            hub = (hub_a, hub_b)[index % 2]
+            receipts.append(await post_json(session, f"{hub.url}/broadcast", {"channel": "ticker", "data": index}))
+            # Awaited before the next publish: an event buffered anywhere on the way
+            # (nginx, the hub) would never arrive here and time out instead.
+            received.append(await stream.next(timeout=5))
+        sentinel = await post_json(session, f"{hub_b.url}/broadcast", {"channel": "ticker", "data": "end"})
+        after = await stream.next(timeout=5)
+    assert [event.data for event in received] == [str(index) for index in range(6)]
+    assert [event.id for event in received] == [receipt["id"] for receipt in receipts]
+    ids = [int(receipt["id"]) for receipt in receipts]
+    assert all(earlier < later for earlier, later in itertools.pairwise(ids))
+    # Nothing between the last event and the sentinel: no event came twice.
+    assert (after.id, after.data) == (sentinel["id"], "end")
+
+
+async def test_hub_stats_show_the_client_address_nginx_forwarded(
+    cluster: Cluster, session: aiohttp.ClientSession
+) -> None:
+    # nginx appends its peer: the hub sees "203.0.113.7, 127.0.0.1" from trusted
+    # 127.0.0.1 and takes the right-most untrusted entry.
+    headers = {"X-Forwarded-For": CLIENT_IP, "User-Agent": "nginx-test"}
+    async with open_stream(session, f"{cluster.nginx.url}/events/whoami", headers=headers) as stream:
+        connected = stream.parser.events[0].json()
+        assert isinstance(connected, dict)
+        client_id = connected["client_id"]
+        found = []
+        for hub in cluster.hubs:
+            async with session.get(f"{hub.url}/stats") as response:
+                stats = await response.json()
+            found += [client for client in stats["clients"] if client["id"] == client_id]
+    assert len(found) == 1, found
+    assert (found[0]["ip"], found[0]["user_agent"], found[0]["channels"]) == (CLIENT_IP, "nginx-test", ["whoami"])
+
+
+async def test_replay_through_nginx_resumes_after_last_event_id(
+    cluster: Cluster, session: aiohttp.ClientSession
+) -> None:
+    hub_a, hub_b = cluster.hubs
+    first = await post_json(session, f"{hub_a.url}/broadcast", {"channel": "replay", "data": "one"})
+    await post_json(session, f"{hub_b.url}/broadcast", {"channel": "replay", "data": "two"})
+    # Publishing through nginx works too.
+    await post_json(session, f"{cluster.nginx.url}/broadcast", {"channel": "replay", "data": "three"})
+    headers = {"Last-Event-ID": first["id"]}
+    async with open_stream(session, f"{cluster.nginx.url}/events/replay", headers=headers) as stream:
+        replayed = await stream.take(2)
+        live = await post_json(session, f"{hub_a.url}/broadcast", {"channel": "replay", "data": "four"})
+        after = await stream.next()
+    assert [event.data for event in replayed] == ["two", "three"]
+    assert (after.id, after.data) == (live["id"], "four")
+
+
+async def test_nginx_answers_its_own_errors_in_the_hubs_json_shape(
+    cluster: Cluster, session: aiohttp.ClientSession
+) -> None:
+    # Over client_max_body_size (64k, the hub's limits.max_message_bytes): 413.
+    body = {"channel": "big", "data": "x" * 70_000}
+    too_large = await post_json(session, f"{cluster.nginx.url}/broadcast", body, expect=413)
+    assert too_large["error"] == "payload_too_large"
+    # No hub answers: 503 with Retry-After, like a hub whose broker is down.
+    for hub in cluster.hubs:
+        assert hub.stop() == 0
+    async with session.get(f"{cluster.nginx.url}/readyz") as response:
+        unavailable = await response.json()
+        assert (response.status, response.headers.get("Retry-After")) == (503, "5")
+    assert unavailable["error"] == "unavailable"
+
+
+def test_shipped_config_with_its_https_http2_listener_passes_nginx_t(nginx_binary: str, tmp_path: Path) -> None:
+    openssl = require_binary("openssl", "openssl")
+    key, cert = tmp_path / "privkey.pem", tmp_path / "fullchain.pem"
+    self_signed = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    subprocess.run(
+        [openssl, *self_signed, "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+        check=True,
+    )
+    conf = render_nginx_conf(tmp_path, free_port(), free_port(), [free_port()], tmp_path)
+    assert "ssl http2;" in conf.read_text()
+    result = subprocess.run(
+        [nginx_binary, "-t", "-p", f"{tmp_path}/", "-c", str(conf)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
