@@ -17,26 +17,37 @@ class Cors:
         self._listed = frozenset(origin for origin in origins if origin != "*")
 
     def headers_for(self, origin: str | None) -> dict[str, str]:
+        # With listed origins the answer depends on the request's Origin, whatever it is
+        # (even absent), so shared caches must key on it (Fetch standard, "CORS protocol
+        # and HTTP caches").
+        headers = {"Vary": "Origin"} if self._listed else {}
         if not origin:
-            return {}
+            return headers
         if origin in self._listed:
-            return {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
-                "Vary": "Origin",
-            }
-        if self._any:
-            return {"Access-Control-Allow-Origin": "*"}
-        return {}
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+        elif self._any:
+            headers["Access-Control-Allow-Origin"] = "*"
+        return headers
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(self.headers_for(request.headers.get("Origin")))
+        headers = self.headers_for(request.headers.get("Origin"))
+        vary = headers.pop("Vary", None)
+        response.headers.update(headers)
+        if vary is not None:
+            present = response.headers.get("Vary")
+            if present is None:
+                response.headers["Vary"] = vary
+            elif vary.lower() not in (value.strip().lower() for value in present.split(",")):
+                response.headers["Vary"] = f"{present}, {vary}"
 
     def preflight(self, request: web.Request) -> web.Response:
         headers = self.headers_for(request.headers.get("Origin"))
-        if headers:
+        if "Access-Control-Allow-Origin" in headers:
             requested = request.headers.get("Access-Control-Request-Headers")
             headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
             headers["Access-Control-Allow-Headers"] = requested or ALLOW_HEADERS
             headers["Access-Control-Max-Age"] = "600"
+            # The allowed headers echo the request's, so a cache must key on them too.
+            headers["Vary"] = ", ".join(filter(None, (headers.get("Vary"), "Access-Control-Request-Headers")))
         return web.Response(status=204, headers=headers)

@@ -42,9 +42,19 @@ logger = logging.getLogger(__name__)
 class Counters:
     """Hub-wide counters, kept per message or per connection, never per delivery."""
 
-    __slots__ = ("messages_delivered", "messages_published", "replays", "resets", "slow_disconnects")
+    __slots__ = (
+        "connects",
+        "disconnects",
+        "messages_delivered",
+        "messages_published",
+        "replays",
+        "resets",
+        "slow_disconnects",
+    )
 
     def __init__(self) -> None:
+        self.connects = 0
+        self.disconnects: dict[str, int] = {}  # by close reason: disconnected, slow, kicked, shutdown
         self.messages_published = 0
         self.messages_delivered = 0
         self.slow_disconnects = 0
@@ -120,6 +130,7 @@ class Hub:
             on_close=self._closed,
         )
         self.registry.add(subscriber)
+        self.counters.connects += 1
         self.broker.client_connected(subscriber.client_id)
         logger.info("connect client=%s ip=%s channels=%s", subscriber.client_id, ip, ",".join(channels))
         return subscriber
@@ -134,7 +145,10 @@ class Hub:
             {"client_id": subscriber.client_id, "channels": list(subscriber.channels)},
             separators=(",", ":"),
         )
-        preamble = [sse.chunk(sse.encode_event(connected, "connected", retry_ms=self.settings.sse.retry_ms))]
+        # retry first, in the block of the connected event: the stream's first bytes set the
+        # reconnection delay before anything else can go wrong.
+        retry = b"retry: %d\n" % self.settings.sse.retry_ms
+        preamble = [sse.chunk(retry + sse.encode_event(connected, "connected"))]
         if not last_event_id:
             return preamble, ()
         self.counters.replays += 1
@@ -161,8 +175,10 @@ class Hub:
         self.broker.client_disconnected(subscriber.client_id)
 
     def _closed(self, subscriber: Subscriber, reason: str) -> None:
+        counters = self.counters
+        counters.disconnects[reason] = counters.disconnects.get(reason, 0) + 1
         if reason == "slow":
-            self.counters.slow_disconnects += 1
+            counters.slow_disconnects += 1
         logger.info(
             "disconnect client=%s reason=%s messages=%d bytes=%d",
             subscriber.client_id,
@@ -195,17 +211,18 @@ class Hub:
         if not targets:
             return
         chunk = message.chunk
+        frame_bytes = message.frame_bytes
         message_id = message.id
         exclude = message.exclude_client_id
         delivered = 0
         if exclude is None:
             for subscriber in targets:
-                subscriber.offer(message_id, chunk)
+                subscriber.offer(message_id, chunk, frame_bytes)
             delivered = len(targets)
         else:
             for subscriber in targets:
                 if subscriber.client_id != exclude:
-                    subscriber.offer(message_id, chunk)
+                    subscriber.offer(message_id, chunk, frame_bytes)
                     delivered += 1
         self.counters.messages_delivered += delivered
 

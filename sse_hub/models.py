@@ -8,6 +8,7 @@ bytes to every subscriber and replay re-uses them.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -46,6 +47,23 @@ def _check_utf8(value: str, what: str) -> str:
     return value
 
 
+def _check_finite(data: bytes, value: JsonValue) -> None:
+    """JSON has no NaN or Infinity, but the parser accepts them and overflows ``1e400`` to
+    infinity; sent on, they would be a bare ``Infinity`` that no JSON parser reads. The
+    serialized form is searched first (fast, in C) so ordinary data is never walked."""
+    if b"NaN" not in data and b"Infinity" not in data:
+        return
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("data holds a number JSON cannot carry (NaN, Infinity or out of range)")
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+
+
 class PublishItem(BaseModel):
     """One message as a publisher sends it in ``POST /broadcast``."""
 
@@ -76,7 +94,9 @@ class PublishItem(BaseModel):
         if isinstance(self.data, str):
             data = _check_utf8(self.data, "data")
         else:
-            data = to_json(self.data).decode()
+            encoded = to_json(self.data)
+            _check_finite(encoded, self.data)
+            data = encoded.decode()
         if self.client_id is not None:
             channels: tuple[str, ...] = ()
         elif self.channel is not None:
@@ -134,13 +154,25 @@ class Message:
     client_id: str | None = None
     exclude_client_id: str | None = None
     _chunk: bytes | None = field(default=None, repr=False)
+    _frame_bytes: int = field(default=0, repr=False)
 
     @property
     def chunk(self) -> bytes:
+        chunk = self._chunk
+        return chunk if chunk is not None else self._encode()
+
+    @property
+    def frame_bytes(self) -> int:
+        """The SSE frame's length inside ``chunk`` (what a client's ``bytes_sent`` counts)."""
         if self._chunk is None:
-            frame = sse.encode_event(self.data, self.event, str(self.id), self.retry_ms)
-            self._chunk = sse.chunk(frame)
-        return self._chunk
+            self._encode()
+        return self._frame_bytes
+
+    def _encode(self) -> bytes:
+        frame = sse.encode_event(self.data, self.event, str(self.id), self.retry_ms)
+        self._frame_bytes = len(frame)
+        self._chunk = chunk = sse.chunk(frame)
+        return chunk
 
     @property
     def is_global(self) -> bool:

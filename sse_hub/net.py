@@ -36,6 +36,10 @@ class ClientAddress:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:
             return False
+        # A dual-stack listener (host "::") sees IPv4 peers as ::ffff:a.b.c.d; compare
+        # them with the IPv4 entries the operator wrote.
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in network for network in self._trusted)
 
     def resolve(self, peer: str | None, forwarded_for: str | None, real_ip: str | None) -> str:

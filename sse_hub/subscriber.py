@@ -10,13 +10,19 @@ Invariants:
 3. The buffer is bounded: the bytes the kernel has not taken yet (the transport's write
    buffer) plus, before the stream is live, the held live messages. Over
    ``client_buffer_bytes`` the subscriber is closed as ``slow``; it never blocks others.
+   A replay burst is allowed on top, shrinking as the client reads it.
 4. Until ``go_live`` the subscriber holds live messages (with their ids) so that a replay
    from history can be followed by them with no gap and no duplicate.
+
+``messages_sent`` and ``bytes_sent`` count published messages queued for this client
+(their SSE frames, without HTTP chunk framing); the preamble, ``reset`` and heartbeats
+are not messages and are not counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -67,6 +73,7 @@ class Subscriber:
         "_max_buffer_bytes",
         "_on_close",
         "_outbox",
+        "_replay_allowance",
         "_skip_through",
         "_transport",
         "bytes_sent",
@@ -101,9 +108,10 @@ class Subscriber:
         self.close_reason: str | None = None
         self._transport: Transport | None = None
         self._outbox: list[bytes] = []
-        self._held: list[tuple[int, bytes]] | None = []
+        self._held: list[tuple[int, bytes, int]] | None = []
         self._held_bytes = 0
         self._skip_through = 0
+        self._replay_allowance = 0
         self._flusher = flusher
         self._max_buffer_bytes = max_buffer_bytes
         self._closed: asyncio.Future[str] = flusher._loop.create_future()
@@ -111,13 +119,14 @@ class Subscriber:
 
     # -- hot path ---------------------------------------------------------------------
 
-    def offer(self, message_id: int, chunk: bytes) -> None:
-        """Queue one encoded message; never awaits, never raises for a dead client."""
+    def offer(self, message_id: int, chunk: bytes, frame_bytes: int) -> None:
+        """Queue one encoded message; never awaits, never raises for a dead client.
+        ``frame_bytes`` is the SSE frame's length inside ``chunk``, for ``bytes_sent``."""
         if message_id <= self._skip_through:
             return
         held = self._held
         if held is not None:
-            held.append((message_id, chunk))
+            held.append((message_id, chunk, frame_bytes))
             self._held_bytes += len(chunk)
             if self._held_bytes > self._max_buffer_bytes:
                 self.close("slow", abort=True)
@@ -127,6 +136,7 @@ class Subscriber:
             self._flusher.mark(self)
         outbox.append(chunk)
         self.messages_sent += 1
+        self.bytes_sent += frame_bytes
 
     def flush(self, now: float) -> None:
         outbox = self._outbox
@@ -139,9 +149,14 @@ class Subscriber:
             self.close("disconnected")
             return
         transport.write(data)
-        self.bytes_sent += len(data)
         self.last_activity = now
-        if transport.get_write_buffer_size() > self._max_buffer_bytes:
+        backlog = transport.get_write_buffer_size()
+        allowance = self._replay_allowance
+        if allowance and backlog < allowance:
+            # The replay sits at the front of the backlog, so it is at most the smallest
+            # backlog seen since: the allowance shrinks as the client reads it.
+            self._replay_allowance = allowance = backlog
+        if backlog > self._max_buffer_bytes + allowance:
             self.close("slow", abort=True)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -149,17 +164,24 @@ class Subscriber:
     def go_live(self, transport: Transport, preamble: Sequence[bytes], replay: Sequence[Message] = ()) -> None:
         """Start writing: the preamble chunks, the replayed messages, then what was held
         meanwhile, skipping held ids already replayed."""
+        if self.close_reason is not None:
+            return  # closed while the replay was read (kicked, or slow while holding)
         self._transport = transport
         held, self._held = self._held or [], None
         self._held_bytes = 0
         for chunk in preamble:
             self._send(chunk)
         for message in replay:
-            self.offer(message.id, message.chunk)
+            self.offer(message.id, message.chunk, message.frame_bytes)
         if replay:
             self._skip_through = replay[-1].id
-        for message_id, chunk in held:
-            self.offer(message_id, chunk)
+            # History goes out in one burst that may exceed the buffer limit by itself;
+            # only the backlog beyond it means the client is slow. Without this allowance
+            # a client owed more than client_buffer_bytes would be cut off on every
+            # reconnect and never catch up.
+            self._replay_allowance = sum(len(message.chunk) for message in replay)
+        for message_id, chunk, frame_bytes in held:
+            self.offer(message_id, chunk, frame_bytes)
 
     def send_control(self, chunk: bytes) -> None:
         """Queue bytes that are not a published message (a shutdown retry block); dropped
@@ -202,6 +224,10 @@ class Subscriber:
         self.close_reason = reason
         self._outbox.clear()
         self._held = None
+        # Until the handler releases it, dispatch may still offer to this subscriber; the
+        # id check that skips replayed messages drops those too, at no cost to the hot path,
+        # so nothing is written after the stream's last chunk.
+        self._skip_through = sys.maxsize
         if abort and self._transport is not None:
             self._transport.abort()
         if not self._closed.done():

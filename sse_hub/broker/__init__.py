@@ -52,6 +52,9 @@ class History:
 class Broker(abc.ABC):
     """See the module docstring for the contract every broker keeps."""
 
+    #: Times the broker re-established its connection (0 for brokers that never lose it).
+    reconnects: int = 0
+
     @abc.abstractmethod
     async def start(self, deliver: Deliver) -> None: ...
 

@@ -13,7 +13,8 @@ def client_limit(request: web.Request) -> int | None:
     raw = request.query.get("limit")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    # isascii: str.isdigit() also accepts "²", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise BadRequest("limit must be a non-negative integer", {"limit": raw[:50]})
     return int(raw)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+
 from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
@@ -53,11 +57,33 @@ def last_event_id(request: web.Request) -> str | None:
     )
 
 
+def bound_kernel_buffer(transport: asyncio.BaseTransport, buffer_bytes: int) -> None:
+    """Cap the socket's kernel send buffer near ``client_buffer_bytes``.
+
+    The hub measures a client's backlog in the transport's buffer, which fills only once
+    the kernel's send buffer is full; Linux autotunes that up to ``tcp_wmem`` max (4 MiB
+    by default), so a stalled client could absorb megabytes before being noticed. Setting
+    SO_SNDBUF turns autotuning off for this socket (socket(7); the kernel doubles the
+    value for its bookkeeping), which bounds the whole backlog to a few times the limit.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+
+
 async def stream(request: web.Request, channel_names: list[str]) -> web.StreamResponse:
     channels = check_channels(request, channel_names)
     if request.version < HttpVersion11:
         # The stream is sent as HTTP/1.1 chunks, encoded once for every subscriber.
         raise HttpVersionNotSupported("SSE streams need HTTP/1.1 (nginx: proxy_http_version 1.1)")
+    if request.method == "HEAD":
+        # aiohttp routes HEAD to GET handlers; the hub writes stream bytes straight to the
+        # socket, which a HEAD response must not carry (RFC 9110, 9.3.2): headers only.
+        head = web.StreamResponse(headers=SSE_HEADERS)
+        await head.prepare(request)
+        return head
     hub = request.app[HUB]
     ip = request.app[CLIENT_ADDRESS].resolve(
         request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
@@ -71,6 +97,7 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         transport = request.transport
         if transport is None:
             return response
+        bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
         subscriber.go_live(transport, preamble, replay)
         await subscriber.wait_closed()
         return response
