@@ -6,20 +6,24 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
 
+from sse_hub.auth import Authenticator
 from sse_hub.broker import Broker
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.config import Settings
 from sse_hub.cors import Cors
 from sse_hub.hub import Hub
-from sse_hub.keys import CLIENT_ADDRESS, CORS, HUB, SETTINGS
+from sse_hub.keys import AUTH, CLIENT_ADDRESS, CORS, HUB, METRICS, SETTINGS
+from sse_hub.metrics import Metrics
 from sse_hub.middleware import json_errors
 from sse_hub.net import ClientAddress
 from sse_hub.openapi import build_openapi
-from sse_hub.routes import admin, publish, stream
+from sse_hub.routes import admin, publish, stream, tickets
+from sse_hub.stats import instance_summary
 
 STATIC = Path(__file__).parent / "static"
 
@@ -42,6 +46,7 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     instance_id = instance_id or default_instance_id()
     broker = create_broker(settings, instance_id)
     hub = Hub(settings, broker, instance_id)
+    broker.summary_source = partial(instance_summary, hub)
     cors = Cors(settings.server.cors_origins)
 
     app = web.Application(middlewares=[json_errors])
@@ -49,6 +54,10 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     app[HUB] = hub
     app[CLIENT_ADDRESS] = ClientAddress(settings.server.trusted_proxies)
     app[CORS] = cors
+    app[AUTH] = Authenticator(settings.auth)
+    metrics = Metrics(hub)
+    hub.observe_fanout = metrics.fanout_latency.observe
+    app[METRICS] = metrics
     app.cleanup_ctx.append(_run_hub)
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(cors.on_response_prepare)
@@ -60,7 +69,9 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
         router.add_get(alias.path, stream.alias(alias.channels))
     router.add_post("/broadcast", publish.broadcast)
     router.add_post("/api/broadcast", publish.broadcast)
+    router.add_post("/tickets", tickets.issue)
     router.add_get("/stats", admin.stats)
+    router.add_get("/metrics", admin.metrics)
     router.add_delete("/clients/{client_id}", admin.delete_client)
     router.add_get("/healthz", admin.healthz)
     router.add_get("/readyz", admin.readyz)

@@ -22,7 +22,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from sse_hub import sse
 from sse_hub.broker import Broker
@@ -73,6 +73,8 @@ class Hub:
         self._flusher: Flusher | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closing = False
+        # Called once per dispatched message with seconds since it was published (metrics).
+        self.observe_fanout: Callable[[float], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -207,6 +209,9 @@ class Hub:
 
     def dispatch(self, message: Message) -> None:
         """Hand one message to every subscriber it is for. Synchronous; encodes once."""
+        observe = self.observe_fanout
+        if observe is not None and message.published_at:
+            observe(time.time() - message.published_at)
         targets = self._targets(message)
         if not targets:
             return

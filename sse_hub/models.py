@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -112,6 +113,7 @@ class PublishItem(BaseModel):
             retry_ms=self.retry,
             client_id=self.client_id,
             exclude_client_id=self.exclude_client_id,
+            published_at=time.time(),
         )
 
 
@@ -129,6 +131,7 @@ class Draft:
     retry_ms: int | None = None
     client_id: str | None = None
     exclude_client_id: str | None = None
+    published_at: float = 0.0
 
     def numbered(self, message_id: int) -> Message:
         return Message(
@@ -139,6 +142,7 @@ class Draft:
             retry_ms=self.retry_ms,
             client_id=self.client_id,
             exclude_client_id=self.exclude_client_id,
+            published_at=self.published_at,
         )
 
 
@@ -153,6 +157,8 @@ class Message:
     retry_ms: int | None = None
     client_id: str | None = None
     exclude_client_id: str | None = None
+    # When the publish request was accepted (epoch seconds), for the fan-out latency metric.
+    published_at: float = 0.0
     _chunk: bytes | None = field(default=None, repr=False)
     _frame_bytes: int = field(default=0, repr=False)
 
@@ -189,6 +195,7 @@ class Message:
                 retry_ms=self.retry_ms,
                 client_id=self.client_id,
                 exclude_client_id=self.exclude_client_id,
+                published_at=self.published_at,
             )
             .model_dump_json(exclude_none=True)
             .encode()
@@ -208,6 +215,7 @@ class MessagePayload(BaseModel):
     retry_ms: RetryMs | None = None
     client_id: ClientId | None = None
     exclude_client_id: ClientId | None = None
+    published_at: float | None = None
 
 
 def message_from_payload(payload: bytes | str) -> Message:
@@ -221,6 +229,7 @@ def message_from_payload(payload: bytes | str) -> Message:
         retry_ms=item.retry_ms,
         client_id=item.client_id,
         exclude_client_id=item.exclude_client_id,
+        published_at=item.published_at or 0.0,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from sse_hub.access_log import AccessLogger
 from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.keys import HUB
@@ -43,7 +44,8 @@ async def run_server(settings: Settings, reuse_port: bool = False) -> None:
         # client may take to send its request headers (slowloris). Open streams are busy,
         # not waiting, so they are not affected.
         keepalive_timeout=settings.server.request_header_timeout,
-        access_log=None,
+        access_log=logging.getLogger("sse_hub.access"),
+        access_log_class=AccessLogger,
     )
     await runner.setup()
     try:

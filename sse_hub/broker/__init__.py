@@ -18,6 +18,9 @@ A broker:
   single-instance broker answers False.
 - ``client_connected(client_id)`` / ``client_disconnected(client_id)``: the hub's notice
   of local clients, for brokers that keep a cluster-wide directory (default: nothing).
+- ``issue_ticket(ticket, patterns, ttl_seconds)`` / ``redeem_ticket(ticket)``: one-time
+  stream tickets, visible to every instance; ``redeem_ticket`` returns the ticket's
+  channel patterns once, within its TTL, and None after that or for an unknown ticket.
 - ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
   None when the broker is not a cluster (default).
 - ``connected``: whether publishing can work right now (``/readyz``).
@@ -54,6 +57,8 @@ class Broker(abc.ABC):
 
     #: Times the broker re-established its connection (0 for brokers that never lose it).
     reconnects: int = 0
+    #: This instance's summary for the cluster (set by the app; see ``cluster_summaries``).
+    summary_source: Callable[[], dict[str, object]] | None = None
 
     @abc.abstractmethod
     async def start(self, deliver: Deliver) -> None: ...
@@ -73,6 +78,12 @@ class Broker(abc.ABC):
     @property
     @abc.abstractmethod
     def connected(self) -> bool: ...
+
+    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
+        raise NotImplementedError
+
+    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
+        raise NotImplementedError
 
     def client_connected(self, client_id: str) -> None:
         """A client connected to this instance (synchronous: called on the hot path)."""

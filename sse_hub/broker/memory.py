@@ -7,12 +7,16 @@ message is in history and handed to the hub before the publisher's response is s
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
 from sse_hub.broker import Broker, Deliver, History
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
+
+# Expired tickets are dropped when this many are outstanding (they are single-use and short-lived).
+TICKET_SWEEP_THRESHOLD = 10_000
 
 
 class _ChannelHistory:
@@ -49,6 +53,7 @@ class MemoryBroker(Broker):
         self._channels: dict[str, _ChannelHistory] = {}
         self._last_id = 0
         self._deliver: Deliver | None = None
+        self._tickets: dict[str, tuple[tuple[str, ...], float]] = {}
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -92,6 +97,18 @@ class MemoryBroker(Broker):
 
     async def client_exists(self, client_id: str) -> bool:
         return False
+
+    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
+        now = time.monotonic()
+        if len(self._tickets) >= TICKET_SWEEP_THRESHOLD:
+            self._tickets = {key: value for key, value in self._tickets.items() if value[1] > now}
+        self._tickets[ticket] = (patterns, now + ttl_seconds)
+
+    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
 
     def _channel(self, name: str) -> _ChannelHistory:
         stored = self._channels.get(name)

@@ -1,11 +1,12 @@
-"""Operations: ``/stats``, ``DELETE /clients/{id}``, ``/healthz``, ``/readyz``."""
+"""Operations: ``/stats``, ``/metrics``, ``DELETE /clients/{id}``, ``/healthz``, ``/readyz``."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from sse_hub.errors import BadRequest
-from sse_hub.keys import HUB
+from sse_hub.keys import AUTH, HUB, METRICS
+from sse_hub.metrics import CONTENT_TYPE
 from sse_hub.stats import cluster_totals, instance_summary, local_stats
 
 
@@ -20,6 +21,7 @@ def client_limit(request: web.Request) -> int | None:
 
 
 async def stats(request: web.Request) -> web.Response:
+    request.app[AUTH].require_admin(request.headers.get("Authorization"))
     hub = request.app[HUB]
     scope = request.query.get("scope", "local")
     if scope not in ("local", "cluster"):
@@ -35,9 +37,16 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def delete_client(request: web.Request) -> web.Response:
+    request.app[AUTH].require_admin(request.headers.get("Authorization"))
     client_id = request.match_info["client_id"]
     request.app[HUB].kick(client_id)
     return web.json_response({"id": client_id, "disconnected": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    request.app[AUTH].require_admin(request.headers.get("Authorization"))
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from sse_hub.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from sse_hub.keys import HUB, SETTINGS
+from sse_hub.keys import AUTH, HUB, SETTINGS
 from sse_hub.models import PUBLISH_BODY, Message, PublishItem
 
 MAX_ERRORS_SHOWN = 20
@@ -49,6 +49,7 @@ def receipt(message: Message) -> dict[str, object]:
 
 
 async def broadcast(request: web.Request) -> web.Response:
+    request.app[AUTH].require_publisher(request.headers.get("Authorization"))
     limits = request.app[SETTINGS].limits
     body = await read_json_body(request, limits.max_message_bytes)
     items, batch = parse_items(body, limits.max_batch)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 
 from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
-from sse_hub.errors import BadRequest, HttpVersionNotSupported, InvalidChannel
-from sse_hub.keys import CLIENT_ADDRESS, HUB, SETTINGS
+from sse_hub.auth import TOKEN_COOKIE, Grant, bearer_token
+from sse_hub.auth import check_channels as check_grant
+from sse_hub.errors import BadRequest, HttpVersionNotSupported, InvalidChannel, Unauthorized
+from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
 from sse_hub.models import is_valid_channel
 
 SSE_HEADERS = {
@@ -88,7 +91,13 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
     ip = request.app[CLIENT_ADDRESS].resolve(
         request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
     )
+    grant = await authorize(request, channels)
     subscriber = hub.open(channels, ip, request.headers.get("User-Agent", "")[:256])
+    expiry = None
+    if grant.expires_at is not None:
+        # The stream ends when its token does; the client reconnects with a fresh one.
+        delay = max(0.0, grant.expires_at - time.time())
+        expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, "token_expired")
     try:
         preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
         response = web.StreamResponse(headers=SSE_HEADERS)
@@ -102,7 +111,29 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         await subscriber.wait_closed()
         return response
     finally:
+        if expiry is not None:
+            expiry.cancel()
         hub.release(subscriber)
+
+
+async def authorize(request: web.Request, channels: tuple[str, ...]) -> Grant:
+    """A one-time ``?ticket=``, else the subscriber JWT (header, ``?token=``, cookie) when
+    ``auth.subscriber_jwt`` is set; the grant must cover every requested channel."""
+    ticket = request.query.get("ticket")
+    if ticket is not None:
+        patterns = await request.app[HUB].broker.redeem_ticket(ticket) if ticket else None
+        if patterns is None:
+            raise Unauthorized("the ticket is unknown, used or expired")
+        grant = Grant(patterns)
+    else:
+        token = (
+            bearer_token(request.headers.get("Authorization"))
+            or request.query.get("token")
+            or request.cookies.get(TOKEN_COOKIE)
+        )
+        grant = request.app[AUTH].subscriber_grant(token)
+    check_grant(grant, channels)
+    return grant
 
 
 async def stream_path(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,85 @@
+"""Prometheus metrics, read from the hub's own counters at scrape time.
+
+Nothing is counted per delivery for Prometheus: the hub already keeps its counters (per
+message, per connection), and this collector turns them into metric families when
+``/metrics`` is scraped. Only the publish-to-fan-out latency histogram is observed on
+the hot path, once per message. Each app has its own CollectorRegistry (no global state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sse_hub.hub import Hub
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Channels are user-chosen names: label only the busiest, so the series count stays bounded.
+MAX_CHANNEL_LABELS = 50
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self._hub
+        counters = hub.counters
+        yield GaugeMetricFamily("sse_hub_connections", "Open SSE connections.", value=len(hub.registry))
+        by_channel = GaugeMetricFamily(
+            "sse_hub_channel_connections",
+            f"Open SSE connections by channel (the {MAX_CHANNEL_LABELS} busiest; the rest as _other).",
+            labels=["channel"],
+        )
+        counts = sorted(hub.registry.channel_counts().items(), key=lambda item: -item[1])
+        for channel, count in counts[:MAX_CHANNEL_LABELS]:
+            by_channel.add_metric([channel], count)
+        if len(counts) > MAX_CHANNEL_LABELS:
+            by_channel.add_metric(["_other"], sum(count for _, count in counts[MAX_CHANNEL_LABELS:]))
+        yield by_channel
+        yield CounterMetricFamily("sse_hub_connects", "SSE connections accepted.", value=counters.connects)
+        disconnects = CounterMetricFamily("sse_hub_disconnects", "SSE connections ended, by reason.", labels=["reason"])
+        for reason, count in sorted(counters.disconnects.items()):
+            disconnects.add_metric([reason], count)
+        yield disconnects
+        yield CounterMetricFamily(
+            "sse_hub_messages_published", "Messages published through this instance.", value=counters.messages_published
+        )
+        yield CounterMetricFamily(
+            "sse_hub_messages_delivered", "Message deliveries handed to subscribers.", value=counters.messages_delivered
+        )
+        yield CounterMetricFamily(
+            "sse_hub_slow_disconnects", "Subscribers disconnected for not reading.", value=counters.slow_disconnects
+        )
+        yield CounterMetricFamily("sse_hub_replays", "Streams that asked for a replay.", value=counters.replays)
+        yield CounterMetricFamily("sse_hub_resets", "reset events sent.", value=counters.resets)
+        broker = hub.broker
+        yield GaugeMetricFamily(
+            "sse_hub_broker_connected", "1 when the broker can publish.", value=1 if broker.connected else 0
+        )
+        yield CounterMetricFamily(
+            "sse_hub_broker_reconnects", "Times the broker re-established its connection.", value=broker.reconnects
+        )
+
+
+class Metrics:
+    """The registry behind ``/metrics`` for one app."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(HubCollector(hub))
+        self.fanout_latency = Histogram(
+            "sse_hub_fanout_latency_seconds",
+            "Time from a publish request's arrival to the message's fan-out on this instance.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

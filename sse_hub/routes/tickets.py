@@ -1,0 +1,42 @@
+"""``POST /tickets``: one-time stream tickets, so a page can open a native EventSource
+without putting a long-lived token in a URL."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from sse_hub.config import CHANNEL_PATTERN
+from sse_hub.errors import BadRequest
+from sse_hub.keys import AUTH, HUB, SETTINGS
+from sse_hub.routes.publish import read_json_body
+from sse_hub.stats import iso
+
+MAX_TICKET_TTL_SECONDS = 3600
+# A channel name, `*`, or a `prefix.*` pattern (auth.pattern_matches).
+ChannelPattern = Annotated[str, StringConstraints(pattern=rf"^(\*|{CHANNEL_PATTERN.pattern}(\.\*)?)$")]
+
+
+class TicketRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: Annotated[list[ChannelPattern], Field(min_length=1, max_length=100)]
+    ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_TICKET_TTL_SECONDS)] = 60
+
+
+async def issue(request: web.Request) -> web.Response:
+    request.app[AUTH].require_ticket_issuer(request.headers.get("Authorization"))
+    body = await read_json_body(request, request.app[SETTINGS].limits.max_message_bytes)
+    try:
+        wanted = TicketRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise BadRequest("invalid ticket request", errors[:20]) from exc
+    ticket = secrets.token_urlsafe(32)
+    await request.app[HUB].broker.issue_ticket(ticket, tuple(wanted.channels), wanted.ttl_seconds)
+    expires_at = iso(time.time() + wanted.ttl_seconds)
+    return web.json_response({"ticket": ticket, "expires_at": expires_at, "channels": wanted.channels}, status=201)
