@@ -76,5 +76,4 @@ def serve(settings: Settings, workers: int = 1) -> int:
         from sse_hub.workers import supervise
 
         return supervise(settings, workers)
-    run(settings)
-    return 0
+    return run(settings)

@@ -12,15 +12,24 @@ from aiohttp import web
 from sse_hub.access_log import AccessLogger
 from sse_hub.app import create_app
 from sse_hub.config import Settings
+from sse_hub.errors import BrokerUnavailable
 from sse_hub.keys import HUB
 
 logger = logging.getLogger("sse_hub")
 
 
-def run(settings: Settings, reuse_port: bool = False) -> None:
-    """Serve in this process until SIGTERM or SIGINT."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(run_server(settings, reuse_port))
+def run(settings: Settings, reuse_port: bool = False) -> int:
+    """Serve in this process until SIGTERM or SIGINT; the exit code (1 when it cannot start)."""
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(run_server(settings, reuse_port))
+    except BrokerUnavailable as exc:
+        logger.error("cannot start: the broker is unavailable: %s", exc)
+        return 1
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", settings.server.host, settings.server.port, exc.strerror or exc)
+        return 1
+    return 0
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

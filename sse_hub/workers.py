@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import sys
 import time
 from multiprocessing.process import BaseProcess
 
@@ -27,7 +28,7 @@ def run_worker(settings: Settings) -> None:
     """A worker's entry point (runs in the child process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     configure_logging(settings.log)
-    run(settings, reuse_port=True)
+    sys.exit(run(settings, reuse_port=True))
 
 
 def supervise(settings: Settings, workers: int) -> int:

@@ -79,11 +79,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def connected(self) -> bool: ...
 
-    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None: ...
 
-    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None: ...
 
     def client_connected(self, client_id: str) -> None:
         """A client connected to this instance (synchronous: called on the hot path)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import time
 
@@ -12,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from sse_hub.auth import TOKEN_COOKIE, Grant, bearer_token
 from sse_hub.auth import check_channels as check_grant
-from sse_hub.errors import BadRequest, HttpVersionNotSupported, InvalidChannel, Unauthorized
+from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupported, InvalidChannel, Unauthorized
 from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
 from sse_hub.models import is_valid_channel
 
@@ -99,7 +100,10 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         delay = max(0.0, grant.expires_at - time.time())
         expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, "token_expired")
     try:
-        preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
+        try:
+            preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
+        except BrokerUnavailable:
+            return await retry_later(request, request.app[SETTINGS].sse.retry_ms)
         response = web.StreamResponse(headers=SSE_HEADERS)
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -114,6 +118,19 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         if expiry is not None:
             expiry.cancel()
         hub.release(subscriber)
+
+
+async def retry_later(request: web.Request, retry_ms: int) -> web.StreamResponse:
+    """History is unreachable (broker down): end this stream at once, asking the client to
+    come back later. A 503 would be final for EventSource (WHATWG HTML 9.2.3: any status
+    but 200 fails the connection for good); a 200 that sets ``retry:`` and ends makes the
+    browser reconnect by itself with the same Last-Event-ID."""
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    delay_ms = int(max(retry_ms, 1000) * random.uniform(1, 3))
+    await response.write(b": broker unavailable, retry later\nretry: %d\n\n" % delay_ms)
+    await response.write_eof()
+    return response
 
 
 async def authorize(request: web.Request, channels: tuple[str, ...]) -> Grant:

@@ -1,0 +1,211 @@
+"""The Broker contract, run against every broker: the in-memory one and Redis (a real
+redis-server, a fresh key prefix per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from sse_hub.broker import Broker
+from sse_hub.broker.memory import MemoryBroker
+from sse_hub.broker.redis import RedisBroker
+from sse_hub.errors import BrokerUnavailable
+from sse_hub.models import Draft, Message
+from tests.conftest import make_settings, wait_until
+
+StartBroker = Callable[..., Awaitable[tuple[Broker, list[Message]]]]
+
+
+def draft(*channels: str, data: str = "x", client_id: str | None = None) -> Draft:
+    return Draft(event="message", data=data, channels=channels, client_id=client_id)
+
+
+def fields(message: Message) -> tuple[object, ...]:
+    return (
+        message.id,
+        message.event,
+        message.data,
+        message.channels,
+        message.retry_ms,
+        message.client_id,
+        message.exclude_client_id,
+    )
+
+
+def ids(messages: list[Message]) -> list[int]:
+    return [message.id for message in messages]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBroker]:
+    """``broker, delivered = await start_broker(history_size=3)``: a started broker and the
+    list its ``deliver`` appends to; stopped at teardown."""
+    started: list[Broker] = []
+    prefix = f"contract-{secrets.token_hex(4)}"
+
+    async def start(history_size: int = 100) -> tuple[Broker, list[Message]]:
+        broker: Broker
+        if request.param == "memory":
+            broker = MemoryBroker(history_size)
+        else:
+            settings = make_settings(
+                broker={"backend": "redis", "redis_url": request.getfixturevalue("redis_server"), "prefix": prefix},
+                history={"size": history_size},
+            )
+            broker = RedisBroker(settings, f"contract-{len(started)}")
+        delivered: list[Message] = []
+        started.append(broker)
+        await broker.start(delivered.append)
+        return broker, delivered
+
+    yield start
+    for broker in started:
+        await broker.stop()
+
+
+async def test_publish_numbers_messages_in_publish_order(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    first = await broker.publish([draft("a")])
+    second = await broker.publish([draft("b")])
+    third = await broker.publish([draft("a")])
+    assert ids(first) < ids(second) < ids(third)
+    assert first[0].id >= 1
+
+
+async def test_a_batch_gives_each_message_its_own_increasing_id(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    messages = await broker.publish([draft("a", data=str(n)) for n in range(5)])
+    assert [message.data for message in messages] == ["0", "1", "2", "3", "4"]
+    assert ids(messages) == sorted(set(ids(messages)))
+    assert len(messages) == 5
+
+
+async def test_deliver_receives_every_message_once_in_id_order(start_broker: StartBroker) -> None:
+    broker, delivered = await start_broker()
+    published: list[Message] = []
+    for results in await asyncio.gather(*(broker.publish([draft("a"), draft("b", "*")]) for _ in range(10))):
+        published.extend(results)
+    await wait_until(lambda: len(delivered) >= len(published))
+    assert ids(delivered) == sorted(ids(published))
+    await broker.publish([draft("end")])
+    await wait_until(lambda: delivered[-1].channels == ("end",))
+    assert len(delivered) == len(published) + 1, "nothing was delivered twice"
+
+
+async def test_a_message_keeps_every_field_through_the_broker(start_broker: StartBroker) -> None:
+    broker, delivered = await start_broker()
+    sent = Draft(
+        event="update",
+        data='line 1\r\nline 2\rline 3\n\x00 "quoted" \u2028 é',
+        channels=("a", "b"),
+        retry_ms=5000,
+        exclude_client_id="c_someone",
+    )
+    [message] = await broker.publish([sent])
+    await wait_until(lambda: bool(delivered))
+    [history_copy] = (await broker.history(["a"], 0)).messages
+    assert fields(delivered[0]) == fields(history_copy) == fields(message)
+    assert delivered[0].chunk == message.chunk
+
+
+async def test_history_returns_the_messages_newer_than_the_given_id(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    messages = await broker.publish([draft("a", data=str(n)) for n in range(4)])
+    await broker.publish([draft("other")])
+    history = await broker.history(["a"], messages[1].id)
+    assert ids(list(history.messages)) == ids(messages[2:])
+    assert [message.data for message in history.messages] == ["2", "3"]
+    assert not history.expired
+    assert (await broker.history(["a"], messages[-1].id)).messages == []
+
+
+async def test_history_merges_channels_in_id_order_and_keeps_each_message_once(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    published = await broker.publish([draft("a"), draft("a", "b"), draft("b"), draft("c"), draft("b", "a")])
+    history = await broker.history(["a", "b"], 0)
+    assert ids(list(history.messages)) == [published[i].id for i in (0, 1, 2, 4)]
+
+
+async def test_history_of_a_channel_never_published_to_is_empty(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    await broker.publish([draft("a")])
+    history = await broker.history(["nothing-here"], 0)
+    assert (list(history.messages), history.expired) == ([], False)
+
+
+async def test_history_keeps_the_newest_messages_and_reports_eviction(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker(history_size=3)
+    published = await broker.publish([draft("a", data=str(n)) for n in range(5)])
+    from_start = await broker.history(["a"], 0)
+    assert ids(list(from_start.messages)) == ids(published[2:])
+    assert from_start.expired, "messages 1 and 2 are newer than 0 and gone"
+    after_evicted = await broker.history(["a"], published[1].id)
+    assert ids(list(after_evicted.messages)) == ids(published[2:])
+    assert not after_evicted.expired, "only messages up to the given id were evicted"
+
+
+async def test_eviction_from_one_channel_does_not_expire_another(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker(history_size=2)
+    kept = await broker.publish([draft("quiet")])
+    await broker.publish([draft("busy") for _ in range(5)])
+    history = await broker.history(["quiet"], 0)
+    assert (ids(list(history.messages)), history.expired) == (ids(kept), False)
+    assert (await broker.history(["quiet", "busy"], 0)).expired
+
+
+async def test_history_of_size_zero_keeps_nothing_but_knows_what_was_lost(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker(history_size=0)
+    [first] = await broker.publish([draft("a")])
+    [second] = await broker.publish([draft("a")])
+    history = await broker.history(["a"], first.id)
+    assert (list(history.messages), history.expired, history.last_id) == ([], True, second.id)
+    assert not (await broker.history(["a"], second.id)).expired
+
+
+async def test_global_messages_are_kept_under_the_star_channel(start_broker: StartBroker) -> None:
+    broker, delivered = await start_broker()
+    [message] = await broker.publish([draft("*", data="to all")])
+    assert message.channels == ("*",)
+    history = await broker.history(["a", "*"], 0)
+    assert [item.data for item in history.messages] == ["to all"]
+    assert (await broker.history(["a"], 0)).messages == []
+    await wait_until(lambda: bool(delivered))
+    assert delivered[0].is_global
+
+
+async def test_direct_messages_are_delivered_but_not_stored(start_broker: StartBroker) -> None:
+    broker, delivered = await start_broker()
+    [message] = await broker.publish([draft(data="just you", client_id="c_one")])
+    assert message.channels == ()
+    await wait_until(lambda: bool(delivered))
+    assert (delivered[0].client_id, delivered[0].data) == ("c_one", "just you")
+    history = await broker.history(["a", "*"], 0)
+    assert (list(history.messages), history.expired, history.last_id) == ([], False, message.id)
+
+
+async def test_history_reports_the_last_published_id(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    assert (await broker.history(["a"], 0)).last_id == 0
+    await broker.publish([draft("a")])
+    [last] = await broker.publish([draft("b")])
+    assert (await broker.history(["a"], 0)).last_id == last.id
+
+
+async def test_a_stopped_broker_is_not_connected_and_refuses_to_publish(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    assert broker.connected
+    await broker.stop()
+    assert not broker.connected
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish([draft("a")])
+
+
+async def test_a_ticket_is_redeemed_once(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    await broker.issue_ticket("t-1", ("news", "stocks.*"), 60)
+    assert await broker.redeem_ticket("t-1") == ("news", "stocks.*")
+    assert await broker.redeem_ticket("t-1") is None
+    assert await broker.redeem_ticket("never-issued") is None
