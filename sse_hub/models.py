@@ -117,7 +117,7 @@ class PublishItem(BaseModel):
         )
 
 
-PUBLISH_BODY: TypeAdapter[PublishItem | list[PublishItem]] = TypeAdapter(PublishItem | list[PublishItem])
+PUBLISH_BATCH: TypeAdapter[list[PublishItem]] = TypeAdapter(list[PublishItem])
 
 
 @dataclass(frozen=True, slots=True)

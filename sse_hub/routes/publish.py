@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from sse_hub.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from sse_hub.keys import AUTH, HUB, SETTINGS
-from sse_hub.models import PUBLISH_BODY, Message, PublishItem
+from sse_hub.models import PUBLISH_BATCH, Message, PublishItem
 
 MAX_ERRORS_SHOWN = 20
 
@@ -28,13 +28,16 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
 
 def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
     """The body's messages and whether it was a batch; all valid or BadRequest."""
+    # Validate as one message or as a list by the first byte, not as a union, so an error
+    # says where it is ("data", or 3/"data") instead of naming both union branches.
+    batch = body.lstrip()[:1] == b"["
     try:
-        parsed = PUBLISH_BODY.validate_json(body)
+        if not batch:
+            return [PublishItem.model_validate_json(body)], False
+        parsed = PUBLISH_BATCH.validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         raise BadRequest("invalid message", errors[:MAX_ERRORS_SHOWN]) from exc
-    if isinstance(parsed, PublishItem):
-        return [parsed], False
     if not parsed:
         raise BadRequest("an empty batch publishes nothing")
     if len(parsed) > max_batch:

@@ -40,8 +40,8 @@ def check_channels(request: web.Request, names: list[str]) -> tuple[str, ...]:
     for name in names:
         if not is_valid_channel(name):
             raise InvalidChannel(
-                "channel names are 1-128 characters of A-Z a-z 0-9 _ . : @ -",
-                {"channel": name[:200]},
+                "invalid channel name",
+                {"channel": name[:200], "rule": "1-128 characters of A-Z a-z 0-9 _ . : @ -"},
             )
     channels = tuple(dict.fromkeys(names))
     limit = request.app[SETTINGS].limits.max_channels_per_connection
