@@ -14,11 +14,18 @@ from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, P
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sse_hub import __version__
 from sse_hub.hub import Hub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Channels are user-chosen names: label only the busiest, so the series count stays bounded.
 MAX_CHANNEL_LABELS = 50
+# The label value for all other channels. It is also a valid channel name: a channel really
+# called that is counted under it, so no two samples ever share a label set.
+OTHER_CHANNELS = "_other"
+# The close reasons the hub uses, exported at 0 from the start: a series that appears only
+# when it first moves makes rate() and increase() miss that first step.
+DISCONNECT_REASONS = ("disconnected", "kicked", "shutdown", "slow")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -29,21 +36,19 @@ class HubCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         hub = self._hub
         counters = hub.counters
-        yield GaugeMetricFamily("sse_hub_connections", "Open SSE connections.", value=len(hub.registry))
-        by_channel = GaugeMetricFamily(
-            "sse_hub_channel_connections",
-            f"Open SSE connections by channel (the {MAX_CHANNEL_LABELS} busiest; the rest as _other).",
-            labels=["channel"],
+        # Which instance answered: behind one address (--workers N on one port, a load
+        # balancer) each scrape reaches one instance, and its counters are that instance's.
+        info = GaugeMetricFamily(
+            "sse_hub_info", "This hub instance (always 1).", labels=["instance", "version", "broker"]
         )
-        counts = sorted(hub.registry.channel_counts().items(), key=lambda item: -item[1])
-        for channel, count in counts[:MAX_CHANNEL_LABELS]:
-            by_channel.add_metric([channel], count)
-        if len(counts) > MAX_CHANNEL_LABELS:
-            by_channel.add_metric(["_other"], sum(count for _, count in counts[MAX_CHANNEL_LABELS:]))
-        yield by_channel
+        info.add_metric([hub.instance_id, __version__, hub.settings.broker.backend], 1)
+        yield info
+        yield GaugeMetricFamily("sse_hub_connections", "Open SSE connections.", value=len(hub.registry))
+        yield channel_connections(hub.registry.channel_counts())
         yield CounterMetricFamily("sse_hub_connects", "SSE connections accepted.", value=counters.connects)
         disconnects = CounterMetricFamily("sse_hub_disconnects", "SSE connections ended, by reason.", labels=["reason"])
-        for reason, count in sorted(counters.disconnects.items()):
+        by_reason = dict.fromkeys(DISCONNECT_REASONS, 0) | counters.disconnects
+        for reason, count in sorted(by_reason.items()):
             disconnects.add_metric([reason], count)
         yield disconnects
         yield CounterMetricFamily(
@@ -64,6 +69,24 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "sse_hub_broker_reconnects", "Times the broker re-established its connection.", value=broker.reconnects
         )
+
+
+def channel_connections(counts: dict[str, int]) -> GaugeMetricFamily:
+    """Connections by channel: the ``MAX_CHANNEL_LABELS`` busiest channels each under its
+    own name, the rest summed under ``OTHER_CHANNELS`` (only when there is a rest)."""
+    family = GaugeMetricFamily(
+        "sse_hub_channel_connections",
+        f"Open SSE connections by channel (the {MAX_CHANNEL_LABELS} busiest; the rest as {OTHER_CHANNELS}).",
+        labels=["channel"],
+    )
+    # Busiest first; ties keep the registry's name order, so the labelled set is stable.
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    named = [item for item in ranked if item[0] != OTHER_CHANNELS][:MAX_CHANNEL_LABELS]
+    for channel, count in named:
+        family.add_metric([channel], count)
+    if len(named) < len(ranked):
+        family.add_metric([OTHER_CHANNELS], sum(counts.values()) - sum(count for _, count in named))
+    return family
 
 
 class Metrics:

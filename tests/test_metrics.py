@@ -1,0 +1,419 @@
+"""``GET /metrics``: Prometheus text format with conventional names, values that move with
+connects, publishes, deliveries, slow disconnects, kicks, replays and resets, a bounded
+channel label set, the fan-out latency histogram, the broker gauge through a real Redis
+outage, the admin token, and the real process's own metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import secrets
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from sse_hub import __version__
+from sse_hub.keys import HUB
+from sse_hub.metrics import MAX_CHANNEL_LABELS
+from tests.conftest import (
+    HubClientFactory,
+    HubProcess,
+    free_port,
+    open_stream,
+    publish,
+    require_binary,
+    wait_for_port,
+    wait_until,
+)
+from tests.sse_client import EventStream
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HUB_FAMILIES = {
+    "sse_hub_info": "gauge",
+    "sse_hub_connections": "gauge",
+    "sse_hub_channel_connections": "gauge",
+    "sse_hub_connects": "counter",
+    "sse_hub_disconnects": "counter",
+    "sse_hub_messages_published": "counter",
+    "sse_hub_messages_delivered": "counter",
+    "sse_hub_slow_disconnects": "counter",
+    "sse_hub_replays": "counter",
+    "sse_hub_resets": "counter",
+    "sse_hub_broker_connected": "gauge",
+    "sse_hub_broker_reconnects": "counter",
+    "sse_hub_fanout_latency_seconds": "histogram",
+}
+# Prometheus naming: base units only (seconds, bytes), no scaled or non-base units.
+NON_BASE_UNITS = re.compile(
+    r"_(ms|millis|milliseconds|microseconds|minutes|hours|days|kb|kilobytes|mb|megabytes|percent)(_|$)"
+)
+
+
+class Scrape:
+    """One parsed ``/metrics`` body: sample values by name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families: dict[str, Metric] = {family.name: family for family in text_string_to_metric_families(text)}
+        self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in self.families.values():
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                assert key not in self.samples, f"duplicate sample {key}"
+                self.samples[key] = sample.value
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples[(name, frozenset(labels.items()))]
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        return {dict(labels)[label]: value for (sample, labels), value in self.samples.items() if sample == name}
+
+
+async def scrape(client: TestClient[Any, Any] | aiohttp.ClientSession, url: str = "/metrics") -> Scrape:
+    response = await client.get(url)
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"] == CONTENT_TYPE
+    return Scrape(await response.text())
+
+
+def client_id_of(stream: EventStream) -> str:
+    return str(json.loads(stream.parser.events[0].data)["client_id"])
+
+
+# -- format and names ---------------------------------------------------------------------------
+
+
+async def test_metrics_are_prometheus_text_with_conventional_names(client: TestClient[Any, Any]) -> None:
+    metrics = await scrape(client)
+    hub_families = {name: family for name, family in metrics.families.items() if name.startswith("sse_hub_")}
+    assert {name: family.type for name, family in hub_families.items() if name in HUB_FAMILIES} == HUB_FAMILIES
+    for name, family in hub_families.items():
+        assert re.fullmatch(r"sse_hub_[a-z0-9_]+", name), name
+        assert family.documentation, f"{name} has no HELP"
+        assert not NON_BASE_UNITS.search(name), f"{name} is not in base units"
+        sample_names = {sample.name for sample in family.samples}
+        if family.type == "counter":
+            assert sample_names <= {f"{name}_total"}, sample_names
+        else:
+            assert not any(sample.endswith("_total") for sample in sample_names), sample_names
+        if family.type == "histogram":
+            assert name.endswith(("_seconds", "_bytes")), name
+
+
+async def test_a_fresh_hub_exports_zeros_and_every_disconnect_reason(client: TestClient[Any, Any]) -> None:
+    metrics = await scrape(client)
+    for name in ("connects", "messages_published", "messages_delivered", "slow_disconnects", "replays", "resets"):
+        assert metrics.value(f"sse_hub_{name}_total") == 0, name
+    assert metrics.value("sse_hub_connections") == 0
+    assert metrics.by_label("sse_hub_channel_connections", "channel") == {}
+    # Present at 0 before the first disconnect, so rate() sees the first one.
+    assert metrics.by_label("sse_hub_disconnects_total", "reason") == {
+        "disconnected": 0,
+        "kicked": 0,
+        "shutdown": 0,
+        "slow": 0,
+    }
+    assert metrics.value("sse_hub_broker_connected") == 1
+    assert metrics.value("sse_hub_broker_reconnects_total") == 0
+    assert metrics.value("sse_hub_fanout_latency_seconds_count") == 0
+    instance = client.server.app[HUB].instance_id
+    assert metrics.value("sse_hub_info", instance=instance, version=__version__, broker="memory") == 1
+
+
+# -- values that move ---------------------------------------------------------------------------
+
+
+async def test_connects_publishes_and_deliveries_move_the_metrics(client: TestClient[Any, Any]) -> None:
+    hub = client.server.app[HUB]
+    async with (
+        open_stream(client, "/events/a") as a1,
+        open_stream(client, "/events/a") as a2,
+        open_stream(client, "/events/b") as b1,
+    ):
+        during = await scrape(client)
+        assert during.value("sse_hub_connections") == 3
+        assert during.value("sse_hub_connects_total") == 3
+        assert during.by_label("sse_hub_channel_connections", "channel") == {"a": 2, "b": 1}
+
+        await publish(client, [{"channel": "a", "data": n} for n in range(3)])  # one batch, three messages
+        await publish(client, {"channel": "b", "data": "to b"})
+        await publish(client, {"data": "to everyone"})
+        for stream, count in ((a1, 4), (a2, 4), (b1, 2)):
+            await stream.take(count)
+        after = await scrape(client)
+        assert after.value("sse_hub_messages_published_total") == 5
+        # a: 3 messages x 2 subscribers, b: 1 x 1, global: 1 x 3
+        assert after.value("sse_hub_messages_delivered_total") == 10
+
+    await wait_until(lambda: len(hub.registry) == 0)
+    closed = await scrape(client)
+    assert closed.value("sse_hub_connections") == 0
+    assert closed.by_label("sse_hub_channel_connections", "channel") == {}
+    assert closed.value("sse_hub_disconnects_total", reason="disconnected") == 3
+    assert closed.value("sse_hub_connects_total") == 3
+
+
+@contextlib.contextmanager
+def stalled_subscriber(client: TestClient[Any, Any], path: str) -> Iterator[socket.socket]:
+    """A subscriber that sends its request and never reads (as in test_limits): a tiny
+    receive buffer, set before connecting so the TCP window stays small, fills at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect((str(client.host), int(client.port)))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        yield sock
+    finally:
+        sock.close()
+
+
+async def test_a_client_that_stops_reading_counts_as_a_slow_disconnect(hub_client: HubClientFactory) -> None:
+    client = await hub_client(limits={"client_buffer_bytes": 65536})
+    hub = client.server.app[HUB]
+    payload = "s" * 32_000
+    with stalled_subscriber(client, "/events/feed"):
+        await wait_until(lambda: len(hub.registry) == 1)
+        for _ in range(64):  # 2 MB at most: far over the buffer and the socket buffers
+            await publish(client, {"channel": "feed", "data": payload})
+            if not len(hub.registry):
+                break
+        await wait_until(lambda: len(hub.registry) == 0)
+    metrics = await scrape(client)
+    assert metrics.value("sse_hub_slow_disconnects_total") == 1
+    assert metrics.value("sse_hub_disconnects_total", reason="slow") == 1
+    assert metrics.value("sse_hub_disconnects_total", reason="disconnected") == 0
+    assert metrics.value("sse_hub_connections") == 0
+
+
+async def test_a_kicked_client_counts_as_a_disconnect_for_reason_kicked(client: TestClient[Any, Any]) -> None:
+    hub = client.server.app[HUB]
+    async with open_stream(client, "/events/a") as stream:
+        response = await client.delete(f"/clients/{client_id_of(stream)}")
+        assert response.status == 200, await response.text()
+        await stream.read_until_closed()
+    await wait_until(lambda: len(hub.registry) == 0)
+    metrics = await scrape(client)
+    assert metrics.by_label("sse_hub_disconnects_total", "reason") == {
+        "disconnected": 0,
+        "kicked": 1,
+        "shutdown": 0,
+        "slow": 0,
+    }
+    assert metrics.value("sse_hub_slow_disconnects_total") == 0
+
+
+@pytest.mark.parametrize(
+    ("last_event_id", "reset_reason"),
+    [
+        ("3", None),  # everything after 3 is retained: a plain replay
+        ("1", "history_expired"),  # 2 fell out of a history of 2
+        ("not-a-number", "unknown_id"),
+        ("99", "unknown_id"),  # newer than anything published
+    ],
+)
+async def test_replays_and_resets_are_counted(
+    hub_client: HubClientFactory, last_event_id: str, reset_reason: str | None
+) -> None:
+    client = await hub_client(history={"size": 2})
+    for n in range(4):
+        await publish(client, {"channel": "a", "data": n})
+    async with open_stream(client, "/events/a"):
+        pass
+    assert (await scrape(client)).value("sse_hub_replays_total") == 0  # no Last-Event-ID, no replay
+
+    async with open_stream(client, "/events/a", headers={"Last-Event-ID": last_event_id}) as stream:
+        first = await stream.next()
+    metrics = await scrape(client)
+    assert metrics.value("sse_hub_replays_total") == 1
+    assert metrics.value("sse_hub_resets_total") == (0 if reset_reason is None else 1)
+    if reset_reason is None:
+        assert (first.event, first.id) == ("message", "4")
+    else:
+        assert (first.event, json.loads(first.data)["reason"]) == ("reset", reset_reason)
+
+
+async def test_fanout_latency_histogram_counts_every_dispatched_message(client: TestClient[Any, Any]) -> None:
+    async with open_stream(client, "/events/a") as stream:
+        await publish(client, [{"channel": "nobody", "data": n} for n in range(10)])  # no subscriber: still dispatched
+        for n in range(5):
+            await publish(client, {"channel": "a", "data": n})
+        await publish(client, {"data": "global"})
+        await publish(client, {"client_id": client_id_of(stream), "data": "direct"})
+        received = await stream.take(7)
+        assert received[-1].data == "direct"  # in-memory fan-out is in order: all 17 were dispatched
+        metrics = await scrape(client)
+
+    count = metrics.value("sse_hub_fanout_latency_seconds_count")
+    assert count == 17 == metrics.value("sse_hub_messages_published_total")
+    buckets = sorted(
+        (float(bound), value)
+        for bound, value in metrics.by_label("sse_hub_fanout_latency_seconds_bucket", "le").items()
+    )
+    assert [value for _, value in buckets] == sorted(value for _, value in buckets)  # cumulative
+    assert buckets[-1] == (float("inf"), count)
+    assert metrics.value("sse_hub_fanout_latency_seconds_sum") >= 0
+
+
+# -- the channel label set ----------------------------------------------------------------------
+
+
+def channels_query(names: list[str]) -> str:
+    return "/events?channels=" + ",".join(names)
+
+
+async def test_every_channel_gets_its_own_label_up_to_the_limit(hub_client: HubClientFactory) -> None:
+    client = await hub_client(limits={"max_channels_per_connection": MAX_CHANNEL_LABELS})
+    names = [f"ch{n:02d}" for n in range(MAX_CHANNEL_LABELS)]
+    async with open_stream(client, channels_query(names)):
+        by_channel = (await scrape(client)).by_label("sse_hub_channel_connections", "channel")
+    assert by_channel == dict.fromkeys(names, 1)
+
+
+async def test_channels_beyond_the_busiest_50_are_summed_under_other(hub_client: HubClientFactory) -> None:
+    client = await hub_client()
+    # 55 quiet channels, among them one really named _other; two busier ones.
+    quiet = ["_other", *(f"ch{n:02d}" for n in range(54))]
+    async with (
+        open_stream(client, channels_query(quiet)),
+        open_stream(client, channels_query(["busy", "ch53", "_other"])),
+        open_stream(client, "/events/busy"),
+    ):
+        by_channel = (await scrape(client)).by_label("sse_hub_channel_connections", "channel")
+    assert len(by_channel) == MAX_CHANNEL_LABELS + 1
+    assert by_channel["busy"] == 2
+    assert by_channel["ch53"] == 2  # busier than the others: labelled though last by name
+    assert set(by_channel) == {"busy", "ch53", "_other", *(f"ch{n:02d}" for n in range(48))}
+    # The rest: ch48..ch52 (1 each) and the real _other channel (2), which gets no second
+    # sample of its own.
+    assert by_channel["_other"] == 5 + 2
+    assert sum(by_channel.values()) == len(quiet) + 3 + 1  # every subscription counted once
+
+
+async def test_one_scrape_of_a_hub_with_1000_channels_works(hub_client: HubClientFactory) -> None:
+    client = await hub_client(limits={"max_channels_per_connection": 1000})
+    names = [f"c{n:03d}" for n in range(1000)]
+    busiest = names[-10:]
+    async with open_stream(client, channels_query(names)), open_stream(client, channels_query(busiest)):
+        metrics = await scrape(client)
+    by_channel = metrics.by_label("sse_hub_channel_connections", "channel")
+    assert len(by_channel) == MAX_CHANNEL_LABELS + 1
+    assert {channel: by_channel[channel] for channel in busiest} == dict.fromkeys(busiest, 2)
+    assert by_channel["_other"] == 1000 - MAX_CHANNEL_LABELS  # the other 950, one subscriber each
+    assert sum(by_channel.values()) == 1010
+    assert metrics.value("sse_hub_connections") == 2
+
+
+# -- access --------------------------------------------------------------------------------------
+
+
+async def test_metrics_need_an_admin_token_when_admin_tokens_are_set(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"admin_tokens": ["admin-secret"], "publish_tokens": ["publish-secret"]})
+    for authorization, status in [
+        (None, 401),
+        ("Bearer wrong", 403),
+        ("Bearer publish-secret", 403),  # a publisher may not read operations data
+        ("Basic YWRtaW46YWRtaW4=", 401),
+    ]:
+        headers = {"Authorization": authorization} if authorization else {}
+        response = await client.get("/metrics", headers=headers)
+        assert response.status == status, authorization
+        assert set(await response.json()) == {"error", "detail"}
+    response = await client.get("/metrics", headers={"Authorization": "Bearer admin-secret"})
+    assert response.status == 200
+    assert Scrape(await response.text()).value("sse_hub_connections") == 0
+
+
+# -- the real process ----------------------------------------------------------------------------
+
+
+async def test_the_real_hub_process_exports_hub_and_process_metrics(hub_process: Callable[..., HubProcess]) -> None:
+    hub = hub_process()
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, f"{hub.url}/events/news") as stream:
+            response = await session.post(f"{hub.url}/broadcast", json={"channel": "news", "data": "hi"})
+            assert response.status == 202
+            await stream.next_message()
+            metrics = await scrape(session, f"{hub.url}/metrics")
+    assert metrics.value("sse_hub_connections") == 1
+    assert metrics.value("sse_hub_messages_published_total") == 1
+    assert metrics.value("sse_hub_messages_delivered_total") == 1
+    assert metrics.value("sse_hub_fanout_latency_seconds_count") == 1
+    assert metrics.value("process_resident_memory_bytes") > 0
+    assert metrics.value("process_open_fds") > 0
+    assert metrics.value("process_cpu_seconds_total") >= 0
+    assert metrics.families["process_resident_memory_bytes"].type == "gauge"
+
+
+# -- the broker, through a real Redis outage ------------------------------------------------------
+
+
+class OwnRedis:
+    """A redis-server this test owns, so it can be killed and started again on its port."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [*command, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        wait_for_port(self.port, self.process)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(require_binary("redis-server", "redis-server"), tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_broker_gauge_follows_a_redis_outage_and_the_reconnect_is_counted(
+    hub_client: HubClientFactory, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sse_hub.broker")
+    client = await hub_client(
+        broker={"backend": "redis", "redis_url": own_redis.url, "prefix": f"metrics-{secrets.token_hex(4)}"}
+    )
+    hub = client.server.app[HUB]
+    before = await scrape(client)
+    assert (before.value("sse_hub_broker_connected"), before.value("sse_hub_broker_reconnects_total")) == (1, 0)
+
+    caplog.clear()
+    own_redis.kill()
+    await wait_until(lambda: not hub.broker.connected, timeout=15)
+    down = await scrape(client)
+    assert (down.value("sse_hub_broker_connected"), down.value("sse_hub_broker_reconnects_total")) == (0, 0)
+
+    own_redis.start()
+    # The broker's reconnect backoff is capped at 5 s.
+    await wait_until(lambda: hub.broker.connected, timeout=15)
+    after = await scrape(client)
+    assert (after.value("sse_hub_broker_connected"), after.value("sse_hub_broker_reconnects_total")) == (1, 1)
+    # One log line per broker state change; each failed reconnect attempt only at DEBUG.
+    changes = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelno > logging.DEBUG]
+    assert [(level, re.split(r" \(| after", message)[0]) for level, message in changes] == [
+        ("WARNING", "redis connection lost"),
+        ("INFO", "redis connection restored"),
+    ], changes
