@@ -10,13 +10,21 @@ The matrix (design.md, "Precise rules"):
   ``hmac.compare_digest`` against every configured token, so timing reveals nothing.
 - ``auth.subscriber_jwt`` (a secret, or a public key file for RS256/ES256) set: a stream
   needs a JWT (``Authorization: Bearer``, ``?token=`` or cookie ``sse_hub_token``) whose
-  ``channels`` claim covers every requested channel, or a one-time ticket. ``exp`` is
-  checked at connect, and the stream is closed when it passes.
+  ``channels`` claim covers every requested channel, or a one-time ticket. A token is
+  accepted strictly before its ``exp`` (the leeway covers ``nbf``/``iat`` only: a stream
+  opened in the leeway would be closed at once), and the stream is closed when it passes.
+  Tickets are a way around the JWT, so with ``subscriber_jwt`` set and no publish or admin
+  token configured nobody may issue them.
+
+Header values reach us as ``str`` decoded with ``surrogateescape`` (bytes that are not
+UTF-8 become lone surrogates); every credential is handled as bytes or refused, so such a
+header is a 401/403, never an encoding error.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +36,9 @@ from sse_hub.errors import Forbidden, Unauthorized
 TOKEN_COOKIE = "sse_hub_token"
 # Seconds of clock difference tolerated between the token issuer and this host.
 JWT_LEEWAY_SECONDS = 5
+# A stream's expiry timer is capped here: a later ``exp`` (10**400 is a valid JSON integer)
+# changes nothing in practice but would overflow a float.
+MAX_GRANT_SECONDS = 366 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +73,8 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def _matches_any(token: str, tokens: tuple[bytes, ...]) -> bool:
-    candidate = token.encode()
+    # surrogateescape gives back the bytes the client sent, whatever they are.
+    candidate = token.encode("utf-8", "surrogateescape")
     found = False
     for known in tokens:  # no early exit: every token is compared
         found |= hmac.compare_digest(candidate, known)
@@ -96,10 +108,16 @@ class Authenticator:
             self._require(authorization, self._admin, "an admin token")
 
     def require_ticket_issuer(self, authorization: str | None) -> None:
-        """Tickets are issued to publishers and admins; open only when neither is set."""
+        """Tickets are issued to publishers and admins; open only when neither is set and
+        subscribers need no credential (else an open ``/tickets`` would hand anyone a way
+        around the subscriber JWT)."""
         tokens = self._publish + self._admin
         if tokens:
             self._require(authorization, tokens, "a publish or admin token")
+        elif self.subscribers_need_credentials:
+            raise Forbidden(
+                "tickets cannot be issued: auth.subscriber_jwt is set but no auth.publish_tokens or auth.admin_tokens"
+            )
 
     @staticmethod
     def _require(authorization: str | None, tokens: tuple[bytes, ...], what: str) -> None:
@@ -115,6 +133,9 @@ class Authenticator:
             return Grant(("*",))
         if not token:
             raise Unauthorized("this hub needs a subscriber token (Authorization: Bearer, ?token= or a ticket)")
+        if not token.isascii():
+            # A JWT is base64url and dots; PyJWT would fail to encode a lone surrogate.
+            raise Unauthorized("the subscriber token is not valid")
         try:
             claims = jwt.decode(token, self._jwt_key, algorithms=self._algorithms, leeway=JWT_LEEWAY_SECONDS)
         except jwt.ExpiredSignatureError as exc:
@@ -126,8 +147,19 @@ class Authenticator:
             patterns = [patterns]
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
             raise Forbidden("the subscriber token has no 'channels' claim (a list of channel patterns)")
-        expires = claims.get("exp")
-        return Grant(tuple(patterns), float(expires) if isinstance(expires, int | float) else None)
+        return Grant(tuple(patterns), _expiry(claims.get("exp")))
+
+
+def _expiry(exp: object) -> float | None:
+    """When the stream must end: the token's ``exp``, which PyJWT has already checked reads
+    as an integer (``1700000000``, ``1.7e9`` or ``"1700000000"``); 401 once it has passed."""
+    if not isinstance(exp, int | float | str):
+        return None  # absent (PyJWT refuses any other type)
+    now = time.time()
+    expires_at = min(int(exp), now + MAX_GRANT_SECONDS)
+    if expires_at <= now:
+        raise Unauthorized("the subscriber token has expired")
+    return float(expires_at)
 
 
 def check_channels(grant: Grant, channels: tuple[str, ...]) -> None:

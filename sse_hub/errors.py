@@ -10,6 +10,7 @@ One middleware (``sse_hub.middleware``) turns these into JSON bodies
     ├── Forbidden               403 forbidden
     ├── NotFound                404 not_found
     │   └── UnknownClient       404 unknown_client
+    ├── RequestTimeout          408 request_timeout
     ├── PayloadTooLarge         413 payload_too_large
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── TooManyConnectionsFromIp 429 too_many_connections_per_ip
@@ -73,6 +74,11 @@ class NotFound(HubError):
 
 class UnknownClient(NotFound):
     code = "unknown_client"
+
+
+class RequestTimeout(HubError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(HubError):

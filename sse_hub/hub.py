@@ -115,6 +115,28 @@ class Hub:
 
     def open(self, channels: tuple[str, ...], ip: str, user_agent: str) -> Subscriber:
         """Register a new subscriber (holding live messages until ``go_live``)."""
+        self.check_capacity(ip)
+        flusher = self._flusher
+        if flusher is None:  # check_capacity refuses before start(); this narrows the type
+            raise TooManyConnections("the hub is not running")
+        limits = self.settings.limits
+        subscriber = Subscriber(
+            client_id=f"c_{secrets.token_urlsafe(12)}",
+            channels=channels,
+            ip=ip,
+            user_agent=user_agent,
+            flusher=flusher,
+            max_buffer_bytes=limits.client_buffer_bytes,
+            on_close=self._closed,
+        )
+        self.registry.add(subscriber)
+        self.counters.connects += 1
+        self.broker.client_connected(subscriber.client_id)
+        logger.info("connect", extra={"client": subscriber.client_id, "ip": ip, "channels": ",".join(channels)})
+        return subscriber
+
+    def check_capacity(self, ip: str) -> None:
+        """Raise 503/429 when a new stream from ``ip`` would be over a limit."""
         limits = self.settings.limits
         if self._closing or self._flusher is None:
             raise TooManyConnections("the hub is shutting down")
@@ -122,20 +144,6 @@ class Hub:
             raise TooManyConnections("the hub is at its connection limit")
         if self.registry.count_for_ip(ip) >= limits.max_connections_per_ip:
             raise TooManyConnectionsFromIp("too many connections from this address")
-        subscriber = Subscriber(
-            client_id=f"c_{secrets.token_urlsafe(12)}",
-            channels=channels,
-            ip=ip,
-            user_agent=user_agent,
-            flusher=self._flusher,
-            max_buffer_bytes=limits.client_buffer_bytes,
-            on_close=self._closed,
-        )
-        self.registry.add(subscriber)
-        self.counters.connects += 1
-        self.broker.client_connected(subscriber.client_id)
-        logger.info("connect client=%s ip=%s channels=%s", subscriber.client_id, ip, ",".join(channels))
-        return subscriber
 
     async def prepare_replay(
         self, subscriber: Subscriber, last_event_id: str | None
@@ -182,11 +190,13 @@ class Hub:
         if reason == "slow":
             counters.slow_disconnects += 1
         logger.info(
-            "disconnect client=%s reason=%s messages=%d bytes=%d",
-            subscriber.client_id,
-            reason,
-            subscriber.messages_sent,
-            subscriber.bytes_sent,
+            "disconnect",
+            extra={
+                "client": subscriber.client_id,
+                "reason": reason,
+                "messages": subscriber.messages_sent,
+                "bytes": subscriber.bytes_sent,
+            },
         )
 
     def kick(self, client_id: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from sse_hub.access_log import redacted_path
 from sse_hub.errors import HubError
 from sse_hub.keys import CORS
 
@@ -33,10 +34,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except HubError as exc:
         if exc.status >= 500:
             logger.warning(
-                "request failed path=%s status=%d code=%s: %s", request.path, exc.status, exc.code, exc.message
+                "request failed path=%s status=%d code=%s: %s",
+                redacted_path(request),
+                exc.status,
+                exc.code,
+                exc.message,
             )
             return error_response(exc.status, exc.code, exc.message, exc.headers)
-        logger.info("request rejected path=%s status=%d code=%s", request.path, exc.status, exc.code)
+        logger.info("request rejected path=%s status=%d code=%s", redacted_path(request), exc.status, exc.code)
         detail = exc.detail if exc.detail is not None else exc.message
         return error_response(exc.status, exc.code, detail, exc.headers)
     except web.HTTPException as exc:
@@ -48,5 +53,5 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except asyncio.CancelledError:
         raise
     except Exception:
-        logger.exception("unhandled error path=%s", request.path)
+        logger.exception("unhandled error path=%s", redacted_path(request))
         return error_response(500, "internal_error", "internal server error")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from pydantic import ValidationError
 
-from sse_hub.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from sse_hub.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from sse_hub.keys import AUTH, HUB, SETTINGS
 from sse_hub.models import PUBLISH_BATCH, Message, PublishItem
 
@@ -19,10 +21,15 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
     body = bytearray()
-    while chunk := await request.content.readany():
-        body += chunk
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    # A body that never arrives would hold the connection forever (slowloris on the body).
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].server.request_header_timeout):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    except TimeoutError as exc:
+        raise RequestTimeout("the request body did not arrive in time") from exc
     return bytes(body)
 
 

@@ -82,17 +82,19 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
     if request.version < HttpVersion11:
         # The stream is sent as HTTP/1.1 chunks, encoded once for every subscriber.
         raise HttpVersionNotSupported("SSE streams need HTTP/1.1 (nginx: proxy_http_version 1.1)")
+    hub = request.app[HUB]
+    ip = request.app[CLIENT_ADDRESS].resolve(
+        request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
+    )
+    # Capacity first: a refused connection must not use up its one-time ticket.
+    hub.check_capacity(ip)
+    grant = await authorize(request, channels)
     if request.method == "HEAD":
         # aiohttp routes HEAD to GET handlers; the hub writes stream bytes straight to the
         # socket, which a HEAD response must not carry (RFC 9110, 9.3.2): headers only.
         head = web.StreamResponse(headers=SSE_HEADERS)
         await head.prepare(request)
         return head
-    hub = request.app[HUB]
-    ip = request.app[CLIENT_ADDRESS].resolve(
-        request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
-    )
-    grant = await authorize(request, channels)
     subscriber = hub.open(channels, ip, request.headers.get("User-Agent", "")[:256])
     expiry = None
     if grant.expires_at is not None:

@@ -1,0 +1,270 @@
+"""One-time stream tickets: ``POST /tickets`` (publish or admin token) returns a ticket
+that opens one stream, within its TTL, for its channels only; across instances in Redis
+mode a ticket issued on one instance is redeemed once on any."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from sse_hub.keys import HUB
+from tests.conftest import HubClientFactory, HubProcess, open_stream, wait_until
+
+HubFactory = Callable[..., HubProcess]
+TIMEOUT = 5
+
+PUBLISH = "publish-token-0123456789abcdef"
+ADMIN = "admin-token-0123456789abcdef"
+SECRET = "subscriber-secret-0123456789abcdef-0123456789"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def issue(
+    client: TestClient[Any, Any], channels: list[str], ttl_seconds: int | None = None, token: str | None = PUBLISH
+) -> str:
+    body: dict[str, Any] = {"channels": channels}
+    if ttl_seconds is not None:
+        body["ttl_seconds"] = ttl_seconds
+    response = await client.post("/tickets", json=body, headers=bearer(token) if token else {})
+    payload = await response.json()
+    assert response.status == 201, payload
+    ticket: str = payload["ticket"]
+    return ticket
+
+
+async def assert_error(response: aiohttp.ClientResponse, status: int) -> Any:
+    if response.status != status:
+        response.close()  # it may be a stream: never read it to its end
+        raise AssertionError(f"expected {status}, got {response.status} ({response.content_type})")
+    payload = await response.json()
+    assert set(payload) == {"error", "detail"}, payload
+    return payload
+
+
+# -- issuing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        # no token, the publish token, the admin token, a wrong token
+        ({"publish_tokens": [PUBLISH]}, (401, 201, 403, 403)),
+        ({"admin_tokens": [ADMIN]}, (401, 403, 201, 403)),
+        ({"publish_tokens": [PUBLISH], "admin_tokens": [ADMIN]}, (401, 201, 201, 403)),
+        ({"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}}, (401, 201, 403, 403)),
+        ({}, (201, 201, 201, 201)),
+        ({"subscriber_jwt": {"secret": SECRET}}, (403, 403, 403, 403)),
+    ],
+    ids=["publish-only", "admin-only", "both", "publish-and-jwt", "no-auth-at-all", "jwt-without-issuer-tokens"],
+)
+async def test_issuing_a_ticket_needs_a_publish_or_admin_token(
+    hub_client: HubClientFactory, auth: dict[str, Any], expected: tuple[int, ...]
+) -> None:
+    """Tickets bypass the subscriber JWT, so a hub that asks subscribers for a JWT but has
+    no issuer token configured issues none at all (else anyone could mint a ``*`` ticket)."""
+    client = await hub_client(auth=auth)
+    actual = []
+    for token in (None, PUBLISH, ADMIN, "wrong-token-0123456789abcdef"):
+        response = await client.post("/tickets", json={"channels": ["*"]}, headers=bearer(token) if token else {})
+        actual.append(response.status)
+        if response.status != 201:
+            payload = await assert_error(response, response.status)
+            if response.status == 401:
+                assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            assert payload["error"] in ("unauthorized", "forbidden")
+    assert tuple(actual) == expected
+
+
+async def test_a_ticket_comes_with_its_expiry(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    before = time.time()
+    response = await client.post("/tickets", json={"channels": ["news"], "ttl_seconds": 30}, headers=bearer(PUBLISH))
+    payload = await response.json()
+    assert response.status == 201, payload
+    assert {"ticket", "expires_at"} <= set(payload)
+    assert len(payload["ticket"]) >= 32, "a ticket is unguessable"
+    expires_at = datetime.fromisoformat(payload["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert before + 29 <= expires_at <= time.time() + 31
+    assert payload["ticket"] != await issue(client, ["news"]), "every ticket is new"
+
+
+async def test_a_ticket_is_valid_for_60_seconds_by_default(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    response = await client.post("/tickets", json={"channels": ["news"]}, headers=bearer(PUBLISH))
+    payload = await response.json()
+    expires_at = datetime.fromisoformat(payload["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert 55 <= expires_at - time.time() <= 61
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"[]",
+        b"{}",
+        b'"news"',
+        b"null",
+        b'{"channels": []}',
+        b'{"channels": "news"}',
+        b'{"channels": [1]}',
+        b'{"channels": [null]}',
+        b'{"channels": ["bad name"]}',
+        b'{"channels": ["a\\nb"]}',
+        b'{"channels": ["news*"]}',
+        b'{"channels": ["*.*"]}',
+        b'{"channels": ["' + b"x" * 129 + b'"]}',
+        b'{"channels": ["news"], "ttl_seconds": 0}',
+        b'{"channels": ["news"], "ttl_seconds": -1}',
+        b'{"channels": ["news"], "ttl_seconds": 3601}',
+        b'{"channels": ["news"], "ttl_seconds": "60"}',
+        b'{"channels": ["news"], "ttl_seconds": 1.5}',
+        b'{"channels": ["news"], "ttl_seconds": true}',
+        b'{"channels": ["news"], "ttl_seconds": 1e400}',
+        b'{"channels": ["news"], "ttl_seconds": 99999999999999999999999999}',
+        b'{"channels": ["news"], "extra": 1}',
+        b'{"channels": ["news"], "channels": 5}',
+        b'{"channels": ["\\ud800"]}',
+        b'{"channels": ["\xff"]}',
+        b"\xff\xfe",
+        json.dumps({"channels": [f"c{n}" for n in range(101)]}).encode(),
+    ],
+)
+async def test_a_bad_ticket_request_is_400(hub_client: HubClientFactory, body: bytes) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    response = await client.post("/tickets", data=body, headers={**bearer(PUBLISH), "Content-Type": "application/json"})
+    await assert_error(response, 400)
+
+
+async def test_a_ticket_request_that_is_not_json_is_415(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    response = await client.post(
+        "/tickets", data=b'{"channels": ["news"]}', headers={**bearer(PUBLISH), "Content-Type": "text/plain"}
+    )
+    await assert_error(response, 415)
+
+
+# -- redeeming --------------------------------------------------------------------------
+
+
+async def test_a_ticket_opens_one_stream_for_its_channels_then_is_spent(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
+    ticket = await issue(client, ["news", "stocks.*"])
+    path = f"/events?channel=news&channel=stocks.eu&ticket={ticket}"
+    async with open_stream(client, path) as stream:
+        response = await client.post(
+            "/broadcast", json={"channels": ["stocks.eu"], "data": "tick"}, headers=bearer(PUBLISH)
+        )
+        assert response.status == 202
+        assert (await stream.next_message()).data == "tick"
+        # A second use, while the first stream is still open, and after.
+        await assert_error(await client.get(path), 401)
+    await assert_error(await client.get(path), 401)
+
+
+@pytest.mark.parametrize(
+    ("granted", "path"),
+    [
+        (["news"], "/events/sport"),
+        (["news"], "/events?channel=news&channel=sport"),
+        (["stocks.*"], "/events/stocks"),
+        (["news"], "/api/events"),
+    ],
+)
+async def test_a_ticket_does_not_open_other_channels(
+    hub_client: HubClientFactory, granted: list[str], path: str
+) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
+    ticket = await issue(client, granted)
+    separator = "&" if "?" in path else "?"
+    payload = await assert_error(await client.get(f"{path}{separator}ticket={ticket}"), 403)
+    assert payload["error"] == "forbidden"
+    assert len(client.server.app[HUB].registry) == 0
+
+
+@pytest.mark.parametrize("ticket", ["", "nope", "x" * 5000, "%00", "..", "*"])
+async def test_an_unknown_ticket_is_401(hub_client: HubClientFactory, ticket: str) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    response = await client.get(f"/events/news?ticket={ticket}")
+    await assert_error(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_an_expired_ticket_is_401(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    issued_at = time.monotonic()
+    ticket = await issue(client, ["news"], ttl_seconds=1)
+    fresh = await issue(client, ["news"], ttl_seconds=60)
+    # The broker measures the TTL on the monotonic clock: wait until 1 s has passed on it.
+    await wait_until(lambda: time.monotonic() - issued_at > 1.05, timeout=3)
+    await assert_error(await client.get(f"/events/news?ticket={ticket}"), 401)
+    async with open_stream(client, f"/events/news?ticket={fresh}"):
+        pass
+
+
+async def test_a_ticket_needs_no_jwt_and_a_jwt_hub_still_refuses_streams_without_either(
+    hub_client: HubClientFactory,
+) -> None:
+    client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
+    await assert_error(await client.get("/events/news"), 401)
+    ticket = await issue(client, ["news"])
+    async with open_stream(client, f"/events/news?ticket={ticket}"):
+        pass
+
+
+async def test_many_tickets_each_open_exactly_one_stream(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth={"admin_tokens": [ADMIN]})
+    tickets = [await issue(client, ["news"], token=ADMIN) for _ in range(20)]
+    statuses = []
+    for ticket in tickets + tickets:
+        response = await client.get(f"/events/news?ticket={ticket}")
+        statuses.append(response.status)
+        response.close()
+    assert statuses == [200] * 20 + [401] * 20
+
+
+# -- across instances (Redis) -----------------------------------------------------------
+
+
+async def test_a_ticket_issued_on_one_instance_opens_one_stream_on_another(
+    hub_process: HubFactory, redis_server: str
+) -> None:
+    env = {
+        "SSE_HUB_BROKER__BACKEND": "redis",
+        "SSE_HUB_BROKER__REDIS_URL": redis_server,
+        "SSE_HUB_BROKER__PREFIX": f"tickets-{secrets.token_hex(4)}",
+        "SSE_HUB_AUTH__PUBLISH_TOKENS": PUBLISH,
+        "SSE_HUB_AUTH__SUBSCRIBER_JWT__SECRET": SECRET,
+    }
+    a, b = hub_process(env=env), hub_process(env=env)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=TIMEOUT)) as session:
+        async with session.post(
+            f"{a.url}/tickets", json={"channels": ["news"], "ttl_seconds": 30}, headers=bearer(PUBLISH)
+        ) as response:
+            payload = await response.json()
+            assert response.status == 201, payload
+        ticket = payload["ticket"]
+        async with session.get(f"{b.url}/events/news?ticket={ticket}") as stream:
+            assert stream.status == 200, await stream.text()
+            assert b"event: connected" in await stream.content.readuntil(b"\n\n")
+            for hub in (a, b):
+                async with session.get(f"{hub.url}/events/news?ticket={ticket}") as again:
+                    assert again.status == 401, await again.text()
+        for hub in (a, b):
+            async with session.get(f"{hub.url}/events/news") as without:
+                assert without.status == 401
+    for hub in (a, b):
+        assert await asyncio.to_thread(hub.stop) == 0
+        assert ticket not in hub.log()
+    assert "ticket=[redacted]" in a.log() + b.log()
