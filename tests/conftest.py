@@ -1,28 +1,32 @@
-"""Shared fixtures: the app on a test server, SSE streams, a real redis-server, the real
-``sse-hub`` process. Missing binaries fail loudly with the command that installs them."""
+"""Shared fixtures and helpers: the app on a test server, SSE streams, publishing, waiting
+on conditions, a real redis-server (shared, or owned by one test), the real ``sse-hub``
+process. Missing binaries fail loudly with the command that installs them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from sse_hub.app import create_app
+from sse_hub.broker import Broker
 from sse_hub.config import Settings
+from sse_hub.keys import HUB
+from sse_hub.models import Message
 from tests.sse_client import EventStream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +57,16 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5, interval
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5, interval: float = 0.02) -> None:
+    """``wait_until`` for a condition that takes I/O to evaluate (an HTTP request, a Redis
+    command): await ``check`` until it returns true; ``TimeoutError`` after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(interval)
 
 
 HubClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -98,27 +112,154 @@ async def publish(client: TestClient[Any, Any], body: object, expect: int = 202,
     return payload
 
 
+async def get_stats(client: TestClient[Any, Any], query: str = "") -> Any:
+    response = await client.get(f"/stats{query}")
+    assert response.status == 200, await response.text()
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+async def expect_error(response: aiohttp.ClientResponse, status: int) -> Any:
+    """A ``status`` reply with a JSON error body, which it returns; any other status fails
+    at once (a stream is never read to its end)."""
+    if response.status != status:
+        response.close()
+        raise AssertionError(f"expected {status}, got {response.status} ({response.content_type})")
+    payload = await response.json()
+    assert set(payload) == {"error", "detail"}, payload
+    return payload
+
+
+async def read_raw_until(
+    client: TestClient[Any, Any], path: str, marker: bytes, headers: dict[str, str] | None = None, timeout: float = 5
+) -> bytes:
+    """The bytes of a stream as sent, from the first until ``marker`` has arrived."""
+    response = await client.get(path, headers=headers)
+    try:
+        raw = b""
+        async with asyncio.timeout(timeout):
+            while marker not in raw:
+                chunk = await response.content.readany()
+                if not chunk:
+                    raise EOFError(f"the stream ended before {marker!r}: {raw!r}")
+                raw += chunk
+    finally:
+        response.close()
+    return raw
+
+
+async def broadcast(session: aiohttp.ClientSession, base_url: str, body: object, expect: int = 202) -> Any:
+    """``publish`` to a hub in another process (or to nginx in front of hubs): POST ``body``
+    to ``{base_url}/broadcast``, check the status, return the JSON reply."""
+    async with session.post(f"{base_url}/broadcast", json=body) as response:
+        payload = await response.json()
+        assert response.status == expect, payload
+        return payload
+
+
+def client_id_of(stream: EventStream) -> str:
+    """The client id the hub announced in the stream's ``connected`` event."""
+    return str(json.loads(stream.parser.events[0].data)["client_id"])
+
+
+@contextlib.contextmanager
+def stalled_subscriber(client: TestClient[Any, Any], path: str, last_event_id: str = "") -> Iterator[socket.socket]:
+    """A subscriber that sends its request and never reads: a tiny receive buffer, set
+    before connecting so the TCP window stays small, fills at once."""
+    resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect((str(client.host), int(client.port)))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{resume}\r\n".encode())
+        yield sock
+    finally:
+        sock.close()
+
+
+async def publish_until_dropped(client: TestClient[Any, Any], body: object, max_messages: int = 64) -> None:
+    """Publish ``body`` until the hub has dropped every subscriber (a stalled one), at most
+    ``max_messages`` times: with 32 kB of data, 2 MB, far over its buffer and the socket's."""
+    hub = client.server.app[HUB]
+    for _ in range(max_messages):
+        await publish(client, body)
+        if not len(hub.registry):
+            break
+    await wait_until(lambda: len(hub.registry) == 0)
+
+
+# -- brokers without the app ------------------------------------------------------------
+
+AnyBroker = TypeVar("AnyBroker", bound=Broker)
+
+
+class StartedBrokers:
+    """The brokers a fixture started, each with the list its ``deliver`` appends to."""
+
+    def __init__(self) -> None:
+        self.brokers: list[Broker] = []
+
+    async def start(self, broker: AnyBroker) -> tuple[AnyBroker, list[Message]]:
+        delivered: list[Message] = []
+        self.brokers.append(broker)  # before start(): a broker that failed half-way is stopped too
+        await broker.start(delivered.append)
+        return broker, delivered
+
+    async def stop(self) -> None:
+        for broker in self.brokers:
+            await broker.stop()
+
+
 # -- real processes ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """A real redis-server on a free loopback port; yields its URL."""
-    binary = require_binary("redis-server", "redis-server")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="sse-hub-redis-")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+class RedisProcess:
+    """A redis-server on a loopback port, without persistence: killed and started again on
+    the same port, it comes back empty, as after a crash."""
+
+    def __init__(self, binary: str, port: int, workdir: Path) -> None:
+        self.binary = binary
+        self.port = port
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [*command, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        wait_for_port(self.port, self.process)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_redis(workdir: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(require_binary("redis-server", "redis-server"), free_port(), workdir)
     try:
-        wait_for_port(port, process)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, shared by the session; yields its URL."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server this test owns, so it can ``kill()`` it and ``start()`` it again."""
+    with running_redis(tmp_path) as server:
+        yield server
 
 
 def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 10) -> None:

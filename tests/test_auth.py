@@ -30,7 +30,7 @@ from sse_hub import auth
 from sse_hub.access_log import SecretFilter, redact_text
 from sse_hub.auth import pattern_matches
 from sse_hub.keys import HUB
-from tests.conftest import HubClientFactory, HubProcess, open_stream, wait_until
+from tests.conftest import HubClientFactory, HubProcess, expect_error, open_stream, wait_until
 from tests.test_hostile import get_request, status_of
 
 HubFactory = Callable[..., HubProcess]
@@ -47,11 +47,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def assert_error(response: aiohttp.ClientResponse, status: int) -> None:
-    if response.status != status:
-        response.close()  # it may be a stream: never read it to its end
-        raise AssertionError(f"expected {status}, got {response.status} ({response.content_type})")
-    payload = await response.json()
-    assert set(payload) == {"error", "detail"}, payload
+    payload = await expect_error(response, status)
     assert payload["error"] == {401: "unauthorized", 403: "forbidden"}[status]
     if status == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")

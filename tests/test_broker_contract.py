@@ -14,7 +14,7 @@ from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
-from tests.conftest import make_settings, wait_until
+from tests.conftest import StartedBrokers, make_settings, wait_until
 
 StartBroker = Callable[..., Awaitable[tuple[Broker, list[Message]]]]
 
@@ -43,7 +43,7 @@ def ids(messages: list[Message]) -> list[int]:
 async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBroker]:
     """``broker, delivered = await start_broker(history_size=3)``: a started broker and the
     list its ``deliver`` appends to; stopped at teardown."""
-    started: list[Broker] = []
+    brokers = StartedBrokers()
     prefix = f"contract-{secrets.token_hex(4)}"
 
     async def start(history_size: int = 100) -> tuple[Broker, list[Message]]:
@@ -55,15 +55,11 @@ async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBro
                 broker={"backend": "redis", "redis_url": request.getfixturevalue("redis_server"), "prefix": prefix},
                 history={"size": history_size},
             )
-            broker = RedisBroker(settings, f"contract-{len(started)}")
-        delivered: list[Message] = []
-        started.append(broker)
-        await broker.start(delivered.append)
-        return broker, delivered
+            broker = RedisBroker(settings, f"contract-{len(brokers.brokers)}")
+        return await brokers.start(broker)
 
     yield start
-    for broker in started:
-        await broker.stop()
+    await brokers.stop()
 
 
 async def test_publish_numbers_messages_in_publish_order(start_broker: StartBroker) -> None:

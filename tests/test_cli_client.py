@@ -5,12 +5,9 @@ two output forms, Ctrl-C, and tail reconnecting by itself across a hub restart."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -18,12 +15,9 @@ import pytest
 from sse_hub.cli_client import json_or_text
 from sse_hub.client import Event, JsonValue, Publisher, subscribe
 from tests.conftest import ROOT, HubProcess, free_port
+from tests.helpers_cli import BASE_ENV, CLI, start_tail
 
 HubStarter = Callable[..., HubProcess]
-
-CLI = [sys.executable, "-m", "sse_hub"]
-# The CLI reads these as defaults; tests set them explicitly or not at all.
-BASE_ENV = {key: value for key, value in os.environ.items() if key not in ("SSE_HUB_URL", "SSE_HUB_TOKEN")}
 
 
 @dataclass
@@ -64,61 +58,6 @@ async def replay(url: str, channel: str, count: int) -> list[Event]:
             if len(messages) == count:
                 break
     return messages
-
-
-class Tail:
-    """A running ``sse-hub tail``: read its stdout lines and stderr notes with timeouts."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.notes: list[str] = []
-
-    async def line(self, timeout: float = 10) -> str:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            line = await self.process.stdout.readline()
-        assert line, f"tail ended; stderr: {self.notes}"
-        return line.decode()
-
-    async def note(self, containing: str, timeout: float = 15) -> str:
-        """Read stderr until a line contains ``containing``."""
-        assert self.process.stderr is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = (await self.process.stderr.readline()).decode()
-                assert line, f"tail ended; stderr: {self.notes}"
-                self.notes.append(line)
-                if containing in line:
-                    return line
-
-    async def interrupt(self, sig: int = signal.SIGINT) -> tuple[int, str]:
-        """Send ``sig``; returns the exit code and the rest of stderr."""
-        assert self.process.stderr is not None
-        self.process.send_signal(sig)
-        async with asyncio.timeout(15):
-            rest = await self.process.stderr.read()
-            code = await self.process.wait()
-        return code, rest.decode()
-
-
-@contextlib.asynccontextmanager
-async def start_tail(*args: str) -> AsyncIterator[Tail]:
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        "tail",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=BASE_ENV,
-        cwd=ROOT,
-    )
-    try:
-        yield Tail(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 # -- publish ------------------------------------------------------------------------------------

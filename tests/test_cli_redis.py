@@ -5,66 +5,14 @@ with Last-Event-ID, so it prints every message exactly once, in order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from sse_hub.client import Publisher, Receipt
-from tests.conftest import ROOT, HubProcess
+from tests.conftest import HubProcess
+from tests.helpers_cli import start_tail
 
 HubStarter = Callable[..., HubProcess]
-CLI = [sys.executable, "-m", "sse_hub"]
-ENV = {key: value for key, value in os.environ.items() if key not in ("SSE_HUB_URL", "SSE_HUB_TOKEN")}
-
-
-class Tail:
-    """A running ``sse-hub tail``: its stdout lines and stderr notes, each read with a timeout."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.notes: list[str] = []
-
-    async def line(self, timeout: float = 10) -> str:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            line = await self.process.stdout.readline()
-        assert line, f"tail ended; stderr: {self.notes}"
-        return line.decode()
-
-    async def note(self, containing: str, timeout: float = 15) -> str:
-        """Read stderr until a line contains ``containing``."""
-        assert self.process.stderr is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = (await self.process.stderr.readline()).decode()
-                assert line, f"tail ended; stderr: {self.notes}"
-                self.notes.append(line)
-                if containing in line:
-                    return line
-
-
-@contextlib.asynccontextmanager
-async def start_tail(url: str, channel: str) -> AsyncIterator[Tail]:
-    process = await asyncio.create_subprocess_exec(
-        *CLI,
-        "tail",
-        "--url",
-        url,
-        channel,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=ENV,
-        cwd=ROOT,
-    )
-    try:
-        yield Tail(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def publish_all(url: str, channel: str, texts: list[str]) -> list[Receipt]:
@@ -91,7 +39,7 @@ async def test_tail_survives_a_hub_restart_without_losing_messages_in_redis_mode
     hub_b = hub_process(env=env)
     sent: list[tuple[Receipt, str]] = []
 
-    async with start_tail(hub_a.url, channel) as tail:
+    async with start_tail("--url", hub_a.url, channel) as tail:
         await tail.note("connected")
         before = [f"before-{n}" for n in range(3)]
         sent += zip(await publish_all(hub_a.url, channel, before), before, strict=True)

@@ -18,7 +18,17 @@ from redis.asyncio import Redis
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
-from tests.conftest import HubProcess, free_port, make_settings, open_stream, wait_until
+from tests.conftest import (
+    HubProcess,
+    StartedBrokers,
+    broadcast,
+    client_id_of,
+    eventually,
+    free_port,
+    make_settings,
+    open_stream,
+    wait_until,
+)
 
 StartBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Message]]]]
 HubFactory = Callable[..., HubProcess]
@@ -27,15 +37,6 @@ TIMEOUT = 5
 
 def draft(*channels: str, data: str = "x") -> Draft:
     return Draft(event="message", data=data, channels=channels)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -> None:
-    """Await a condition that needs I/O to evaluate, polling until it holds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -54,21 +55,16 @@ async def redis(redis_server: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def start_broker(redis_server: str, prefix: str) -> AsyncIterator[StartBroker]:
     """``broker, delivered = await start_broker("a")``: instances sharing one prefix."""
-    started: list[RedisBroker] = []
+    brokers = StartedBrokers()
 
     async def start(instance_id: str, history_size: int = 100) -> tuple[RedisBroker, list[Message]]:
         settings = make_settings(
             broker={"backend": "redis", "redis_url": redis_server, "prefix": prefix}, history={"size": history_size}
         )
-        broker = RedisBroker(settings, instance_id)
-        delivered: list[Message] = []
-        started.append(broker)
-        await broker.start(delivered.append)
-        return broker, delivered
+        return await brokers.start(RedisBroker(settings, instance_id))
 
     yield start
-    for broker in started:
-        await broker.stop()
+    await brokers.stop()
 
 
 # -- brokers side by side ---------------------------------------------------------------
@@ -211,13 +207,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def post(session: aiohttp.ClientSession, hub: HubProcess, body: object, expect: int = 202) -> Any:
-    async with session.post(f"{hub.url}/broadcast", json=body) as response:
-        payload = await response.json()
-        assert response.status == expect, payload
-        return payload
-
-
 async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as response:
         assert response.status == 200, await response.text()
@@ -233,10 +222,10 @@ async def test_messages_published_on_one_instance_reach_every_instance_once_in_o
             assert response.status == 200
     async with contextlib.AsyncExitStack() as stack:
         streams = [await stack.enter_async_context(open_stream(session, f"{hub.url}/events/prices")) for hub in hubs]
-        receipts = [await post(session, hubs[0], {"channel": "prices", "data": n}) for n in range(10)]
-        receipts += await post(session, hubs[0], [{"channel": "prices", "data": n} for n in range(10, 20)])
-        await post(session, hubs[0], {"channel": "elsewhere", "data": "not for them"})
-        last = await post(session, hubs[2], {"channel": "prices", "data": "last"})
+        receipts = [await broadcast(session, hubs[0].url, {"channel": "prices", "data": n}) for n in range(10)]
+        receipts += await broadcast(session, hubs[0].url, [{"channel": "prices", "data": n} for n in range(10, 20)])
+        await broadcast(session, hubs[0].url, {"channel": "elsewhere", "data": "not for them"})
+        last = await broadcast(session, hubs[2].url, {"channel": "prices", "data": "last"})
         for stream in streams:
             events = await stream.take(21)
             assert [event.id for event in events] == [receipt["id"] for receipt in [*receipts, last]]
@@ -248,12 +237,12 @@ async def test_a_client_reconnecting_to_another_instance_replays_what_it_missed(
 ) -> None:
     a, b = start_hubs(2)
     async with open_stream(session, f"{a.url}/events/news") as stream:
-        await post(session, a, {"channel": "news", "data": "seen"})
+        await broadcast(session, a.url, {"channel": "news", "data": "seen"})
         seen = await stream.next_message()
-    missed = [await post(session, a, {"channel": "news", "data": f"missed {n}"}) for n in range(2)]
+    missed = [await broadcast(session, a.url, {"channel": "news", "data": f"missed {n}"}) for n in range(2)]
     async with open_stream(session, f"{b.url}/events/news", headers={"Last-Event-ID": str(seen.id)}) as stream:
         replayed = await stream.take(2)
-        live = await post(session, b, {"channel": "news", "data": "live"})
+        live = await broadcast(session, b.url, {"channel": "news", "data": "live"})
         after = await stream.next()
     assert [event.id for event in replayed] == [receipt["id"] for receipt in missed]
     assert (after.id, after.data) == (live["id"], "live")
@@ -264,7 +253,7 @@ async def test_a_direct_message_reaches_a_client_connected_to_another_instance(
 ) -> None:
     a, b = start_hubs(2)
     async with open_stream(session, f"{b.url}/events/inbox") as stream:
-        client_id = json.loads(stream.parser.events[0].data)["client_id"]
+        client_id = client_id_of(stream)
         statuses: list[int] = []
 
         async def delivered_from_a() -> bool:
@@ -277,10 +266,12 @@ async def test_a_direct_message_reaches_a_client_connected_to_another_instance(
         assert set(statuses) <= {202, 404}
         event = await stream.next()
         assert event.data == "psst"
-        missing = await post(session, a, {"client_id": "c_nobody", "data": "?"}, expect=404)
+        missing = await broadcast(session, a.url, {"client_id": "c_nobody", "data": "?"}, expect=404)
         assert missing["error"] == "unknown_client"
-        await post(session, a, [{"channel": "inbox", "data": "no"}, {"client_id": "c_nobody", "data": "?"}], expect=404)
-        await post(session, a, {"channel": "inbox", "data": "next"})
+        await broadcast(
+            session, a.url, [{"channel": "inbox", "data": "no"}, {"client_id": "c_nobody", "data": "?"}], expect=404
+        )
+        await broadcast(session, a.url, {"channel": "inbox", "data": "next"})
         assert (await stream.next()).data == "next", "the refused batch published nothing"
 
 

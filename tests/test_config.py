@@ -3,10 +3,8 @@ in-process and through ``sse-hub check-config`` as a real subprocess."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -17,6 +15,7 @@ from pydantic import BaseModel
 
 from sse_hub.config import ConfigError, Settings, StreamConfig, load_settings
 from tests.conftest import ROOT
+from tests.helpers_cli import run_sse_hub
 
 EXAMPLE = ROOT / "config.example.yaml"
 CLASSIC_STREAMS = [
@@ -295,15 +294,7 @@ def test_file_that_is_not_a_mapping_is_a_clear_error(tmp_path: Path, text: str) 
 
 
 def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("SSE_HUB_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sse_hub", "check-config", *args],
-        env={**clean, **(env or {})},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_sse_hub("check-config", *args, env=env)
 
 
 def test_check_config_accepts_the_example_file() -> None:

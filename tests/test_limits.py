@@ -5,25 +5,21 @@ trusted proxies."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import socket
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from sse_hub.keys import HUB
 from sse_hub.net import ClientAddress
-from tests.conftest import HubClientFactory, open_stream, publish, wait_until
-
-
-async def get_stats(client: TestClient[Any, Any]) -> Any:
-    response = await client.get("/stats")
-    assert response.status == 200
-    return await response.json()
-
+from tests.conftest import (
+    HubClientFactory,
+    client_id_of,
+    get_stats,
+    open_stream,
+    publish,
+    publish_until_dropped,
+    stalled_subscriber,
+    wait_until,
+)
 
 # -- connection caps --------------------------------------------------------------------
 
@@ -72,22 +68,6 @@ async def test_refused_streams_do_not_count_against_the_limits(hub_client: HubCl
 # -- slow clients -----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def stalled_subscriber(client: TestClient[Any, Any], path: str, last_event_id: str = "") -> Iterator[socket.socket]:
-    """A subscriber that sends its request and never reads: a tiny receive buffer, set
-    before connecting so the TCP window stays small, fills at once."""
-    resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(5)
-        sock.connect((str(client.host), int(client.port)))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{resume}\r\n".encode())
-        yield sock
-    finally:
-        sock.close()
-
-
 async def test_a_client_that_stops_reading_is_disconnected_and_others_get_everything(
     hub_client: HubClientFactory,
 ) -> None:
@@ -97,7 +77,7 @@ async def test_a_client_that_stops_reading_is_disconnected_and_others_get_everyt
     count = 64  # 2 MB in all: far over the stalled client's buffer and socket buffers
 
     async with open_stream(client, "/events/feed") as fast:
-        fast_id = json.loads(fast.parser.events[0].data)["client_id"]
+        fast_id = client_id_of(fast)
         with stalled_subscriber(client, "/events/feed"):
             await wait_until(lambda: len(hub.registry) == 2)
             (slow_id,) = [subscriber.client_id for subscriber in hub.registry if subscriber.client_id != fast_id]
@@ -147,11 +127,7 @@ async def test_a_client_that_stops_reading_during_a_large_replay_is_still_discon
         await publish(client, {"channel": "feed", "data": payload})
     with stalled_subscriber(client, "/events/feed", last_event_id="0"):
         await wait_until(lambda: len(hub.registry) == 1)
-        for _ in range(64):
-            await publish(client, {"channel": "feed", "data": payload})
-            if not len(hub.registry):
-                break
-        await wait_until(lambda: len(hub.registry) == 0)
+        await publish_until_dropped(client, {"channel": "feed", "data": payload})
     assert hub.counters.slow_disconnects == 1
 
 

@@ -19,8 +19,7 @@ import pytest
 
 from sse_hub.config import LogConfig
 from sse_hub.logs import JsonFormatter, TextFormatter, make_handler
-from tests.conftest import HubProcess, open_stream, wait_until
-from tests.sse_client import EventStream
+from tests.conftest import HubProcess, client_id_of, eventually, open_stream, wait_until
 
 HubStarter = Callable[..., HubProcess]
 JSON_ENV = {"SSE_HUB_LOG__FORMAT": "json"}
@@ -37,10 +36,6 @@ REJECTED: list[tuple[str, str, dict[str, Any], int]] = [
     ("DELETE", "/clients/c_nobody", {}, 404),
     ("GET", "/nowhere", {}, 404),
 ]
-
-
-def client_id_of(stream: EventStream) -> str:
-    return str(json.loads(stream.parser.events[0].data)["client_id"])
 
 
 def json_lines(hub: HubProcess, complete_only: bool = False) -> list[dict[str, Any]]:
@@ -157,12 +152,13 @@ async def one_subscriber_session(hub: HubProcess, data: str) -> str:
             status = await send(session, "POST", f"{hub.url}/broadcast", json={"channel": "news", "data": data})
             assert status == 202
             assert (await stream.next_message()).data == data
-        for _ in range(500):
+
+        async def released() -> bool:
             async with session.get(f"{hub.url}/stats") as response:
-                if (await response.json())["total_clients"] == 0:
-                    return client_id
-            await asyncio.sleep(0.01)
-    raise AssertionError("the hub did not release the stream within 5 s")
+                return (await response.json())["total_clients"] == 0
+
+        await eventually(released)
+    return client_id
 
 
 async def test_text_logs_are_one_readable_line_per_record(hub_process: HubStarter) -> None:

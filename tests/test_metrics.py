@@ -5,15 +5,11 @@ outage, the admin token, and the real process's own metrics."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import secrets
-import socket
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,14 +24,14 @@ from sse_hub.metrics import MAX_CHANNEL_LABELS
 from tests.conftest import (
     HubClientFactory,
     HubProcess,
-    free_port,
+    RedisProcess,
+    client_id_of,
     open_stream,
     publish,
-    require_binary,
-    wait_for_port,
+    publish_until_dropped,
+    stalled_subscriber,
     wait_until,
 )
-from tests.sse_client import EventStream
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HUB_FAMILIES = {
@@ -84,10 +80,6 @@ async def scrape(client: TestClient[Any, Any] | aiohttp.ClientSession, url: str 
     assert response.status == 200, await response.text()
     assert response.headers["Content-Type"] == CONTENT_TYPE
     return Scrape(await response.text())
-
-
-def client_id_of(stream: EventStream) -> str:
-    return str(json.loads(stream.parser.events[0].data)["client_id"])
 
 
 # -- format and names ---------------------------------------------------------------------------
@@ -163,32 +155,13 @@ async def test_connects_publishes_and_deliveries_move_the_metrics(client: TestCl
     assert closed.value("sse_hub_connects_total") == 3
 
 
-@contextlib.contextmanager
-def stalled_subscriber(client: TestClient[Any, Any], path: str) -> Iterator[socket.socket]:
-    """A subscriber that sends its request and never reads (as in test_limits): a tiny
-    receive buffer, set before connecting so the TCP window stays small, fills at once."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(5)
-        sock.connect((str(client.host), int(client.port)))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-        yield sock
-    finally:
-        sock.close()
-
-
 async def test_a_client_that_stops_reading_counts_as_a_slow_disconnect(hub_client: HubClientFactory) -> None:
     client = await hub_client(limits={"client_buffer_bytes": 65536})
     hub = client.server.app[HUB]
     payload = "s" * 32_000
     with stalled_subscriber(client, "/events/feed"):
         await wait_until(lambda: len(hub.registry) == 1)
-        for _ in range(64):  # 2 MB at most: far over the buffer and the socket buffers
-            await publish(client, {"channel": "feed", "data": payload})
-            if not len(hub.registry):
-                break
-        await wait_until(lambda: len(hub.registry) == 0)
+        await publish_until_dropped(client, {"channel": "feed", "data": payload})
     metrics = await scrape(client)
     assert metrics.value("sse_hub_slow_disconnects_total") == 1
     assert metrics.value("sse_hub_disconnects_total", reason="slow") == 1
@@ -358,39 +331,8 @@ async def test_the_real_hub_process_exports_hub_and_process_metrics(hub_process:
 # -- the broker, through a real Redis outage ------------------------------------------------------
 
 
-class OwnRedis:
-    """A redis-server this test owns, so it can be killed and started again on its port."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            [*command, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        wait_for_port(self.port, self.process)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(require_binary("redis-server", "redis-server"), tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
 async def test_broker_gauge_follows_a_redis_outage_and_the_reconnect_is_counted(
-    hub_client: HubClientFactory, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+    hub_client: HubClientFactory, own_redis: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="sse_hub.broker")
     client = await hub_client(

@@ -12,19 +12,24 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, HubProcess, free_port, open_stream, require_binary, wait_for_port
+from tests.conftest import (
+    ROOT,
+    HubProcess,
+    broadcast,
+    free_port,
+    open_stream,
+    require_binary,
+    wait_for_http,
+    wait_for_port,
+)
 
 RENDER = ROOT / "deploy" / "local.sh"
 CLIENT_IP = "203.0.113.7"  # TEST-NET-3 (RFC 5737): an address no real peer here has
@@ -67,21 +72,6 @@ def render_nginx_conf(workdir: Path, listen_port: int, tls_port: int, hub_ports:
     return path
 
 
-def wait_ready(hub: HubProcess, timeout: float = 15) -> None:
-    """``/readyz`` is 200 once the hub's Redis subscription is confirmed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{hub.url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"hub {hub.url} not ready within {timeout}s:\n{hub.log()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def nginx_binary() -> str:
     return require_binary("nginx", "nginx-light")
@@ -99,7 +89,8 @@ def cluster(
     }
     hubs = [hub_process(env=env), hub_process(env=env)]
     for hub in hubs:
-        wait_ready(hub)
+        # /readyz is 200 once the hub's Redis subscription is confirmed.
+        wait_for_http(f"{hub.url}/readyz", hub.process, hub.log_path)
     workdir = tmp_path / "nginx"
     workdir.mkdir()
     port = free_port()
@@ -128,13 +119,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, body: object, expect: int = 202) -> Any:
-    async with session.post(url, json=body) as response:
-        payload = await response.json()
-        assert response.status == expect, payload
-        return payload
-
-
 async def test_subscriber_behind_nginx_gets_each_event_from_either_hub_once_in_order_unbuffered(
     cluster: Cluster, session: aiohttp.ClientSession
 ) -> None:
@@ -145,11 +129,11 @@ async def test_subscriber_behind_nginx_gets_each_event_from_either_hub_once_in_o
         receipts, received = [], []
         for index in range(6):
             hub = (hub_a, hub_b)[index % 2]
-            receipts.append(await post_json(session, f"{hub.url}/broadcast", {"channel": "ticker", "data": index}))
+            receipts.append(await broadcast(session, hub.url, {"channel": "ticker", "data": index}))
             # Awaited before the next publish: an event buffered anywhere on the way
             # (nginx, the hub) would never arrive here and time out instead.
             received.append(await stream.next(timeout=5))
-        sentinel = await post_json(session, f"{hub_b.url}/broadcast", {"channel": "ticker", "data": "end"})
+        sentinel = await broadcast(session, hub_b.url, {"channel": "ticker", "data": "end"})
         after = await stream.next(timeout=5)
     assert [event.data for event in received] == [str(index) for index in range(6)]
     assert [event.id for event in received] == [receipt["id"] for receipt in receipts]
@@ -182,14 +166,14 @@ async def test_replay_through_nginx_resumes_after_last_event_id(
     cluster: Cluster, session: aiohttp.ClientSession
 ) -> None:
     hub_a, hub_b = cluster.hubs
-    first = await post_json(session, f"{hub_a.url}/broadcast", {"channel": "replay", "data": "one"})
-    await post_json(session, f"{hub_b.url}/broadcast", {"channel": "replay", "data": "two"})
+    first = await broadcast(session, hub_a.url, {"channel": "replay", "data": "one"})
+    await broadcast(session, hub_b.url, {"channel": "replay", "data": "two"})
     # Publishing through nginx works too.
-    await post_json(session, f"{cluster.nginx.url}/broadcast", {"channel": "replay", "data": "three"})
+    await broadcast(session, cluster.nginx.url, {"channel": "replay", "data": "three"})
     headers = {"Last-Event-ID": first["id"]}
     async with open_stream(session, f"{cluster.nginx.url}/events/replay", headers=headers) as stream:
         replayed = await stream.take(2)
-        live = await post_json(session, f"{hub_a.url}/broadcast", {"channel": "replay", "data": "four"})
+        live = await broadcast(session, hub_a.url, {"channel": "replay", "data": "four"})
         after = await stream.next()
     assert [event.data for event in replayed] == ["two", "three"]
     assert (after.id, after.data) == (live["id"], "four")
@@ -200,7 +184,7 @@ async def test_nginx_answers_its_own_errors_in_the_hubs_json_shape(
 ) -> None:
     # Over client_max_body_size (64k, the hub's limits.max_message_bytes): 413.
     body = {"channel": "big", "data": "x" * 70_000}
-    too_large = await post_json(session, f"{cluster.nginx.url}/broadcast", body, expect=413)
+    too_large = await broadcast(session, cluster.nginx.url, body, expect=413)
     assert too_large["error"] == "payload_too_large"
     # No hub answers: 503 with Retry-After, like a hub whose broker is down.
     for hub in cluster.hubs:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
 from types import TracebackType
@@ -21,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import ROOT, HubProcess, free_port, wait_until
+from tests.helpers_cli import run_sse_hub
 from tests.sse_client import Event, SseParser
 
 HubFactory = Callable[..., HubProcess]
@@ -272,15 +271,7 @@ async def test_signal_stops_an_idle_hub_with_exit_code_zero(hub_process: HubFact
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("SSE_HUB_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sse_hub", "serve", "--host", "127.0.0.1", "--port", str(free_port()), *args],
-        env={**clean, **(env or {})},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_sse_hub("serve", "--host", "127.0.0.1", "--port", str(free_port()), *args, env=env)
 
 
 def test_several_workers_with_the_memory_broker_exit_2_asking_for_redis() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import HubClientFactory, open_stream, publish
+from tests.conftest import HubClientFactory, open_stream, publish, read_raw_until
 
 
 async def post_raw(
@@ -297,13 +297,7 @@ async def test_string_data_is_sent_verbatim_one_data_line_per_line(
 
 async def test_a_multi_line_payload_is_written_as_several_data_lines(client: TestClient[Any, Any]) -> None:
     await publish(client, {"channel": "news", "data": "a\r\nb\rc\nd"})
-    response = await client.get("/events/news", headers={"Last-Event-ID": "0"})
-    try:
-        raw = b""
-        while b"data: d\n\n" not in raw:
-            raw += await response.content.readany()
-    finally:
-        response.close()
+    raw = await read_raw_until(client, "/events/news", b"data: d\n\n", headers={"Last-Event-ID": "0"})
     assert b"data: a\ndata: b\ndata: c\ndata: d\n\n" in raw
 
 

@@ -4,17 +4,12 @@ on the same port under two running ``sse-hub`` processes."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import subprocess
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
-import pytest
 
-from tests.conftest import HubProcess, free_port, open_stream, require_binary, wait_for_port
+from tests.conftest import HubProcess, RedisProcess, broadcast, client_id_of, eventually, open_stream
 from tests.sse_client import EventStream
 
 HubFactory = Callable[..., HubProcess]
@@ -23,58 +18,12 @@ TIMEOUT = 5
 RECOVERY_TIMEOUT = 10
 
 
-class RedisProcess:
-    """A redis-server this test owns: no persistence, so a restart comes back empty."""
-
-    def __init__(self, binary: str, port: int, workdir: Path) -> None:
-        self.binary = binary
-        self.port = port
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            [*command, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        wait_for_port(self.port, self.process)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(require_binary("redis-server", "redis-server"), free_port(), tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
-
-
 def status_is(session: aiohttp.ClientSession, url: str, status: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         async with session.get(url) as response:
             return response.status == status
 
     return check
-
-
-async def post(session: aiohttp.ClientSession, hub: HubProcess, body: object, expect: int = 202) -> Any:
-    async with session.post(f"{hub.url}/broadcast", json=body) as response:
-        payload = await response.json()
-        assert response.status == expect, payload
-        return payload
 
 
 async def heartbeats(stream: EventStream, count: int, timeout: float = TIMEOUT) -> None:
@@ -102,8 +51,8 @@ async def test_a_redis_outage_keeps_streams_open_refuses_publishes_and_recovers_
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session,
         open_stream(session, f"{b.url}/events/news") as stream,
     ):
-        client_id = json.loads(stream.parser.events[0].data)["client_id"]
-        before = [await post(session, a, {"channel": "news", "data": f"before {n}"}) for n in range(3)]
+        client_id = client_id_of(stream)
+        before = [await broadcast(session, a.url, {"channel": "news", "data": f"before {n}"}) for n in range(3)]
         assert [event.id for event in await stream.take(3)] == [receipt["id"] for receipt in before]
 
         own_redis.kill()
@@ -128,7 +77,7 @@ async def test_a_redis_outage_keeps_streams_open_refuses_publishes_and_recovers_
         own_redis.start()
         for hub in (a, b):
             await eventually(status_is(session, f"{hub.url}/readyz", 200), timeout=RECOVERY_TIMEOUT)
-        after = await post(session, a, {"channel": "news", "data": "after"})
+        after = await broadcast(session, a.url, {"channel": "news", "data": "after"})
         assert int(after["id"]) > int(before[-1]["id"]), "ids go on from before the outage"
         event = await stream.next()
         assert (event.id, event.data) == (after["id"], "after"), "nothing refused or old arrives, nothing twice"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sse_hub.keys import HUB
-from tests.conftest import HubClientFactory, open_stream, publish, wait_until
-from tests.sse_client import EventStream
+from tests.conftest import HubClientFactory, client_id_of, get_stats, open_stream, publish, wait_until
 
 CLIENT_FIELDS = {
     "id",
@@ -38,13 +36,6 @@ TOP_FIELDS = {
 }
 
 
-async def get_stats(client: TestClient[Any, Any], query: str = "") -> Any:
-    response = await client.get(f"/stats{query}")
-    assert response.status == 200, await response.text()
-    assert response.content_type == "application/json"
-    return await response.json()
-
-
 def parse_utc(value: object) -> datetime:
     """An ISO 8601 timestamp in UTC (``Z`` or ``+00:00``)."""
     assert isinstance(value, str), value
@@ -52,10 +43,6 @@ def parse_utc(value: object) -> datetime:
     assert moment.utcoffset() == timedelta(0), value
     assert "T" in value, value
     return moment
-
-
-def client_id_of(stream: EventStream) -> str:
-    return str(json.loads(stream.parser.events[0].data)["client_id"])
 
 
 def entry_for(stats: Any, client_id: str) -> Any:

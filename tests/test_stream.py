@@ -13,14 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from sse_hub.keys import HUB
 from sse_hub.models import Draft
-from tests.conftest import HubClientFactory, open_stream, publish, wait_until
+from tests.conftest import HubClientFactory, get_stats, open_stream, publish, read_raw_until, wait_until
 from tests.sse_client import EventStream
-
-
-async def stats(client: TestClient[Any, Any]) -> Any:
-    response = await client.get("/stats")
-    assert response.status == 200
-    return await response.json()
 
 
 async def raw_exchange(client: TestClient[Any, Any], request: bytes, timeout: float = 5) -> bytes:
@@ -141,18 +135,12 @@ async def test_a_stream_starts_with_retry_and_a_connected_event_without_id(hub_c
         body = connected.json()
         assert isinstance(body, dict) and set(body) == {"client_id", "channels"}
         assert body["channels"] == ["a", "b"]
-        clients = (await stats(client))["clients"]
+        clients = (await get_stats(client))["clients"]
         assert [entry["id"] for entry in clients] == [body["client_id"]]
 
 
 async def test_the_preamble_is_the_first_bytes_of_the_stream(client: TestClient[Any, Any]) -> None:
-    response = await client.get("/events/news")
-    try:
-        raw = b""
-        while b"\n\n" not in raw:
-            raw += await response.content.readany()
-    finally:
-        response.close()
+    raw = await read_raw_until(client, "/events/news", b"\n\n")
     # Comments may come first; then retry, then the connected event.
     lines = [line for line in raw.decode().split("\n") if not line.startswith(":")]
     assert lines[0] == "retry: 3000"
@@ -212,7 +200,7 @@ async def test_a_bad_channel_is_a_400_json_error_never_a_stream(client: TestClie
     assert response.status == 400
     assert response.content_type == "application/json"
     assert set(await response.json()) == {"error", "detail"}
-    assert (await stats(client))["total_clients"] == 0
+    assert (await get_stats(client))["total_clients"] == 0
 
 
 async def test_a_channel_of_128_characters_is_accepted(client: TestClient[Any, Any]) -> None:
@@ -246,7 +234,7 @@ async def test_an_http_1_0_request_is_505_with_a_json_body(client: TestClient[An
     assert status_line.split(" ")[1] == "505"
     assert headers["content-type"].startswith("application/json")
     assert set(json.loads(body)) == {"error", "detail"}
-    assert (await stats(client))["total_clients"] == 0
+    assert (await get_stats(client))["total_clients"] == 0
 
 
 async def test_an_unknown_path_is_404_with_a_json_body(client: TestClient[Any, Any]) -> None:
@@ -267,7 +255,7 @@ async def test_a_head_request_gets_the_stream_headers_and_no_body(client: TestCl
     assert head.startswith(b"HTTP/1.1 200"), raw
     assert b"text/event-stream" in head
     assert body == b""
-    assert (await stats(client))["total_clients"] == 0
+    assert (await get_stats(client))["total_clients"] == 0
 
 
 # -- ending a stream --------------------------------------------------------------------
@@ -293,7 +281,7 @@ async def test_deleting_a_client_ends_its_stream_cleanly_and_others_keep_receivi
 async def wait_until_gone(client: TestClient[Any, Any], client_id: str) -> None:
     hub = client.server.app[HUB]
     await wait_until(lambda: hub.registry.get(client_id) is None)
-    assert client_id not in [entry["id"] for entry in (await stats(client))["clients"]]
+    assert client_id not in [entry["id"] for entry in (await get_stats(client))["clients"]]
 
 
 async def test_a_deleted_client_is_gone_from_stats_and_from_direct_messages(client: TestClient[Any, Any]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sse_hub.keys import HUB
-from tests.conftest import HubClientFactory, HubProcess, open_stream, wait_until
+from tests.conftest import HubClientFactory, HubProcess, expect_error, open_stream, wait_until
 
 HubFactory = Callable[..., HubProcess]
 TIMEOUT = 5
@@ -42,15 +42,6 @@ async def issue(
     assert response.status == 201, payload
     ticket: str = payload["ticket"]
     return ticket
-
-
-async def assert_error(response: aiohttp.ClientResponse, status: int) -> Any:
-    if response.status != status:
-        response.close()  # it may be a stream: never read it to its end
-        raise AssertionError(f"expected {status}, got {response.status} ({response.content_type})")
-    payload = await response.json()
-    assert set(payload) == {"error", "detail"}, payload
-    return payload
 
 
 # -- issuing ----------------------------------------------------------------------------
@@ -80,7 +71,7 @@ async def test_issuing_a_ticket_needs_a_publish_or_admin_token(
         response = await client.post("/tickets", json={"channels": ["*"]}, headers=bearer(token) if token else {})
         actual.append(response.status)
         if response.status != 201:
-            payload = await assert_error(response, response.status)
+            payload = await expect_error(response, response.status)
             if response.status == 401:
                 assert response.headers["WWW-Authenticate"].startswith("Bearer")
             assert payload["error"] in ("unauthorized", "forbidden")
@@ -144,7 +135,7 @@ async def test_a_ticket_is_valid_for_60_seconds_by_default(hub_client: HubClient
 async def test_a_bad_ticket_request_is_400(hub_client: HubClientFactory, body: bytes) -> None:
     client = await hub_client(auth={"publish_tokens": [PUBLISH]})
     response = await client.post("/tickets", data=body, headers={**bearer(PUBLISH), "Content-Type": "application/json"})
-    await assert_error(response, 400)
+    await expect_error(response, 400)
 
 
 async def test_a_ticket_request_that_is_not_json_is_415(hub_client: HubClientFactory) -> None:
@@ -152,7 +143,7 @@ async def test_a_ticket_request_that_is_not_json_is_415(hub_client: HubClientFac
     response = await client.post(
         "/tickets", data=b'{"channels": ["news"]}', headers={**bearer(PUBLISH), "Content-Type": "text/plain"}
     )
-    await assert_error(response, 415)
+    await expect_error(response, 415)
 
 
 # -- redeeming --------------------------------------------------------------------------
@@ -169,8 +160,8 @@ async def test_a_ticket_opens_one_stream_for_its_channels_then_is_spent(hub_clie
         assert response.status == 202
         assert (await stream.next_message()).data == "tick"
         # A second use, while the first stream is still open, and after.
-        await assert_error(await client.get(path), 401)
-    await assert_error(await client.get(path), 401)
+        await expect_error(await client.get(path), 401)
+    await expect_error(await client.get(path), 401)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +179,7 @@ async def test_a_ticket_does_not_open_other_channels(
     client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
     ticket = await issue(client, granted)
     separator = "&" if "?" in path else "?"
-    payload = await assert_error(await client.get(f"{path}{separator}ticket={ticket}"), 403)
+    payload = await expect_error(await client.get(f"{path}{separator}ticket={ticket}"), 403)
     assert payload["error"] == "forbidden"
     assert len(client.server.app[HUB].registry) == 0
 
@@ -197,7 +188,7 @@ async def test_a_ticket_does_not_open_other_channels(
 async def test_an_unknown_ticket_is_401(hub_client: HubClientFactory, ticket: str) -> None:
     client = await hub_client(auth={"publish_tokens": [PUBLISH]})
     response = await client.get(f"/events/news?ticket={ticket}")
-    await assert_error(response, 401)
+    await expect_error(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -208,7 +199,7 @@ async def test_an_expired_ticket_is_401(hub_client: HubClientFactory) -> None:
     fresh = await issue(client, ["news"], ttl_seconds=60)
     # The broker measures the TTL on the monotonic clock: wait until 1 s has passed on it.
     await wait_until(lambda: time.monotonic() - issued_at > 1.05, timeout=3)
-    await assert_error(await client.get(f"/events/news?ticket={ticket}"), 401)
+    await expect_error(await client.get(f"/events/news?ticket={ticket}"), 401)
     async with open_stream(client, f"/events/news?ticket={fresh}"):
         pass
 
@@ -217,7 +208,7 @@ async def test_a_ticket_needs_no_jwt_and_a_jwt_hub_still_refuses_streams_without
     hub_client: HubClientFactory,
 ) -> None:
     client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
-    await assert_error(await client.get("/events/news"), 401)
+    await expect_error(await client.get("/events/news"), 401)
     ticket = await issue(client, ["news"])
     async with open_stream(client, f"/events/news?ticket={ticket}"):
         pass
