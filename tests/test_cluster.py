@@ -80,6 +80,29 @@ async def test_instances_share_one_sequence_and_receive_the_same_messages_in_ord
     assert [m.id for m in delivered_a] == [m.id for m in delivered_b] == published
 
 
+async def script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+async def test_concurrent_publishes_share_one_script_call_and_keep_their_order(
+    start_broker: StartBroker, redis: Redis
+) -> None:
+    broker, delivered = await start_broker("a")
+    before = await script_calls(redis)
+    results = await asyncio.gather(
+        *(broker.publish([draft("g", data=f"{n}a"), draft("g", data=f"{n}b")]) for n in range(20))
+    )
+    # One group; the broker's own presence script may run meanwhile. Without grouping: 20.
+    assert await script_calls(redis) - before <= 3, "20 concurrent publishes went out as one group"
+    for n, messages in enumerate(results):
+        assert [message.data for message in messages] == [f"{n}a", f"{n}b"]
+    ids = [message.id for messages in results for message in messages]
+    assert ids == sorted(ids) and len(set(ids)) == 40
+    await wait_until(lambda: len(delivered) >= 40)
+    assert [message.id for message in delivered] == ids
+
+
 async def test_history_written_through_one_instance_is_read_through_another(start_broker: StartBroker) -> None:
     a, _ = await start_broker("a")
     b, _ = await start_broker("b")

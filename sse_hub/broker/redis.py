@@ -44,6 +44,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, NoReturn
 from urllib.parse import urlsplit
@@ -159,6 +160,19 @@ class InstanceSummary(BaseModel):
     channels: dict[str, Annotated[int, Field(ge=0)]]
 
 
+# Drafts per group-committed script call; a larger burst starts a second group.
+MAX_GROUP_DRAFTS = 2000
+
+
+@dataclass(slots=True)
+class _PublishGroup:
+    """Drafts from concurrent publish calls, sent in one script call; ``ids`` resolves
+    with their ids in order (or BrokerUnavailable for all of them)."""
+
+    ids: asyncio.Future[list[int]]
+    drafts: list[Draft] = field(default_factory=list)
+
+
 class RedisBroker(Broker):
     """See the module docstring. ``summary_source`` is set by the app to describe this
     instance in ``/stats?scope=cluster``; until then a minimal summary is published."""
@@ -200,6 +214,8 @@ class RedisBroker(Broker):
         self._deliver: Deliver | None = None
         self._subscriber: AbstractConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._open_batch: _PublishGroup | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
         self._connected = False
         self._announced = False
         self._delivered_id = 0
@@ -233,7 +249,7 @@ class RedisBroker(Broker):
 
     async def stop(self) -> None:
         self._connected = False
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._publishing], []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -254,22 +270,50 @@ class RedisBroker(Broker):
     # -- publish and read -------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        """Publishes arriving in the same loop iteration share one script call (group
+        commit): one round trip instead of one each, and Redis writes their PUBLISHes to
+        every instance back to back, so the instances fan them out together, one socket
+        write per subscriber for the lot (bench: S1 on Redis, docs/performance.md)."""
         if not drafts:
             return []
         if not self._connected:
             raise BrokerUnavailable("Redis is not connected")
+        batch = self._open_batch
+        if batch is None or len(batch.drafts) >= MAX_GROUP_DRAFTS:
+            batch = self._open_batch = _PublishGroup(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._send_group, batch)
+        start = len(batch.drafts)
+        batch.drafts.extend(drafts)
+        ids = await asyncio.shield(batch.ids)
+        return [draft.numbered(message_id) for draft, message_id in zip(drafts, ids[start:], strict=False)]
+
+    def _send_group(self, batch: _PublishGroup) -> None:
+        if self._open_batch is batch:
+            self._open_batch = None
+        task = asyncio.create_task(self._run_group(batch), name="sse-hub-redis-publish")
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _run_group(self, batch: _PublishGroup) -> None:
         keys = [self._seq_key]
         args: list[bytes | str | int] = [self._seen_id, *self._trim, self._topic]
-        for draft in drafts:
+        for draft in batch.drafts:
             keys.extend(self._history_prefix + channel for channel in draft.channels)
             args += (payload_tail(draft), len(draft.channels))
         try:
-            ids = await self._publish_script(keys=keys, args=args)
+            raw_ids = await self._publish_script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("Redis did not take the message") from exc
-        messages = [draft.numbered(int(raw)) for draft, raw in zip(drafts, ids, strict=True)]
-        self._seen(messages[-1].id)
-        return messages
+            batch.ids.set_exception(BrokerUnavailable("Redis did not take the message"))
+            batch.ids.exception()  # retrieved: a group whose callers all left logs nothing
+            logger.debug("publish group failed: %s", exc)
+            return
+        except asyncio.CancelledError:
+            batch.ids.set_exception(BrokerUnavailable("the broker is stopping"))
+            batch.ids.exception()
+            raise
+        ids = [int(raw) for raw in raw_ids]
+        self._seen(ids[-1])
+        batch.ids.set_result(ids)
 
     async def history(self, channels: Iterable[str], after_id: int) -> History:
         if not self._connected:
