@@ -1,0 +1,151 @@
+"""Publishing to sse-hub over HTTP: ``Publisher`` sends messages to ``POST /broadcast``.
+
+    async with Publisher("http://127.0.0.1:8080", token="...") as hub:
+        receipt = await hub.publish({"price": 182.3}, channels=["stocks"], event="tick")
+
+A publish is never retried (it is not idempotent): a failure is a HubConnectionError or a
+PublishError and the caller decides. Every request has a timeout. ``sse_hub.client``
+re-exports everything here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import NotRequired, Self, TypeAlias, TypedDict, cast
+
+import aiohttp
+
+from sse_hub.client_errors import PublishError, body_of, connection_error, hub_url
+
+JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+
+
+class Receipt(TypedDict):
+    """What the hub answers for one published message."""
+
+    id: str
+    channels: list[str]
+    client_id: NotRequired[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message to publish (an item of ``Publisher.publish_batch``).
+
+    ``data``: a string is sent verbatim, any other JSON value as compact JSON.
+    ``channels``: None sends to every client of the hub. ``client_id``: that client only.
+    ``exclude_client_id``: everyone but that client. ``retry``: the clients' new
+    reconnection time in ms.
+    """
+
+    data: JsonValue
+    channels: Sequence[str] | None = None
+    event: str | None = None
+    client_id: str | None = None
+    exclude_client_id: str | None = None
+    retry: int | None = None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        body: dict[str, JsonValue] = {"data": self.data}
+        if self.channels is not None:
+            # A bare string is a Sequence[str] too; take it as one channel, not its letters.
+            body["channels"] = [self.channels] if isinstance(self.channels, str) else list(self.channels)
+        optional: dict[str, JsonValue] = {
+            "event": self.event,
+            "client_id": self.client_id,
+            "exclude_client_id": self.exclude_client_id,
+            "retry": self.retry,
+        }
+        body.update((key, value) for key, value in optional.items() if value is not None)
+        return body
+
+
+class Publisher:
+    """Publishes to one hub over ``POST /broadcast``. Use ``async with`` (or ``aclose()``).
+
+    ``timeout`` bounds each request (connect, send and the answer). Pass ``session`` to
+    share an ``aiohttp.ClientSession``; the publisher then leaves it open.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = hub_url(url)
+        self._broadcast_url = self.url / "broadcast"
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._timeout_seconds = timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def publish(
+        self,
+        data: JsonValue,
+        channels: Sequence[str] | None = None,
+        event: str | None = None,
+        client_id: str | None = None,
+        exclude_client_id: str | None = None,
+        retry: int | None = None,
+    ) -> Receipt:
+        """Publish one message; returns ``{"id", "channels"}`` once the hub stored it."""
+        item = Publication(data, channels, event, client_id, exclude_client_id, retry)
+        status, answer = await self._post(item.to_json())
+        return _receipt(status, answer, str(self._broadcast_url))
+
+    async def publish_batch(self, items: Iterable[Publication]) -> list[Receipt]:
+        """Publish several messages in one request: all are published, or none (PublishError)."""
+        status, answer = await self._post([item.to_json() for item in items])
+        if not isinstance(answer, list):
+            raise PublishError(status, answer, str(self._broadcast_url))
+        return [_receipt(status, entry, str(self._broadcast_url)) for entry in answer]
+
+    async def _post(self, body: JsonValue) -> tuple[int, object]:
+        """POST the body; the status and parsed answer of a 2xx, else PublishError."""
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            async with self._session.post(
+                self._broadcast_url,
+                data=payload,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                status, text = response.status, await response.text(encoding="utf-8", errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise connection_error(self.url, exc, self._timeout_seconds) from exc
+        answer = body_of(text)
+        if not 200 <= status < 300:
+            raise PublishError(status, answer, str(self._broadcast_url))
+        return status, answer
+
+
+def _receipt(status: int, answer: object, url: str) -> Receipt:
+    """A 2xx answer that is not a receipt came from something other than the hub."""
+    if not (isinstance(answer, dict) and isinstance(answer.get("id"), str)):
+        raise PublishError(status, answer, url)
+    return cast(Receipt, answer)
