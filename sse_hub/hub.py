@@ -199,11 +199,16 @@ class Hub:
             },
         )
 
-    def kick(self, client_id: str) -> None:
+    async def kick(self, client_id: str) -> None:
+        """Disconnect a client wherever it is connected: here at once, else through the
+        broker as a ``kick`` control message to the instance that holds it."""
         subscriber = self.registry.get(client_id)
-        if subscriber is None:
-            raise UnknownClient(f"no client {client_id!r} on this instance")
-        subscriber.close("kicked")
+        if subscriber is not None:
+            subscriber.close("kicked")
+            return
+        if not await self.broker.client_exists(client_id):
+            raise UnknownClient(f"no client {client_id!r} is connected")
+        await self.broker.publish([Draft(event="message", data="", channels=(), client_id=client_id, kick=True)])
 
     # -- publish and fan-out ----------------------------------------------------------
 
@@ -219,6 +224,11 @@ class Hub:
 
     def dispatch(self, message: Message) -> None:
         """Hand one message to every subscriber it is for. Synchronous; encodes once."""
+        if message.kick:
+            target = self.registry.get(message.client_id or "")
+            if target is not None:
+                target.close("kicked")
+            return
         observe = self.observe_fanout
         if observe is not None and message.published_at:
             observe(time.time() - message.published_at)

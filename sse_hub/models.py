@@ -131,6 +131,7 @@ class Draft:
     retry_ms: int | None = None
     client_id: str | None = None
     exclude_client_id: str | None = None
+    kick: bool = False
     published_at: float = 0.0
 
     def numbered(self, message_id: int) -> Message:
@@ -142,6 +143,7 @@ class Draft:
             retry_ms=self.retry_ms,
             client_id=self.client_id,
             exclude_client_id=self.exclude_client_id,
+            kick=self.kick,
             published_at=self.published_at,
         )
 
@@ -157,6 +159,8 @@ class Message:
     retry_ms: int | None = None
     client_id: str | None = None
     exclude_client_id: str | None = None
+    # A control message: disconnect ``client_id`` wherever it is connected (DELETE /clients).
+    kick: bool = False
     # When the publish request was accepted (epoch seconds), for the fan-out latency metric.
     published_at: float = 0.0
     _chunk: bytes | None = field(default=None, repr=False)
@@ -195,6 +199,7 @@ class Message:
                 retry_ms=self.retry_ms,
                 client_id=self.client_id,
                 exclude_client_id=self.exclude_client_id,
+                kick=True if self.kick else None,
                 published_at=self.published_at,
             )
             .model_dump_json(exclude_none=True)
@@ -215,6 +220,7 @@ class MessagePayload(BaseModel):
     retry_ms: RetryMs | None = None
     client_id: ClientId | None = None
     exclude_client_id: ClientId | None = None
+    kick: bool | None = None
     published_at: float | None = None
 
 
@@ -229,6 +235,7 @@ def message_from_payload(payload: bytes | str) -> Message:
         retry_ms=item.retry_ms,
         client_id=item.client_id,
         exclude_client_id=item.exclude_client_id,
+        kick=bool(item.kick),
         published_at=item.published_at or 0.0,
     )
 

@@ -298,6 +298,29 @@ async def test_a_direct_message_reaches_a_client_connected_to_another_instance(
         assert (await stream.next()).data == "next", "the refused batch published nothing"
 
 
+async def test_delete_on_one_instance_disconnects_a_client_connected_to_another(
+    start_hubs: Callable[[int], list[HubProcess]], session: aiohttp.ClientSession
+) -> None:
+    a, b = start_hubs(2)
+    async with (
+        open_stream(session, f"{b.url}/events/inbox") as kicked,
+        open_stream(session, f"{b.url}/events/inbox") as bystander,
+    ):
+        client_id = client_id_of(kicked)
+
+        async def deleted_through_a() -> bool:
+            # The directory write is batched off the connect path: poll until it landed.
+            async with session.delete(f"{a.url}/clients/{client_id}") as response:
+                return response.status == 200
+
+        await eventually(deleted_through_a)
+        await kicked.read_until_closed(TIMEOUT)
+        async with session.delete(f"{a.url}/clients/c_nobody") as response:
+            assert response.status == 404
+        receipt = await broadcast(session, a.url, {"channel": "inbox", "data": "still here"})
+        assert (await bystander.next_message(TIMEOUT)).id == receipt["id"]
+
+
 async def test_cluster_stats_show_every_live_instance_from_any_of_them(
     start_hubs: Callable[[int], list[HubProcess]], session: aiohttp.ClientSession
 ) -> None:

@@ -39,7 +39,7 @@ async def stats(request: web.Request) -> web.Response:
 async def delete_client(request: web.Request) -> web.Response:
     request.app[AUTH].require_admin(request.headers.get("Authorization"))
     client_id = request.match_info["client_id"]
-    request.app[HUB].kick(client_id)
+    await request.app[HUB].kick(client_id)
     return web.json_response({"id": client_id, "disconnected": True})
 
 
