@@ -114,6 +114,9 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
             return response
         bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
         subscriber.go_live(transport, preamble, replay)
+        # This frame lives as long as the stream: drop what is no longer needed (a replay
+        # list can hold history.size entries).
+        del preamble, replay
         await subscriber.wait_closed()
         return response
     finally:
