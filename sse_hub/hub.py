@@ -63,14 +63,14 @@ class Counters:
 
 
 class Hub:
-    def __init__(self, settings: Settings, broker: Broker, instance_id: str | None = None) -> None:
+    def __init__(self, settings: Settings, broker: Broker, instance_id: str) -> None:
         self.settings = settings
         self.broker = broker
         self.registry = Registry()
         self.counters = Counters()
-        self.instance_id = instance_id or f"hub-{secrets.token_hex(4)}"
+        self.instance_id = instance_id
         self.started_at = time.time()
-        self._flusher: Flusher | None = None
+        self._flusher = Flusher()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closing = False
         # Called once per dispatched message with seconds since it was published (metrics).
@@ -79,7 +79,6 @@ class Hub:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._flusher = Flusher(asyncio.get_running_loop())
         await self.broker.start(self.dispatch)
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
 
@@ -116,16 +115,13 @@ class Hub:
     def open(self, channels: tuple[str, ...], ip: str, user_agent: str) -> Subscriber:
         """Register a new subscriber (holding live messages until ``go_live``)."""
         self.check_capacity(ip)
-        flusher = self._flusher
-        if flusher is None:  # check_capacity refuses before start(); this narrows the type
-            raise TooManyConnections("the hub is not running")
         limits = self.settings.limits
         subscriber = Subscriber(
             client_id=f"c_{secrets.token_urlsafe(12)}",
             channels=channels,
             ip=ip,
             user_agent=user_agent,
-            flusher=flusher,
+            flusher=self._flusher,
             max_buffer_bytes=limits.client_buffer_bytes,
             on_close=self._closed,
         )
@@ -138,7 +134,7 @@ class Hub:
     def check_capacity(self, ip: str) -> None:
         """Raise 503/429 when a new stream from ``ip`` would be over a limit."""
         limits = self.settings.limits
-        if self._closing or self._flusher is None:
+        if self._closing or self._heartbeat_task is None:  # shutting down, or not started
             raise TooManyConnections("the hub is shutting down")
         if len(self.registry) >= limits.max_connections:
             raise TooManyConnections("the hub is at its connection limit")

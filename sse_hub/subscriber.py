@@ -51,25 +51,24 @@ class Flusher:
     """Writes every dirty subscriber's outbox once, in rounds of at most
     ``MAX_WRITES_PER_ROUND`` sockets per loop iteration, oldest first."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    __slots__ = ("_dirty", "_scheduled")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self) -> None:
         self._dirty: list[Subscriber] = []
         self._scheduled = False
-        self._loop = loop
 
     def mark(self, subscriber: Subscriber) -> None:
         self._dirty.append(subscriber)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         dirty = self._dirty
         if len(dirty) > MAX_WRITES_PER_ROUND:
             batch = dirty[:MAX_WRITES_PER_ROUND]
             del dirty[:MAX_WRITES_PER_ROUND]
-            self._loop.call_soon(self.flush)  # still scheduled: the rest next iteration
+            asyncio.get_running_loop().call_soon(self.flush)  # still scheduled: the rest next iteration
         else:
             batch, self._dirty = dirty, []
             self._scheduled = False
@@ -128,7 +127,7 @@ class Subscriber:
         self._replay_allowance = 0
         self._flusher = flusher
         self._max_buffer_bytes = max_buffer_bytes
-        self._closed: asyncio.Future[str] = flusher._loop.create_future()
+        self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._on_close = on_close
 
     # -- hot path ---------------------------------------------------------------------
