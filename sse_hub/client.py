@@ -226,30 +226,9 @@ class Subscription:
         return min(self.max_retry_ms, grown) * random.uniform(0.5, 1) / 1000
 
 
-def subscribe(
-    url: str,
-    channels: Sequence[str],
-    last_event_id: str | None = None,
-    token: str | None = None,
-    *,
-    session: aiohttp.ClientSession | None = None,
-    retry_ms: int = 3000,
-    max_retry_ms: int = 30_000,
-    connect_timeout: float = 10,
-    read_timeout: float = 60,
-) -> Subscription:
-    """Subscribe to ``channels`` of the hub at ``url`` (its base URL); see Subscription."""
-    return Subscription(
-        url,
-        channels,
-        last_event_id,
-        token,
-        session=session,
-        retry_ms=retry_ms,
-        max_retry_ms=max_retry_ms,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-    )
+# ``subscribe(url, channels, ...)`` reads better at the call site; it is the class itself,
+# so the two signatures cannot drift apart.
+subscribe = Subscription
 
 
 class _Retry(Exception):
