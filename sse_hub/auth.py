@@ -52,6 +52,10 @@ class Grant:
         return any(pattern_matches(pattern, channel) for pattern in self.patterns)
 
 
+#: What a subscriber may do when subscriber auth is off: every channel, no expiry.
+OPEN_GRANT = Grant(("*",))
+
+
 def pattern_matches(pattern: str, channel: str) -> bool:
     """``*`` matches every channel; ``stocks.*`` matches ``stocks.a`` and ``stocks.a.b``,
     not ``stocks``; anything else matches itself."""
@@ -130,7 +134,7 @@ class Authenticator:
     def subscriber_grant(self, token: str | None) -> Grant:
         """Decode a subscriber JWT; 401 when missing or invalid."""
         if self._jwt_key is None:
-            return Grant(("*",))
+            return OPEN_GRANT
         if not token:
             raise Unauthorized("this hub needs a subscriber token (Authorization: Bearer, ?token= or a ticket)")
         if not token.isascii():

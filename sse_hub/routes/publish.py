@@ -33,6 +33,12 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+def invalid_body(message: str, exc: ValidationError) -> BadRequest:
+    """A 400 listing where the body is wrong (no input echoed, at most MAX_ERRORS_SHOWN)."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    return BadRequest(message, errors[:MAX_ERRORS_SHOWN])
+
+
 def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
     """The body's messages and whether it was a batch; all valid or BadRequest."""
     # Validate as one message or as a list by the first byte, not as a union, so an error
@@ -43,8 +49,7 @@ def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
             return [PublishItem.model_validate_json(body)], False
         parsed = PUBLISH_BATCH.validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        raise BadRequest("invalid message", errors[:MAX_ERRORS_SHOWN]) from exc
+        raise invalid_body("invalid message", exc) from exc
     if not parsed:
         raise BadRequest("an empty batch publishes nothing")
     if len(parsed) > max_batch:

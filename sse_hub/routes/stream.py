@@ -11,7 +11,7 @@ import time
 from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
-from sse_hub.auth import TOKEN_COOKIE, Grant, bearer_token
+from sse_hub.auth import OPEN_GRANT, TOKEN_COOKIE, Grant, bearer_token
 from sse_hub.auth import check_channels as check_grant
 from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupported, InvalidChannel, Unauthorized
 from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
@@ -147,6 +147,8 @@ async def authorize(request: web.Request, channels: tuple[str, ...]) -> Grant:
         if patterns is None:
             raise Unauthorized("the ticket is unknown, used or expired")
         grant = Grant(patterns)
+    elif not request.app[AUTH].subscribers_need_credentials:
+        return OPEN_GRANT  # no token to look for (saves parsing the Cookie header per connect)
     else:
         token = (
             bearer_token(request.headers.get("Authorization"))

@@ -11,9 +11,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from sse_hub.config import CHANNEL_PATTERN
-from sse_hub.errors import BadRequest
 from sse_hub.keys import AUTH, HUB, SETTINGS
-from sse_hub.routes.publish import read_json_body
+from sse_hub.routes.publish import invalid_body, read_json_body
 from sse_hub.stats import iso
 
 MAX_TICKET_TTL_SECONDS = 3600
@@ -34,8 +33,7 @@ async def issue(request: web.Request) -> web.Response:
     try:
         wanted = TicketRequest.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        raise BadRequest("invalid ticket request", errors[:20]) from exc
+        raise invalid_body("invalid ticket request", exc) from exc
     ticket = secrets.token_urlsafe(32)
     await request.app[HUB].broker.issue_ticket(ticket, tuple(wanted.channels), wanted.ttl_seconds)
     expires_at = iso(time.time() + wanted.ttl_seconds)
