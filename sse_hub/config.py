@@ -53,6 +53,10 @@ class BrokerConfig(Section):
 
 class HistoryConfig(Section):
     size: Annotated[int, Field(ge=0)] = 1000
+    # A channel with no publish for this long loses its history (both brokers).
+    ttl_seconds: Positive = 86_400
+    # Memory broker: channels with history; past it the least recently published goes first.
+    max_channels: Positive = 100_000
 
 
 class SseConfig(Section):
@@ -87,6 +91,10 @@ class LimitsConfig(Section):
     max_message_bytes: Positive = 65_536
     max_batch: Positive = 1000
     client_buffer_bytes: Positive = 1_048_576
+    # A stream with bytes waiting that reads nothing for this long is closed as slow.
+    stall_seconds: Annotated[float, Field(gt=0)] = 60
+    # One-time tickets outstanding at once (per instance in memory, per cluster in Redis).
+    max_tickets: Positive = 100_000
 
 
 class SubscriberJwtConfig(Section):
@@ -99,6 +107,20 @@ class AuthConfig(Section):
     publish_tokens: list[str] = []
     admin_tokens: list[str] = []
     subscriber_jwt: SubscriberJwtConfig = SubscriberJwtConfig()
+
+
+class MercureJwtConfig(Section):
+    secret: str | None = None
+    public_key_file: str | None = None
+    algorithms: list[str] = ["HS256"]
+
+
+class MercureConfig(Section):
+    enabled: bool = False
+    publisher_jwt: MercureJwtConfig = MercureJwtConfig()
+    # None: the same key as publisher_jwt.
+    subscriber_jwt: MercureJwtConfig | None = None
+    anonymous: bool = False
 
 
 class LogConfig(Section):
@@ -116,6 +138,7 @@ class Settings(Section):
     auth: AuthConfig = AuthConfig()
     demo_page: bool = True
     log: LogConfig = LogConfig()
+    mercure: MercureConfig = MercureConfig()
 
 
 class ConfigError(Exception):
