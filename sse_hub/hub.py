@@ -82,6 +82,15 @@ class Hub:
         await self.broker.start(self.dispatch)
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
 
+    def begin_drain(self) -> None:
+        """Shutdown, first moment: refuse new streams from now on (``/readyz`` turns 503
+        too); open streams go on until ``close_streams``."""
+        self._closing = True
+
+    @property
+    def draining(self) -> bool:
+        return self._closing
+
     async def close_streams(self) -> None:
         """Shutdown, first step: tell every stream to reconnect a little later (jittered,
         so a restarted cluster is not hit by every client at once) and end it cleanly."""

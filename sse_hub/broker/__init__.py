@@ -57,6 +57,10 @@ class Broker(abc.ABC):
 
     #: Times the broker re-established its connection (0 for brokers that never lose it).
     reconnects: int = 0
+    #: Messages this instance received from other instances through the broker (0 for a
+    #: single-instance broker): with routing by interest it stays flat for channels that
+    #: have no stream here.
+    messages_received: int = 0
     #: This instance's summary for the cluster (set by the app; see ``cluster_summaries``).
     summary_source: Callable[[], dict[str, object]] | None = None
 
