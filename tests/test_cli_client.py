@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from sse_hub.cli_client import json_or_text
 from sse_hub.client import Event, JsonValue, Publisher, subscribe
+from sse_hub.client.cli import json_or_text
 from tests.conftest import ROOT, HubProcess, free_port
 from tests.helpers_cli import BASE_ENV, CLI, start_tail
 

@@ -6,8 +6,12 @@
         ├── PublishError     ``POST /broadcast`` refused (4xx/5xx)
         └── SubscribeError   the stream was refused with a status not worth retrying
 
-Shared by ``sse_hub.client_publisher`` and ``sse_hub.client``, which re-exports them; it
-depends on aiohttp and yarl only.
+Shared by ``publisher`` and ``subscription``; ``sse_hub.client`` re-exports the classes.
+
+Invariants: a failure of the network or of the hub reaches the caller as a HubClientError
+(aiohttp's own errors are wrapped and chained with ``from``; bad arguments, such as a
+malformed URL, are ValueError); a hub's answer is kept as it came (``status``, ``body``)
+and only shortened in the message. It depends on aiohttp and yarl only.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ Follows WHATWG HTML, section 9.2.6 "Interpreting an event stream"
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
 UTF-8 decoding with U+FFFD for invalid bytes, one leading BOM dropped, lines ending at
 CRLF, LF or CR (even when a CRLF is split between two reads), and the "last event ID
-string" set only when a block is dispatched. It does no I/O and knows nothing of the hub
-or of aiohttp, so it can be tested on its own; ``sse_hub.client`` drives it.
+string" set only when a block is dispatched.
+
+Invariants: it does no I/O and knows nothing of the hub or of aiohttp, so it can be
+tested on its own (``subscription`` drives it); data is never altered beyond what the
+spec says (no ``str.splitlines()``, which would also split on U+2028 and friends).
 """
 
 from __future__ import annotations

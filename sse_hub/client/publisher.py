@@ -3,9 +3,14 @@
     async with Publisher("http://127.0.0.1:8080", token="...") as hub:
         receipt = await hub.publish({"price": 182.3}, channels=["stocks"], event="tick")
 
-A publish is never retried (it is not idempotent): a failure is a HubConnectionError or a
-PublishError and the caller decides. Every request has a timeout. ``sse_hub.client``
-re-exports everything here.
+Invariants:
+
+- A publish is never retried (it is not idempotent): a failure is a HubConnectionError
+  or a PublishError and the caller decides.
+- Every request has a timeout. Redirects are not followed: a 3xx is a PublishError.
+- A receipt is returned only when the hub answered 2xx with a receipt; any other 2xx
+  answer (from something other than the hub) is a PublishError.
+- The publisher closes the session it made, and leaves open one it was given.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import NotRequired, Self, TypeAlias, TypedDict, cast
 
 import aiohttp
 
-from sse_hub.client_errors import PublishError, body_of, connection_error, hub_url
+from sse_hub.client.errors import PublishError, body_of, connection_error, hub_url
 
 JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 

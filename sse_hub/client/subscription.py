@@ -1,31 +1,21 @@
-"""An async client for sse-hub: publish over HTTP, subscribe to event streams.
+"""Subscribing to sse-hub: ``Subscription`` (``subscribe``), an event stream that reconnects.
 
-    async with Publisher("http://127.0.0.1:8080", token="...") as hub:
-        receipt = await hub.publish({"price": 182.3}, channels=["stocks"], event="tick")
+Follows WHATWG HTML, section 9.2 "Server-sent events": bytes are parsed by
+``sse_parser.SseParser`` (9.2.6), and reconnection follows 9.2.3: after the stream ends or
+breaks the client waits the reconnection time (the server's ``retry:``), reconnects and
+sends ``Last-Event-ID``, so the hub replays what was missed with no gap and no duplicate.
 
-    async with subscribe("http://127.0.0.1:8080", ["stocks"]) as events:
-        async for event in events:
-            print(event.id, event.event, event.data)
+Invariants:
 
-Subscriptions follow WHATWG HTML, section 9.2 "Server-sent events": ``SseParser`` is
-written from 9.2.6 "Interpreting an event stream", and reconnection from 9.2.3: after the
-stream ends or breaks the client waits the reconnection time (the server's ``retry:``),
-reconnects and sends ``Last-Event-ID``, so the hub replays what was missed with no gap
-and no duplicate. Failed attempts back off exponentially (with jitter) up to
-``max_retry_ms``. A ``reset`` event (the hub could not replay everything) is yielded like
-any other event: the caller decides how to resynchronise. Publishing is never retried
-(a publish is not idempotent); the caller decides.
-
-Every network wait has a timeout. The client depends on aiohttp only, not on the server
-side of the package. This module is its entry point and holds the subscribing side;
-``Publisher`` lives in ``sse_hub.client_publisher``, the parser in ``sse_hub.sse_parser``
-and the errors in ``sse_hub.client_errors``, all re-exported here. Errors:
-
-    HubClientError
-    ├── HubConnectionError   the hub could not be reached, or did not answer in time
-    └── HubResponseError     the hub answered with an error status (``status``, ``body``)
-        ├── PublishError     ``POST /broadcast`` refused (4xx/5xx)
-        └── SubscribeError   the stream was refused with a status not worth retrying
+- ``last_event_id`` moves only when the parser dispatches a block, so an id from a block
+  the stream never finished is not taken as seen.
+- Failed attempts back off exponentially (with jitter) up to ``max_retry_ms``; a refusal
+  that another attempt would not change (a bad channel or token) ends the subscription
+  with SubscribeError, and ``204 No Content`` ends it quietly.
+- Connecting, the response headers and the silence between two reads each have a timeout.
+- A ``reset`` event (the hub could not replay everything) is yielded like any other
+  event: the caller decides how to resynchronise.
+- Closing the subscription closes its connection, and its session if it made one.
 """
 
 from __future__ import annotations
@@ -41,48 +31,16 @@ from typing import Self
 
 import aiohttp
 
-from sse_hub.client_errors import (
-    HubClientError,
-    HubConnectionError,
-    HubResponseError,
-    PublishError,
-    SubscribeError,
-    body_of,
-    describe_body,
-    describe_error,
-    hub_url,
-)
-from sse_hub.client_publisher import JsonValue, Publication, Publisher, Receipt
-from sse_hub.sse_parser import Event, SseParser
+from sse_hub.client.errors import SubscribeError, body_of, describe_error, hub_url
+from sse_hub.client.sse_parser import Event, SseParser
 
-__all__ = [
-    "Event",
-    "HubClientError",
-    "HubConnectionError",
-    "HubResponseError",
-    "JsonValue",
-    "Publication",
-    "PublishError",
-    "Publisher",
-    "Receipt",
-    "SseParser",
-    "SubscribeError",
-    "Subscription",
-    "describe_body",
-    "describe_error",
-    "hub_url",
-    "subscribe",
-]
-
-# `sse-hub tail` shows this logger's reconnection lines (cli_client configures it by name).
+# `sse-hub tail` shows this logger's reconnection lines: client.cli configures its parent,
+# the "sse_hub.client" logger.
 logger = logging.getLogger(__name__)
 
 # Statuses worth another attempt (the hub is busy, restarting or behind a failing proxy);
 # any other refusal (bad channel, bad token) would be refused again.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-# -- subscribing --------------------------------------------------------------------------
 
 
 class Subscription:
