@@ -32,7 +32,11 @@ class HubConnectionError(HubClientError):
 
 
 class HubResponseError(HubClientError):
-    """The hub answered with an error status; ``body`` is its JSON error body (or text)."""
+    """The hub answered with an error status; ``body`` is its JSON error body (or text).
+
+    ``error`` and ``detail`` are the fields of the hub's error shape
+    (``{"error": code, "detail": ...}``), None when the answer had another shape.
+    """
 
     def __init__(self, status: int, body: object, url: str) -> None:
         self.status = status
