@@ -1,10 +1,25 @@
-"""Run one hub instance: the event loop (uvloop when installed), the site, the signals."""
+"""Run one hub instance: the event loop (uvloop when installed), the site, the signals.
+
+Shutdown on SIGTERM or SIGINT, in this order (deploy/README.md, "Drain"):
+
+1. In the signal handler itself: ``Hub.begin_drain()``. From here ``/readyz`` answers
+   503 and a new stream is refused with 503, on connections old and new.
+2. ``Hub.close_streams()``: every open stream gets a jittered ``retry:`` and its end.
+3. Close idle keep-alive connections; wait, at most ``server.shutdown_timeout``, until
+   every connection has closed (a client that stopped reading holds its stream until
+   then). The listener stays open meanwhile, so a health check sees the 503 rather than
+   a refusal, and every response says ``Connection: close``.
+4. ``AppRunner.cleanup()``: stop listening, close idle keep-alive connections, give the
+   requests still running ``HANDLER_GRACE_SECONDS``, then cancel them; stop the broker
+   (the instance leaves the cluster registry).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import math
 import signal
 from collections.abc import Callable
 
@@ -14,12 +29,17 @@ from sse_hub.access_log import AccessLogger
 from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable
+from sse_hub.hub import Hub
 from sse_hub.keys import HUB
 
 logger = logging.getLogger("sse_hub")
 
 # Allocations between young-generation collections (CPython default: 700).
 GC_YOUNG_THRESHOLD = 50_000
+# After the drain (step 3 above), what requests still running get before cancellation.
+HANDLER_GRACE_SECONDS = 1.0
+# How often the drain looks whether the last stream has ended.
+DRAIN_POLL_SECONDS = 0.02
 
 
 def run(settings: Settings, reuse_port: bool = False) -> int:
@@ -57,11 +77,13 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 async def run_server(settings: Settings, reuse_port: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then shut down within ``server.shutdown_timeout``."""
     app = create_app(settings)
+    app.on_response_prepare.append(close_connection_while_draining)
     runner = web.AppRunner(
         app,
         handle_signals=False,
         handler_cancellation=True,
-        shutdown_timeout=settings.server.shutdown_timeout,
+        # ``drain`` spent server.shutdown_timeout already: this bounds what is left.
+        shutdown_timeout=HANDLER_GRACE_SECONDS,
         # aiohttp closes a connection that waits for its (next) request longer than
         # keepalive_timeout, counted from the connection's start: this bounds how long a
         # client may take to send its request headers (slowloris). Open streams are busy,
@@ -80,12 +102,8 @@ async def run_server(settings: Settings, reuse_port: bool = False) -> None:
         logger.info(
             "listening on http://%s:%d broker=%s", settings.server.host, settings.server.port, settings.broker.backend
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        logger.info("shutting down")
+        await wait_for_signal(app[HUB])
+        await drain(runner, app[HUB], settings.server.shutdown_timeout)
     finally:
         await runner.cleanup()
     counters = app[HUB].counters
@@ -95,3 +113,43 @@ async def run_server(settings: Settings, reuse_port: bool = False) -> None:
         counters.messages_delivered,
         counters.slow_disconnects,
     )
+
+
+async def wait_for_signal(hub: Hub) -> None:
+    """Return once SIGTERM or SIGINT arrived; the hub is draining from that very moment."""
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        hub.begin_drain()  # first: /readyz 503 and no new stream, before anything else runs
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    await stop.wait()
+
+
+async def drain(runner: web.AppRunner, hub: Hub, limit_seconds: float) -> None:
+    """Tell every stream to reconnect, then wait (at most ``limit_seconds``) until every
+    connection has closed, the listener still open."""
+    logger.info("shutting down: draining streams=%d", len(hub.registry))
+    await hub.close_streams()
+    server = runner.server
+    if server is None:
+        return
+    for connection in list(server.connections):
+        connection.close()  # an idle keep-alive connection now, a busy one after its response
+    # aiohttp signals no connection's end, so look a few times a second (bounded).
+    for _ in range(math.ceil(limit_seconds / DRAIN_POLL_SECONDS)):
+        if not server.connections:
+            return
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+    logger.warning("shutting down: %d connections still open after %gs", len(server.connections), limit_seconds)
+
+
+async def close_connection_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """During the drain every response says ``Connection: close`` (RFC 9112, 9.6), so a
+    connection opened meanwhile (a health check, a proxy's pool) does not hold the drain."""
+    if request.app[HUB].draining:
+        response.force_close()  # aiohttp closes the connection after this response
+        response.headers["Connection"] = "close"  # and the client knows (set before this hook)

@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from types import TracebackType
@@ -122,6 +123,31 @@ def stats(hub: HubProcess) -> Any:
 
 def client_ids(hub: HubProcess) -> set[str]:
     return {client["id"] for client in stats(hub)["clients"]}
+
+
+def readyz(hub: HubProcess) -> tuple[int, Any]:
+    """``GET /readyz``: the status and the JSON body, 503 included."""
+    try:
+        with urllib.request.urlopen(f"{hub.url}/readyz", timeout=TIMEOUT) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+async def stall(hub: HubProcess, stream: RawStream, channel: str) -> str:
+    """Publish to ``channel`` until the hub holds bytes the (never reading) ``stream``
+    did not take: the stream is then stuck, as a client that stopped reading. Needs a
+    big ``limits.client_buffer_bytes``, so it is not dropped as slow first. Its client id."""
+    client_id: str = (await stream.connected()).json()["client_id"]  # type: ignore[index]
+    payload = "x" * 60_000
+    # Until the kernel's socket buffers are full, the hub's own buffer stays empty.
+    for _ in range(400):
+        await publish(hub, {"channel": channel, "data": payload})
+        (client,) = (c for c in stats(hub)["clients"] if c["id"] == client_id)
+        if client["buffered_bytes"] > 0:
+            return client_id
+    raise AssertionError("the stuck client's socket never filled up")
 
 
 # -- streaming --------------------------------------------------------------------------
@@ -261,6 +287,38 @@ async def test_signal_ends_every_stream_with_a_retry_block_and_the_chunked_termi
     assert re.search(r"stopped published=1 delivered=2 ", log), log
 
 
+async def test_from_sigterm_on_readyz_is_503_and_new_streams_are_refused_while_a_stream_holds_the_drain(
+    hub_process: HubFactory,
+) -> None:
+    # A client that stopped reading holds the drain up to shutdown_timeout: long enough to
+    # look at the draining instance; the test then ends the drain by closing that client.
+    shutdown_timeout = 60
+    hub = hub_process(
+        env={
+            "SSE_HUB_SERVER__SHUTDOWN_TIMEOUT": str(shutdown_timeout),
+            "SSE_HUB_LIMITS__CLIENT_BUFFER_BYTES": str(64 * 1024 * 1024),
+        }
+    )
+    assert readyz(hub) == (200, {"status": "ready"})
+    async with await RawStream.open(hub.port, "/events/stuck") as stuck:
+        stuck_id = await stall(hub, stuck, "stuck")
+        hub.process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: readyz(hub)[0] == 503, timeout=TIMEOUT)
+        assert readyz(hub) == (503, {"status": "unavailable", "detail": "draining: shutting down"})
+        async with await RawStream.open(hub.port, "/events/late") as late:
+            assert late.status_line.startswith("HTTP/1.1 503 "), late.status_line
+            assert late.header("Retry-After")
+            assert late.header("Connection") == ["close"]
+        # The refusals came while the stuck stream was still open (its last bytes unsent,
+        # it has left the registry): that connection holds the drain.
+        assert stuck_id not in client_ids(hub)
+        assert readyz(hub)[0] == 503
+        assert hub.process.poll() is None
+    # Its client gone, the drain ends well before shutdown_timeout would.
+    assert await asyncio.to_thread(hub.process.wait, shutdown_timeout) == 0
+    assert "Traceback" not in hub.log(), hub.log()
+
+
 async def test_signal_stops_an_idle_hub_with_exit_code_zero(hub_process: HubFactory) -> None:
     hub = hub_process(env={"SSE_HUB_SERVER__SHUTDOWN_TIMEOUT": "5"})
     assert await asyncio.to_thread(hub.stop, signal.SIGTERM, 7) == 0
@@ -307,15 +365,7 @@ async def test_a_client_that_stopped_reading_does_not_hold_shutdown_past_the_tim
         }
     )
     async with await RawStream.open(hub.port, "/events/stuck") as stuck:
-        client_id = (await stuck.connected()).json()["client_id"]  # type: ignore[index]
-        payload = "x" * 60_000
-        # Until the kernel's socket buffers are full, the hub's own buffer stays empty.
-        for _ in range(400):
-            await publish(hub, {"channel": "stuck", "data": payload})
-            (client,) = (c for c in stats(hub)["clients"] if c["id"] == client_id)
-            if client["buffered_bytes"] > 0:
-                break
-        assert client["buffered_bytes"] > 0, "the stuck client's socket never filled up"
+        await stall(hub, stuck, "stuck")
         hub.process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(hub.process.wait, shutdown_timeout + 3) == 0
     assert "Traceback" not in hub.log(), hub.log()

@@ -54,6 +54,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if request.app[HUB].broker.connected:
+    """200 when this instance should get new streams: not while it drains (from the first
+    moment of a shutdown), not while its broker is unusable."""
+    hub = request.app[HUB]
+    if hub.draining:
+        return web.json_response({"status": "unavailable", "detail": "draining: shutting down"}, status=503)
+    if hub.broker.connected:
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "unavailable", "detail": "broker not connected"}, status=503)
