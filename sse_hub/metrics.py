@@ -69,6 +69,11 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "sse_hub_broker_reconnects", "Times the broker re-established its connection.", value=broker.reconnects
         )
+        yield CounterMetricFamily(
+            "sse_hub_broker_messages_received",
+            "Messages this instance received from other instances through the broker.",
+            value=broker.messages_received,
+        )
 
 
 def channel_connections(counts: dict[str, int]) -> GaugeMetricFamily:

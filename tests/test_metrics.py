@@ -47,6 +47,7 @@ HUB_FAMILIES = {
     "sse_hub_resets": "counter",
     "sse_hub_broker_connected": "gauge",
     "sse_hub_broker_reconnects": "counter",
+    "sse_hub_broker_messages_received": "counter",
     "sse_hub_fanout_latency_seconds": "histogram",
 }
 # Prometheus naming: base units only (seconds, bytes), no scaled or non-base units.
@@ -117,6 +118,7 @@ async def test_a_fresh_hub_exports_zeros_and_every_disconnect_reason(client: Tes
     }
     assert metrics.value("sse_hub_broker_connected") == 1
     assert metrics.value("sse_hub_broker_reconnects_total") == 0
+    assert metrics.value("sse_hub_broker_messages_received_total") == 0
     assert metrics.value("sse_hub_fanout_latency_seconds_count") == 0
     instance = client.server.app[HUB].instance_id
     assert metrics.value("sse_hub_info", instance=instance, version=__version__, broker="memory") == 1
