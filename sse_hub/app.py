@@ -38,7 +38,7 @@ def create_broker(settings: Settings, instance_id: str) -> Broker:
         from sse_hub.broker.redis import RedisBroker
 
         return RedisBroker(settings, instance_id)
-    return MemoryBroker(settings.history.size)
+    return MemoryBroker.from_settings(settings)
 
 
 def create_app(settings: Settings | None = None, instance_id: str | None = None) -> web.Application:

@@ -17,6 +17,7 @@ One middleware (``sse_hub.middleware``) turns these into JSON bodies
     ├── HttpVersionNotSupported 505 http_version_not_supported
     └── Unavailable             503 unavailable  (with Retry-After)
         ├── TooManyConnections  503 too_many_connections
+        ├── TooManyTickets      503 too_many_tickets
         └── BrokerUnavailable   503 broker_unavailable
 """
 
@@ -117,6 +118,13 @@ class Unavailable(HubError):
 
 class TooManyConnections(Unavailable):
     code = "too_many_connections"
+    retry_after_seconds = 5
+
+
+class TooManyTickets(Unavailable):
+    """``limits.max_tickets`` one-time tickets are outstanding; some expire or are used soon."""
+
+    code = "too_many_tickets"
     retry_after_seconds = 5
 
 

@@ -1,38 +1,90 @@
-"""In-process broker: a counter for ids, a bounded deque per channel for history.
+"""In-process broker: a counter for ids, a bounded history per channel, one-time tickets.
 
 Single instance only. ``publish`` numbers, stores and delivers synchronously, so a
 message is in history and handed to the hub before the publisher's response is sent.
+
+Bounds, each kept in O(1) amortised time with no timer:
+
+- **per channel**: at most ``history_size`` messages (a deque);
+- **by age**: a channel with no publish for ``ttl_seconds`` loses its history;
+- **by count**: past ``max_channels`` channels with history, the least recently published
+  channel loses its history first.
+
+  Channel histories sit in an ``OrderedDict`` in order of last publish (a publish moves
+  its channels to the end), so both rules only ever pop from the front. The front is
+  checked on every publish and every history read; a channel is popped at most once per
+  creation. The global channel ``*`` is a channel like the others. Time is the
+  monotonic ``clock`` (injectable, so tests need not sleep).
+- **tickets**: at most ``max_tickets`` outstanding. Expired tickets are swept first (a
+  heap by expiry; entries of redeemed tickets are dropped when the heap grows to twice
+  the live tickets), then ``issue_ticket`` raises ``TooManyTickets`` (503, Retry-After).
+
+Dropped history and ``History.expired``. The contract for every broker: ``expired`` is
+True whenever a message with an id above ``after_id`` was published to a requested
+channel and is no longer retained. It may be True when nothing was lost (a needless
+``reset`` only makes the client resynchronise), never False when something was (silent
+loss). Once a channel's history is gone the broker no longer knows what it held, so this
+broker keeps watermarks:
+
+1. Each channel history has ``evicted_through``: the highest id it no longer holds
+   (trimmed by ``history_size``), 0 when it lost none.
+2. ``dropped_through``: the highest id that was ever in a dropped channel history (the
+   last id published to it). One watermark covers the named channels, a separate one
+   covers ``*``: every resume asks for ``*``, so a shared watermark would reset every
+   resume from an old id on a hub that never broadcasts globally.
+3. A channel history created after drops starts with ``evicted_through`` equal to the
+   watermark of its kind: it may be a dropped channel published to again, whose old
+   messages are gone.
+4. ``history(channels, after_id)`` is expired when some requested channel either has a
+   history with ``evicted_through > after_id``, or has none and its watermark is
+   ``> after_id``.
+
+Why it suffices: a dropped history held ids up to the watermark only, and a client that
+resumes from ``after_id`` has seen every id up to it. Ids grow with time, so a drop by
+age raises a watermark only to an id at least ``ttl_seconds`` old: a client resuming from
+a more recent id never gets a reset from it. Drops by count can be recent under channel
+churn; they reset only clients asking for a channel without history.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
 
 from sse_hub.broker import Broker, Deliver, History
-from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import Draft, Message
+from sse_hub.config import HistoryConfig, LimitsConfig, Settings
+from sse_hub.errors import BrokerUnavailable, TooManyTickets
+from sse_hub.models import GLOBAL_CHANNEL, Draft, Message
 
-# Expired tickets are dropped when this many are outstanding (they are single-use and short-lived).
-TICKET_SWEEP_THRESHOLD = 10_000
+_HISTORY_DEFAULTS = HistoryConfig()
+_LIMITS_DEFAULTS = LimitsConfig()
+# Heap entries of redeemed tickets are dropped once the heap is this much over twice
+# the live tickets (a rebuild costs one pass, paid for by as many redemptions).
+_TICKET_HEAP_SLACK = 1024
+
+Clock = Callable[[], float]
 
 
 class _ChannelHistory:
-    __slots__ = ("max_evicted_id", "messages")
+    __slots__ = ("evicted_through", "last_id", "messages", "published_at")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, evicted_through: int, now: float) -> None:
         self.messages: deque[Message] = deque(maxlen=size)
-        self.max_evicted_id = 0
+        self.evicted_through = evicted_through
+        self.last_id = evicted_through
+        self.published_at = now
 
-    def append(self, message: Message) -> None:
+    def append(self, message: Message, now: float) -> None:
         messages = self.messages
+        self.last_id = message.id
+        self.published_at = now
         if messages.maxlen == 0:
-            self.max_evicted_id = message.id
+            self.evicted_through = message.id
             return
         if len(messages) == messages.maxlen:
-            self.max_evicted_id = messages[0].id
+            self.evicted_through = messages[0].id
         messages.append(message)
 
     def since(self, after_id: int) -> list[Message]:
@@ -48,12 +100,38 @@ class _ChannelHistory:
 
 
 class MemoryBroker(Broker):
-    def __init__(self, history_size: int) -> None:
+    def __init__(
+        self,
+        history_size: int = _HISTORY_DEFAULTS.size,
+        *,
+        ttl_seconds: float = _HISTORY_DEFAULTS.ttl_seconds,
+        max_channels: int = _HISTORY_DEFAULTS.max_channels,
+        max_tickets: int = _LIMITS_DEFAULTS.max_tickets,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._history_size = history_size
-        self._channels: dict[str, _ChannelHistory] = {}
+        self._ttl_seconds = ttl_seconds
+        self._max_channels = max_channels
+        self._max_tickets = max_tickets
+        self._clock = clock
+        self._channels: OrderedDict[str, _ChannelHistory] = OrderedDict()
+        self._dropped_through = 0
+        self._global_dropped_through = 0
         self._last_id = 0
         self._deliver: Deliver | None = None
         self._tickets: dict[str, tuple[tuple[str, ...], float]] = {}
+        self._ticket_expiries: list[tuple[float, str]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock = time.monotonic) -> MemoryBroker:
+        history = settings.history
+        return cls(
+            history.size,
+            ttl_seconds=history.ttl_seconds,
+            max_channels=history.max_channels,
+            max_tickets=settings.limits.max_tickets,
+            clock=clock,
+        )
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -65,29 +143,38 @@ class MemoryBroker(Broker):
     def connected(self) -> bool:
         return self._deliver is not None
 
+    @property
+    def channels_with_history(self) -> int:
+        """Channel histories held now (at most ``max_channels``)."""
+        return len(self._channels)
+
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
         deliver = self._deliver
         if deliver is None:
             raise BrokerUnavailable("the broker is not running")
+        now = self._clock()
+        self._drop_stale(now)
         messages = []
         for draft in drafts:
             self._last_id += 1
             message = draft.numbered(self._last_id)
             for channel in message.channels:
-                self._channel(channel).append(message)
+                self._channel(channel, now).append(message, now)
             messages.append(message)
         for message in messages:
             deliver(message)
         return messages
 
     async def history(self, channels: Iterable[str], after_id: int) -> History:
+        self._drop_stale(self._clock())
         expired = False
         runs = []
         for channel in channels:
             stored = self._channels.get(channel)
             if stored is None:
+                expired = expired or self._watermark(channel) > after_id
                 continue
-            expired = expired or stored.max_evicted_id > after_id
+            expired = expired or stored.evicted_through > after_id
             runs.append(stored.since(after_id))
         merged: list[Message] = []
         for message in heapq.merge(*runs, key=lambda m: m.id):
@@ -99,19 +186,58 @@ class MemoryBroker(Broker):
         return False
 
     async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
-        now = time.monotonic()
-        if len(self._tickets) >= TICKET_SWEEP_THRESHOLD:
-            self._tickets = {key: value for key, value in self._tickets.items() if value[1] > now}
-        self._tickets[ticket] = (patterns, now + ttl_seconds)
+        now = self._clock()
+        self._sweep_tickets(now)
+        if len(self._tickets) >= self._max_tickets:
+            raise TooManyTickets(
+                f"{len(self._tickets)} one-time tickets are outstanding (limits.max_tickets);"
+                " retry when some are used or expire"
+            )
+        expires_at = now + ttl_seconds
+        self._tickets[ticket] = (patterns, expires_at)
+        heapq.heappush(self._ticket_expiries, (expires_at, ticket))
 
     async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
         entry = self._tickets.pop(ticket, None)
-        if entry is None or entry[1] <= time.monotonic():
+        if len(self._ticket_expiries) > 2 * len(self._tickets) + _TICKET_HEAP_SLACK:
+            self._ticket_expiries = [(expires_at, key) for key, (_, expires_at) in self._tickets.items()]
+            heapq.heapify(self._ticket_expiries)
+        if entry is None or entry[1] <= self._clock():
             return None
         return entry[0]
 
-    def _channel(self, name: str) -> _ChannelHistory:
-        stored = self._channels.get(name)
-        if stored is None:
-            stored = self._channels[name] = _ChannelHistory(self._history_size)
+    def _sweep_tickets(self, now: float) -> None:
+        expiries = self._ticket_expiries
+        while expiries and expiries[0][0] <= now:
+            expires_at, ticket = heapq.heappop(expiries)
+            entry = self._tickets.get(ticket)
+            if entry is not None and entry[1] == expires_at:
+                del self._tickets[ticket]
+
+    def _channel(self, name: str, now: float) -> _ChannelHistory:
+        channels = self._channels
+        stored = channels.get(name)
+        if stored is not None:
+            channels.move_to_end(name)
+            return stored
+        if len(channels) >= self._max_channels:
+            self._drop_oldest()
+        stored = channels[name] = _ChannelHistory(self._history_size, self._watermark(name), now)
         return stored
+
+    def _drop_stale(self, now: float) -> None:
+        """Drop, oldest first, every history with no publish for ``ttl_seconds``."""
+        deadline = now - self._ttl_seconds
+        channels = self._channels
+        while channels and next(iter(channels.values())).published_at <= deadline:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        name, stored = self._channels.popitem(last=False)
+        if name == GLOBAL_CHANNEL:
+            self._global_dropped_through = max(self._global_dropped_through, stored.last_id)
+        else:
+            self._dropped_through = max(self._dropped_through, stored.last_id)
+
+    def _watermark(self, channel: str) -> int:
+        return self._global_dropped_through if channel == GLOBAL_CHANNEL else self._dropped_through
