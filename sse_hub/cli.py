@@ -1,12 +1,14 @@
 """Command line: ``sse-hub serve | check-config | publish | tail``.
 
 The server side is imported only for ``serve`` and ``check-config``, so ``publish`` and
-``tail`` start quickly.
+``tail`` start quickly. Both of those set up logging from the loaded settings first, so
+what the loader skipped (Kubernetes service links) is logged in the configured format.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,6 +17,8 @@ from sse_hub import __version__, cli_client
 
 if TYPE_CHECKING:
     from sse_hub.config import Settings
+
+logger = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 
@@ -41,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("serve", "check-config"):
         return cli_client.run(args)
-    from sse_hub.config import ConfigError, load_settings
+    from sse_hub.config import ConfigError, load_settings, service_link_variables
+    from sse_hub.logs import configure_logging
 
     try:
         settings = load_settings(
@@ -51,6 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sse-hub: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    configure_logging(settings.log)
+    links = service_link_variables()
+    if links:
+        logger.warning(
+            "ignoring %d environment variable(s) that Kubernetes sets for a Service named sse-hub "
+            "or sse-hub-*: %s (they are no settings; enableServiceLinks: false in the pod spec drops them)",
+            len(links),
+            ", ".join(links),
+        )
     if args.command == "check-config":
         print("configuration is valid")
         return 0
@@ -58,10 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, workers: int = 1) -> int:
-    from sse_hub.logs import configure_logging
     from sse_hub.server import run
 
-    configure_logging(settings.log)
     if workers < 1:
         print("sse-hub: --workers must be at least 1", file=sys.stderr)
         return EXIT_CONFIG

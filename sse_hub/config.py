@@ -8,6 +8,14 @@ start-up instead of being silently ignored.
 Environment values are taken verbatim for string keys (a token may hold ``#``, ``: `` or
 look like a number) and read as YAML for the others, so ``8080`` is a number, ``true`` a
 boolean and ``[a, b]`` a list; a list may also be written ``a,b``.
+
+Variables Kubernetes sets for a Service named ``sse-hub`` or ``sse-hub-*`` (``SSE_HUB_PORT``,
+``SSE_HUB_SERVICE_HOST``...; see ``service_links``) are no settings: they are skipped, and
+``service_link_variables`` names them so the CLI can warn once logging is set up.
+
+Values a type cannot judge (``server.trusted_proxies``, JWT keys and algorithms,
+``broker.redis_url``) are checked here too, by ``config_checks``, with the libraries that
+will use them; those errors name the key like any other.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Annotated, Literal, TypeGuard, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from sse_hub.config_checks import check_jwt_keys, check_proxy_entry, check_redis_url, read_public_key
+from sse_hub.service_links import service_link_names
 
 ENV_PREFIX = "SSE_HUB_"
 # Used with fullmatch(): "$" would also match before a trailing newline.
@@ -29,6 +40,7 @@ CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
+ProxyEntry = Annotated[str, AfterValidator(check_proxy_entry)]
 
 
 class Section(BaseModel):
@@ -40,7 +52,7 @@ class ServerConfig(Section):
     port: Port = 8080
     shutdown_timeout: Annotated[float, Field(gt=0)] = 10
     cors_origins: list[str] = ["*"]
-    trusted_proxies: list[str] = []
+    trusted_proxies: list[ProxyEntry] = []
     # Seconds a client may take to send its request headers before the connection is dropped.
     request_header_timeout: Annotated[float, Field(gt=0)] = 10
 
@@ -49,6 +61,12 @@ class BrokerConfig(Section):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://localhost:6379/0"
     prefix: Annotated[str, Field(min_length=1)] = "sse-hub"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _parsable_url(cls, url: str, info: ValidationInfo) -> str:
+        # Checked only when used: a memory hub never connects.
+        return check_redis_url(url) if info.data.get("backend") == "redis" else url
 
 
 class HistoryConfig(Section):
@@ -97,10 +115,34 @@ class LimitsConfig(Section):
     max_tickets: Positive = 100_000
 
 
-class SubscriberJwtConfig(Section):
+class JwtConfig(Section):
+    """One verification key (an HMAC secret or a PEM public key file) and its algorithms."""
+
     secret: str | None = None
     public_key_file: str | None = None
-    algorithms: list[str] = ["HS256"]
+    # Validated when left out too: the default HS256 must fit the key as well.
+    algorithms: Annotated[list[str], Field(min_length=1, validate_default=True)] = ["HS256"]
+
+    @field_validator("public_key_file")
+    @classmethod
+    def _readable_key(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is None:
+            return None
+        if info.data.get("secret") is not None:
+            raise ValueError("set secret or public_key_file, not both: tokens are verified with one key")
+        read_public_key(path)
+        return path
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms_fit_the_key(cls, algorithms: list[str], info: ValidationInfo) -> list[str]:
+        if "secret" in info.data and "public_key_file" in info.data:  # else those keys were refused
+            check_jwt_keys(algorithms, info.data["secret"], info.data["public_key_file"])
+        return algorithms
+
+
+class SubscriberJwtConfig(JwtConfig):
+    pass
 
 
 class AuthConfig(Section):
@@ -109,10 +151,8 @@ class AuthConfig(Section):
     subscriber_jwt: SubscriberJwtConfig = SubscriberJwtConfig()
 
 
-class MercureJwtConfig(Section):
-    secret: str | None = None
-    public_key_file: str | None = None
-    algorithms: list[str] = ["HS256"]
+class MercureJwtConfig(JwtConfig):
+    pass
 
 
 class MercureConfig(Section):
@@ -184,14 +224,22 @@ def _read_yaml(path: Path) -> dict[str, object]:
     return loaded
 
 
+def service_link_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``SSE_HUB_*`` variables that ``load_settings`` skips as Kubernetes service links."""
+    environ = os.environ if environ is None else environ
+    names = service_link_names(environ, ENV_PREFIX)
+    return [name for name in names if name[len(ENV_PREFIX) :].lower() not in Settings.model_fields]
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, object]]:
     """``SSE_HUB_BROKER__BACKEND=redis`` -> ``{"broker.backend": ("SSE_HUB_BROKER__BACKEND", "redis")}``.
 
-    ``SSE_HUB_CONFIG`` names the file and is no override.
+    ``SSE_HUB_CONFIG`` names the file and is no override; nor is a service link.
     """
     found: dict[str, tuple[str, object]] = {}
+    links = set(service_link_variables(environ))
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == "SSE_HUB_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name == "SSE_HUB_CONFIG" or name in links:
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
         found[key] = (name, _env_value(key, value))
@@ -237,10 +285,16 @@ def _model_at(path: list[str] | tuple[str, ...]) -> type[BaseModel] | None:
         annotation = field.annotation
         if get_origin(annotation) is list:
             (annotation,) = get_args(annotation)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional section (``mercure.subscriber_jwt: MercureJwtConfig | None``) is its model.
+        models = [member for member in _union_members(annotation) if _is_model(member)]
+        if len(models) != 1:
             return None
-        model = annotation
+        model = models[0]
     return model
+
+
+def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _union_members(annotation: object) -> tuple[object, ...]:
@@ -284,10 +338,14 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
         if error["type"] == "extra_forbidden":
             message = "unknown key" + _suggestion(loc)
         else:
-            # Values under auth are tokens and secrets: never echo them into logs.
-            message = error["msg"] + ("" if loc[0] == "auth" else _shown_input(error["input"]))
+            message = error["msg"] + ("" if _may_hold_secrets(loc) else _shown_input(error["input"]))
         lines.append(f"{key}: {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _may_hold_secrets(loc: tuple[str, ...]) -> bool:
+    """Tokens, JWT secrets, and a Redis URL's password: never echoed into logs."""
+    return loc[:1] in (("auth",), ("mercure",)) or loc[:2] == ("broker", "redis_url")
 
 
 def _source_of(loc: tuple[str, ...], sources: Mapping[str, str]) -> str | None:

@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sse_hub import auth
 from sse_hub.access_log import SecretFilter, redact_text
 from sse_hub.auth import pattern_matches
+from sse_hub.config import AuthConfig, SubscriberJwtConfig
 from sse_hub.keys import HUB
-from tests.conftest import HubClientFactory, HubProcess, expect_error, open_stream, wait_until
+from tests.conftest import HubClientFactory, HubProcess, expect_error, make_settings, open_stream, wait_until
 from tests.test_hostile import get_request, status_of
 
 HubFactory = Callable[..., HubProcess]
@@ -438,10 +439,12 @@ async def test_an_hs256_token_signed_with_the_public_key_is_401(
     hub_client: HubClientFactory, signers: dict[str, Signer], algorithm: str
 ) -> None:
     """Algorithm confusion: the public key is public, so it must never work as an HMAC
-    secret, even when the operator also lists HS256."""
+    secret, even when the operator also lists HS256. The loader refuses that list
+    (tests/test_config_checks.py); built around the loader, the hub still refuses the token."""
     signer = signers[algorithm]
-    config = {**signer.config, "algorithms": [algorithm, "HS256"]}
-    client = await hub_client(auth={"subscriber_jwt": config})
+    jwt_config = SubscriberJwtConfig.model_construct(**{**signer.config, "algorithms": [algorithm, "HS256"]})
+    settings = make_settings().model_copy(update={"auth": AuthConfig.model_construct(subscriber_jwt=jwt_config)})
+    client = await hub_client(settings)
     token = forged_hs256({"channels": ["*"], "exp": int(time.time()) + 60}, signer.public_pem)
     await assert_error(await client.get("/events/news", headers=bearer(token)), 401)
     async with open_stream(client, "/events/news", bearer(signer.token())):

@@ -153,6 +153,15 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
         ("SSE_HUB_AUTH__SUBSCRIBER_JWT__SECRET", "yes", "auth.subscriber_jwt.secret", "yes"),
         ("SSE_HUB_AUTH__SUBSCRIBER_JWT__SECRET", "", "auth.subscriber_jwt.secret", None),
         ("SSE_HUB_BROKER__PREFIX", "2024", "broker.prefix", "2024"),
+        # An optional section (null by default) reads its keys' types all the same.
+        ("SSE_HUB_MERCURE__SUBSCRIBER_JWT__SECRET", "12345", "mercure.subscriber_jwt.secret", "12345"),
+        ("SSE_HUB_MERCURE__SUBSCRIBER_JWT__SECRET", "k#1: x", "mercure.subscriber_jwt.secret", "k#1: x"),
+        (
+            "SSE_HUB_MERCURE__SUBSCRIBER_JWT__ALGORITHMS",
+            "HS256,HS512",
+            "mercure.subscriber_jwt.algorithms",
+            ["HS256", "HS512"],
+        ),
         ("SSE_HUB_BROKER__REDIS_URL", "redis://h:6380/2", "broker.redis_url", "redis://h:6380/2"),
         ("SSE_HUB_LOG__LEVEL", "debug", "log.level", "debug"),
         (
