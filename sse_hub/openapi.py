@@ -412,7 +412,9 @@ def paths(settings: Settings) -> JsonObject:
     body_errors: JsonObject = {
         "413": error_response("The body is over `limits.max_message_bytes`."),
         "415": error_response("The body is not `application/json`."),
-        "503": error_response("The broker cannot store the ticket (Redis down).", retry_after=True),
+        "503": error_response(
+            "The broker cannot store the ticket (Redis down, or `limits.max_tickets` outstanding).", retry_after=True
+        ),
     }
     not_ready: JsonObject = {"503": {"description": "Not ready", "content": json_content(ref("Readiness"))}}
 
@@ -470,7 +472,10 @@ def paths(settings: Settings) -> JsonObject:
                 "A one-time ticket for `?ticket=`",
                 "application/json",
                 ref("Ticket"),
-                bad_request | admin_errors | body_errors,
+                bad_request
+                | admin_errors
+                | body_errors
+                | {"404": error_response("Subscriber auth is off: no tickets.")},
                 status="201",
                 security=required["tickets"],
                 requestBody={"required": True, "content": json_content(ref("TicketRequest"))},

@@ -209,7 +209,7 @@ async def test_health_readiness_and_disconnect_match_their_schemas(client: TestC
 
 
 async def test_tickets_and_metrics_match_their_schemas(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"admin_tokens": ["admin"]})
+    client = await hub_client(auth={"admin_tokens": ["admin"], "subscriber_jwt": {"secret": "s" * 32}})
     contract = await contract_of(client)
     admin = {"Authorization": "Bearer admin"}
     response = await client.post("/tickets", json={"channels": ["orders.*"], "ttl_seconds": 30}, headers=admin)

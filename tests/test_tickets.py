@@ -16,8 +16,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sse_hub.broker.memory import MemoryBroker
+from sse_hub.errors import TooManyTickets
 from sse_hub.keys import HUB
 from tests.conftest import HubClientFactory, HubProcess, expect_error, open_stream, wait_until
+from tests.test_history_bounds import FakeClock
 
 HubFactory = Callable[..., HubProcess]
 TIMEOUT = 5
@@ -25,6 +28,8 @@ TIMEOUT = 5
 PUBLISH = "publish-token-0123456789abcdef"
 ADMIN = "admin-token-0123456789abcdef"
 SECRET = "subscriber-secret-0123456789abcdef-0123456789"
+# Tickets exist only where subscribers need a credential.
+ISSUER = {"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -54,18 +59,16 @@ async def issue(
         ({"publish_tokens": [PUBLISH]}, (401, 201, 403, 403)),
         ({"admin_tokens": [ADMIN]}, (401, 403, 201, 403)),
         ({"publish_tokens": [PUBLISH], "admin_tokens": [ADMIN]}, (401, 201, 201, 403)),
-        ({"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}}, (401, 201, 403, 403)),
-        ({}, (201, 201, 201, 201)),
-        ({"subscriber_jwt": {"secret": SECRET}}, (403, 403, 403, 403)),
+        ({}, (403, 403, 403, 403)),
     ],
-    ids=["publish-only", "admin-only", "both", "publish-and-jwt", "no-auth-at-all", "jwt-without-issuer-tokens"],
+    ids=["publish-only", "admin-only", "both", "no-issuer-tokens"],
 )
 async def test_issuing_a_ticket_needs_a_publish_or_admin_token(
     hub_client: HubClientFactory, auth: dict[str, Any], expected: tuple[int, ...]
 ) -> None:
     """Tickets bypass the subscriber JWT, so a hub that asks subscribers for a JWT but has
     no issuer token configured issues none at all (else anyone could mint a ``*`` ticket)."""
-    client = await hub_client(auth=auth)
+    client = await hub_client(auth={**auth, "subscriber_jwt": {"secret": SECRET}})
     actual = []
     for token in (None, PUBLISH, ADMIN, "wrong-token-0123456789abcdef"):
         response = await client.post("/tickets", json={"channels": ["*"]}, headers=bearer(token) if token else {})
@@ -78,8 +81,37 @@ async def test_issuing_a_ticket_needs_a_publish_or_admin_token(
     assert tuple(actual) == expected
 
 
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        # no token, the publish token, the admin token, a wrong token
+        ({}, (404, 404, 404, 404)),
+        ({"publish_tokens": [PUBLISH]}, (401, 404, 403, 403)),
+        ({"admin_tokens": [ADMIN]}, (401, 403, 404, 403)),
+        ({"publish_tokens": [PUBLISH], "admin_tokens": [ADMIN]}, (401, 404, 404, 403)),
+    ],
+    ids=["no-auth-at-all", "publish-only", "admin-only", "both"],
+)
+async def test_tickets_are_404_when_subscriber_auth_is_off(
+    hub_client: HubClientFactory, auth: dict[str, Any], expected: tuple[int, ...]
+) -> None:
+    """Every stream is open without ``auth.subscriber_jwt``: a ticket would open nothing
+    more, so the hub stores none. Only a caller the token check lets through learns why."""
+    client = await hub_client(auth=auth)
+    actual = []
+    for token in (None, PUBLISH, ADMIN, "wrong-token-0123456789abcdef"):
+        response = await client.post("/tickets", json={"channels": ["*"]}, headers=bearer(token) if token else {})
+        actual.append(response.status)
+        payload = await expect_error(response, response.status)
+        if response.status == 404:
+            assert payload["error"] == "not_found"
+            assert "subscriber_jwt" in payload["detail"]
+    assert tuple(actual) == expected
+    assert client.server.app[HUB].broker._tickets == {}
+
+
 async def test_a_ticket_comes_with_its_expiry(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    client = await hub_client(auth=ISSUER)
     before = time.time()
     response = await client.post("/tickets", json={"channels": ["news"], "ttl_seconds": 30}, headers=bearer(PUBLISH))
     payload = await response.json()
@@ -92,7 +124,7 @@ async def test_a_ticket_comes_with_its_expiry(hub_client: HubClientFactory) -> N
 
 
 async def test_a_ticket_is_valid_for_60_seconds_by_default(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    client = await hub_client(auth=ISSUER)
     response = await client.post("/tickets", json={"channels": ["news"]}, headers=bearer(PUBLISH))
     payload = await response.json()
     expires_at = datetime.fromisoformat(payload["expires_at"].replace("Z", "+00:00")).timestamp()
@@ -133,24 +165,68 @@ async def test_a_ticket_is_valid_for_60_seconds_by_default(hub_client: HubClient
     ],
 )
 async def test_a_bad_ticket_request_is_400(hub_client: HubClientFactory, body: bytes) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    client = await hub_client(auth=ISSUER)
     response = await client.post("/tickets", data=body, headers={**bearer(PUBLISH), "Content-Type": "application/json"})
     await expect_error(response, 400)
 
 
 async def test_a_ticket_request_that_is_not_json_is_415(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    client = await hub_client(auth=ISSUER)
     response = await client.post(
         "/tickets", data=b'{"channels": ["news"]}', headers={**bearer(PUBLISH), "Content-Type": "text/plain"}
     )
     await expect_error(response, 415)
 
 
+# -- the cap ----------------------------------------------------------------------------
+
+
+async def test_past_max_tickets_issuing_is_503_until_one_is_used(hub_client: HubClientFactory) -> None:
+    client = await hub_client(auth=ISSUER, limits={"max_tickets": 3})
+    tickets = [await issue(client, ["news"]) for _ in range(3)]
+    refused = await client.post("/tickets", json={"channels": ["news"]}, headers=bearer(PUBLISH))
+    payload = await expect_error(refused, 503)
+    assert payload["error"] == "too_many_tickets"
+    assert "limits.max_tickets" in payload["detail"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    async with open_stream(client, f"/events/news?ticket={tickets[0]}"):
+        pass
+    await issue(client, ["news"])  # the used ticket's place
+    await expect_error(await client.post("/tickets", json={"channels": ["news"]}, headers=bearer(PUBLISH)), 503)
+
+
+async def test_expired_tickets_are_swept_before_the_cap_refuses() -> None:
+    clock = FakeClock()
+    broker = MemoryBroker(max_tickets=2, clock=clock)
+    await broker.issue_ticket("short", ("news",), 10)
+    await broker.issue_ticket("long", ("news",), 60)
+    with pytest.raises(TooManyTickets):
+        await broker.issue_ticket("third", ("news",), 60)
+    clock.now += 10
+    await broker.issue_ticket("third", ("news",), 60)  # "short" expired and was swept
+    with pytest.raises(TooManyTickets):
+        await broker.issue_ticket("fourth", ("news",), 60)
+    assert await broker.redeem_ticket("short") is None
+    assert await broker.redeem_ticket("long") == ("news",)
+    assert await broker.redeem_ticket("third") == ("news",)
+
+
+async def test_used_tickets_leave_nothing_behind() -> None:
+    """Each ticket sits in a dict and in a heap by expiry; a used one leaves the dict at
+    once and the heap when it has grown to twice the live tickets, not after its TTL."""
+    broker = MemoryBroker(max_tickets=10, clock=FakeClock())
+    for n in range(5000):
+        await broker.issue_ticket(f"t{n}", ("news",), 3600)
+        assert await broker.redeem_ticket(f"t{n}") == ("news",)
+    assert len(broker._tickets) == 0
+    assert len(broker._ticket_expiries) < 2000, "the heap kept the used tickets"
+
+
 # -- redeeming --------------------------------------------------------------------------
 
 
 async def test_a_ticket_opens_one_stream_for_its_channels_then_is_spent(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
+    client = await hub_client(auth=ISSUER)
     ticket = await issue(client, ["news", "stocks.*"])
     path = f"/events?channel=news&channel=stocks.eu&ticket={ticket}"
     async with open_stream(client, path) as stream:
@@ -176,7 +252,7 @@ async def test_a_ticket_opens_one_stream_for_its_channels_then_is_spent(hub_clie
 async def test_a_ticket_does_not_open_other_channels(
     hub_client: HubClientFactory, granted: list[str], path: str
 ) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
+    client = await hub_client(auth=ISSUER)
     ticket = await issue(client, granted)
     separator = "&" if "?" in path else "?"
     payload = await expect_error(await client.get(f"{path}{separator}ticket={ticket}"), 403)
@@ -186,14 +262,14 @@ async def test_a_ticket_does_not_open_other_channels(
 
 @pytest.mark.parametrize("ticket", ["", "nope", "x" * 5000, "%00", "..", "*"])
 async def test_an_unknown_ticket_is_401(hub_client: HubClientFactory, ticket: str) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    client = await hub_client(auth=ISSUER)
     response = await client.get(f"/events/news?ticket={ticket}")
     await expect_error(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 async def test_an_expired_ticket_is_401(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH]})
+    client = await hub_client(auth=ISSUER)
     issued_at = time.monotonic()
     ticket = await issue(client, ["news"], ttl_seconds=1)
     fresh = await issue(client, ["news"], ttl_seconds=60)
@@ -207,7 +283,7 @@ async def test_an_expired_ticket_is_401(hub_client: HubClientFactory) -> None:
 async def test_a_ticket_needs_no_jwt_and_a_jwt_hub_still_refuses_streams_without_either(
     hub_client: HubClientFactory,
 ) -> None:
-    client = await hub_client(auth={"publish_tokens": [PUBLISH], "subscriber_jwt": {"secret": SECRET}})
+    client = await hub_client(auth=ISSUER)
     await expect_error(await client.get("/events/news"), 401)
     ticket = await issue(client, ["news"])
     async with open_stream(client, f"/events/news?ticket={ticket}"):
@@ -215,7 +291,7 @@ async def test_a_ticket_needs_no_jwt_and_a_jwt_hub_still_refuses_streams_without
 
 
 async def test_many_tickets_each_open_exactly_one_stream(hub_client: HubClientFactory) -> None:
-    client = await hub_client(auth={"admin_tokens": [ADMIN]})
+    client = await hub_client(auth={"admin_tokens": [ADMIN], "subscriber_jwt": {"secret": SECRET}})
     tickets = [await issue(client, ["news"], token=ADMIN) for _ in range(20)]
     statuses = []
     for ticket in tickets + tickets:
