@@ -1,0 +1,148 @@
+"""Mercure event ids: the hub's own ids, publisher-supplied ids, and cursors into the history.
+
+Mercure ids are cursors into one hub-wide sequence (a reconnecting subscriber sends the
+last id it saw and gets every later update). sse-hub already numbers every message with
+one cluster-wide integer sequence; a Mercure update is given the next number like any
+message, and its id is chosen as follows:
+
+- Hub-assigned ids are the fragment form ``#<n>``, ``n`` the hub sequence in decimal
+  without leading zeros: a valid IRI reference (draft-07 and 1.0 both allow "a relative
+  URI composed of a fragment"), never a bare decimal, and it keeps the global order.
+  Parsing it back needs no lookup.
+- A publisher may supply its own id. It is sent verbatim as the SSE ``id:`` (Mercure's
+  conformance suite checks ``lastEventId``) and returned as the publish answer. It may
+  not start with ``#`` (both specs), so it can never be mistaken for a hub id; it may not
+  be ``earliest`` (the reserved cursor), nor carry CR, LF or NUL (SSE framing).
+- A cursor that is neither ``earliest`` nor a hub id is looked up in the publisher-id
+  index (``PublisherIdIndex``): publisher id -> hub sequence, earliest publication wins
+  (1.0: "a duplicated id resolves to the earliest").
+
+Replay and the response header (``Last-Event-ID`` in draft-07, ``Mercure-Last-Event-ID``
+in 1.0): when the cursor resolves to a sequence the hub still covers, replay starts after
+it and the header repeats the cursor; otherwise (``earliest``, an unknown or evicted id,
+an id from the future, an empty history) replay starts at the oldest retained update and
+the header says ``earliest``: that header is Mercure's only loss signal.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+from sse_hub.mercure.protocol import EARLIEST
+
+MAX_ID_CHARS = 1024
+_HUB_ID = re.compile(r"#([1-9][0-9]{0,18})")
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
+class InvalidEventId(ValueError):
+    """A publisher-supplied id the hub refuses; the message says why."""
+
+
+def hub_event_id(sequence: int) -> str:
+    """The IRI of the update numbered ``sequence`` by the hub."""
+    if sequence < 1:
+        raise ValueError("hub sequences start at 1")
+    return f"#{sequence}"
+
+
+def check_publisher_id(event_id: str) -> None:
+    """Raise InvalidEventId unless ``event_id`` may be used as a publisher-supplied id."""
+    if len(event_id) > MAX_ID_CHARS:
+        raise InvalidEventId(f"id may have at most {MAX_ID_CHARS} characters")
+    if _FORBIDDEN.search(event_id):
+        raise InvalidEventId("id must not contain CR, LF or NUL")
+    if event_id.startswith("#"):
+        raise InvalidEventId("id must not start with '#' (the hub's own ids do)")
+    if event_id == EARLIEST:
+        raise InvalidEventId("id must not be 'earliest' (the cursor that asks for the whole history)")
+
+
+class CursorKind(enum.Enum):
+    EARLIEST = "earliest"
+    HUB = "hub"
+    PUBLISHER = "publisher"
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A parsed ``Last-Event-ID``: ``sequence`` is set for hub ids only."""
+
+    kind: CursorKind
+    value: str
+    sequence: int | None = None
+
+
+def parse_cursor(value: str) -> Cursor:
+    if value == EARLIEST:
+        return Cursor(CursorKind.EARLIEST, value)
+    found = _HUB_ID.fullmatch(value)
+    if found is not None:
+        return Cursor(CursorKind.HUB, value, int(found.group(1)))
+    return Cursor(CursorKind.PUBLISHER, value)
+
+
+def resume_after(cursor: Cursor, resolved: int | None, last_sequence: int) -> int | None:
+    """The sequence after which replay starts, or None for "from the oldest retained".
+
+    ``resolved``: the publisher-id index's answer for a publisher cursor (ignored for the
+    other kinds); ``last_sequence``: the highest sequence the hub has assigned.
+    """
+    if cursor.kind is CursorKind.EARLIEST:
+        return None
+    sequence = cursor.sequence if cursor.kind is CursorKind.HUB else resolved
+    if sequence is None or sequence > last_sequence:
+        return None  # unknown, or from the future (another hub, a wiped store)
+    return sequence
+
+
+def response_cursor(cursor: Cursor, after: int | None, *, expired: bool, history_empty: bool) -> str:
+    """The response header's value: the cursor when replay continues exactly after it,
+    else ``earliest``. ``expired``: some update newer than ``after`` was evicted;
+    ``history_empty``: the hub retains no update at all."""
+    if after is None or expired or history_empty:
+        return EARLIEST
+    return cursor.value
+
+
+class PublisherIdIndex(Protocol):
+    """The contract of the publisher-id store each broker provides.
+
+    - ``record`` happens atomically with the publication that numbers the update (in the
+      Redis broker: inside the same Lua script, ``HSETNX``-like), and only if the id is not
+      yet known: the earliest publication keeps the id.
+    - An entry lives at least as long as its update stays in the Mercure history (same
+      count and age bounds), and is dropped with it or later, never earlier.
+    - ``resolve`` is answered from any instance of the cluster.
+    """
+
+    async def resolve(self, event_id: str) -> int | None: ...
+
+
+class BoundedIdIndex:
+    """A single-process ``PublisherIdIndex`` for the memory broker: it keeps the ids of the
+    last ``max_entries`` recorded updates (the Mercure history's size), earliest wins."""
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max_entries = max_entries
+        self._sequences: OrderedDict[str, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sequences)
+
+    def record(self, event_id: str, sequence: int) -> None:
+        """Remember ``event_id`` for ``sequence`` (called in publish order)."""
+        if event_id in self._sequences:
+            return
+        self._sequences[event_id] = sequence
+        while len(self._sequences) > self._max_entries:
+            self._sequences.popitem(last=False)
+
+    async def resolve(self, event_id: str) -> int | None:
+        return self._sequences.get(event_id)

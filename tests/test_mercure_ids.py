@@ -1,0 +1,105 @@
+"""Mercure ids: hub ids ``#<n>`` and back, publisher ids that can never pass for hub ids,
+where a replay starts and what the response header says, and the memory publisher-id
+index (earliest wins, bounded).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sse_hub.mercure.ids import (
+    BoundedIdIndex,
+    Cursor,
+    CursorKind,
+    InvalidEventId,
+    check_publisher_id,
+    hub_event_id,
+    parse_cursor,
+    response_cursor,
+    resume_after,
+)
+
+
+def test_hub_ids_are_fragments_of_the_sequence() -> None:
+    assert hub_event_id(1) == "#1"
+    assert hub_event_id(1234) == "#1234"
+    assert parse_cursor("#1234") == Cursor(CursorKind.HUB, "#1234", 1234)
+    with pytest.raises(ValueError):
+        hub_event_id(0)
+
+
+@given(st.integers(min_value=1, max_value=10**19 - 1))
+def test_a_hub_id_parses_back_to_its_sequence(sequence: int) -> None:
+    assert parse_cursor(hub_event_id(sequence)).sequence == sequence
+
+
+@given(st.one_of(st.text(min_size=1, max_size=40), st.integers(1, 10**6).map(hub_event_id)))
+def test_a_valid_publisher_id_is_never_read_as_a_hub_id(event_id: str) -> None:
+    try:
+        check_publisher_id(event_id)
+    except InvalidEventId:
+        return
+    assert parse_cursor(event_id).kind is CursorKind.PUBLISHER
+
+
+@pytest.mark.parametrize("value", ["#0", "#01", "#", "#1a", "#" + "9" * 20, "1234", "urn:uuid:1", 'id-["a"]'])
+def test_other_cursors_are_publisher_ids(value: str) -> None:
+    assert parse_cursor(value) == Cursor(CursorKind.PUBLISHER, value)
+
+
+def test_earliest_is_its_own_cursor() -> None:
+    assert parse_cursor("earliest").kind is CursorKind.EARLIEST
+
+
+@pytest.mark.parametrize("value", ["#1", "#x", "earliest", "a\nb", "a\rb", "a\x00b", "x" * 1025])
+def test_refused_publisher_ids(value: str) -> None:
+    with pytest.raises(InvalidEventId):
+        check_publisher_id(value)
+
+
+@pytest.mark.parametrize("value", ["a", "urn:uuid:1", "1234", "Earliest", "x#1", " spaced ", "x" * 1024])
+def test_accepted_publisher_ids(value: str) -> None:
+    check_publisher_id(value)
+
+
+def test_where_a_replay_resumes() -> None:
+    last = 100
+    assert resume_after(parse_cursor("earliest"), None, last) is None
+    assert resume_after(parse_cursor("#42"), None, last) == 42
+    assert resume_after(parse_cursor("#100"), None, last) == 100
+    assert resume_after(parse_cursor("#101"), None, last) is None  # from the future: unknown
+    assert resume_after(parse_cursor("pub-id"), 42, last) == 42
+    assert resume_after(parse_cursor("pub-id"), None, last) is None
+    assert resume_after(parse_cursor("#42"), 7, last) == 42  # an index answer never overrides a hub id
+
+
+def test_the_response_header_repeats_the_cursor_only_when_nothing_was_lost() -> None:
+    cursor = parse_cursor("pub-id")
+    assert response_cursor(cursor, 42, expired=False, history_empty=False) == "pub-id"
+    assert response_cursor(cursor, 42, expired=True, history_empty=False) == "earliest"
+    assert response_cursor(cursor, 42, expired=False, history_empty=True) == "earliest"
+    assert response_cursor(cursor, None, expired=False, history_empty=False) == "earliest"
+    assert response_cursor(parse_cursor("earliest"), None, expired=False, history_empty=False) == "earliest"
+
+
+async def test_the_memory_index_keeps_the_earliest_publication_of_an_id() -> None:
+    index = BoundedIdIndex(10)
+    index.record("a", 1)
+    index.record("a", 5)
+    index.record("b", 6)
+    assert await index.resolve("a") == 1
+    assert await index.resolve("b") == 6
+    assert await index.resolve("c") is None
+
+
+async def test_the_memory_index_is_bounded_and_forgets_the_oldest() -> None:
+    index = BoundedIdIndex(3)
+    for sequence in range(1, 11):
+        index.record(f"id-{sequence}", sequence)
+    assert len(index) == 3
+    assert await index.resolve("id-7") is None
+    assert [await index.resolve(f"id-{n}") for n in (8, 9, 10)] == [8, 9, 10]
+    with pytest.raises(ValueError):
+        BoundedIdIndex(0)
