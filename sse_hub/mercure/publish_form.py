@@ -33,9 +33,9 @@ from sse_hub.errors import BadRequest, PayloadTooLarge
 from sse_hub.mercure.ids import InvalidEventId, check_publisher_id
 from sse_hub.mercure.protocol import HUB_PATH
 from sse_hub.mercure.selectors import WILDCARD, InvalidSelector, check_selector_value
+from sse_hub.mercure.update import MAX_TOPICS, MercureMeta
 
 MAX_FORM_FIELDS = 1000
-MAX_TOPICS = 256
 MAX_RETRY_MS = 86_400_000
 MAX_TYPE_CHARS = 128
 RESERVED_TYPE = "mercure"
@@ -59,6 +59,9 @@ class UpdateForm:
     def topic(self) -> str:
         """The canonical topic."""
         return self.topics[0]
+
+    def meta(self) -> MercureMeta:
+        return MercureMeta(self.topics, self.private, self.event_id)
 
 
 def parse_publish_form(body: bytes, hub_url: str = f"https://localhost{HUB_PATH}") -> UpdateForm:

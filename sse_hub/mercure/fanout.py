@@ -1,0 +1,94 @@
+"""Which local Mercure subscribers an update goes to: an index used only for Mercure messages.
+
+The hub's channel fan-out hands a message to every subscriber of its channels with no
+per-subscriber test. Mercure needs one (private updates, templates, URL patterns), so its
+updates take this separate path and plain channels pay nothing for it.
+
+- Subscribers with only exact selectors are indexed by topic: an update looks up each of
+  its topics (canonical and alternates), a dict lookup per topic.
+- Subscribers with ``*``, templates or URL patterns are kept in a list and tested one by one
+  (``SelectorSet.matches_any``, linear-time matchers behind bounded caches).
+- Every candidate then passes ``should_deliver`` (selection and, for a private update, the
+  grant), once per update, even when several of its topics match: an update reaches a
+  subscriber at most once.
+
+Invariants: ``targets`` is synchronous and never awaits (it runs inside ``Hub.dispatch``);
+``add`` happens before the stream's headers go out and ``remove`` in the stream's
+``finally``; the index never holds a subscriber after ``remove``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sse_hub.mercure.grants import MercureGrant
+from sse_hub.mercure.selectors import EMPTY, SelectorSet, should_deliver
+
+S = TypeVar("S", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    subscription: SelectorSet
+    grant: SelectorSet  # the token's subscribe selectors; EMPTY when anonymous
+    # The grant the stream was opened with (payload, expiry); None when anonymous.
+    token_grant: MercureGrant | None
+
+
+class MercureIndex(Generic[S]):
+    """Local Mercure subscribers, by exact topic and by pattern."""
+
+    def __init__(self) -> None:
+        self._entries: dict[S, _Entry] = {}
+        self._by_topic: dict[str, set[S]] = {}
+        self._patterned: dict[S, None] = {}  # insertion-ordered set
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, subscriber: S, subscription: SelectorSet, grant: MercureGrant | None) -> None:
+        if subscriber in self._entries:
+            raise ValueError("this subscriber is already in the index")
+        allowed = EMPTY if grant is None else grant.subscribe
+        self._entries[subscriber] = _Entry(subscription, allowed, grant)
+        if subscription.has_patterns:
+            self._patterned[subscriber] = None
+        for topic in subscription.exact_topics:
+            self._by_topic.setdefault(topic, set()).add(subscriber)
+
+    def remove(self, subscriber: S) -> None:
+        entry = self._entries.pop(subscriber, None)
+        if entry is None:
+            return
+        self._patterned.pop(subscriber, None)
+        for topic in entry.subscription.exact_topics:
+            holders = self._by_topic.get(topic)
+            if holders is not None:
+                holders.discard(subscriber)
+                if not holders:
+                    del self._by_topic[topic]
+
+    def grant_of(self, subscriber: S) -> MercureGrant | None:
+        entry = self._entries.get(subscriber)
+        return None if entry is None else entry.token_grant
+
+    def targets(self, topics: Sequence[str], private: bool) -> list[S]:
+        """The subscribers this update is for, each once."""
+        candidates: dict[S, None] = dict.fromkeys(self._patterned)
+        for topic in topics:
+            holders = self._by_topic.get(topic)
+            if holders:
+                candidates.update(dict.fromkeys(holders))
+        entries = self._entries
+        return [
+            subscriber
+            for subscriber in candidates
+            if should_deliver(topics, private, entries[subscriber].subscription, entries[subscriber].grant)
+        ]
+
+    def accepts(self, subscriber: S, topics: Sequence[str], private: bool) -> bool:
+        """Whether a retained update may be replayed to ``subscriber`` (its current grant)."""
+        entry = self._entries.get(subscriber)
+        return entry is not None and should_deliver(topics, private, entry.subscription, entry.grant)
