@@ -156,6 +156,10 @@ class Hub:
         """The stream's preamble (retry, ``connected``, maybe ``reset``) and the messages
         to replay. Reads history after registration, so nothing published meanwhile is
         lost (the subscriber holds it) or sent twice (``go_live`` skips replayed ids)."""
+        # Receive the stream's channels first: once attach returns, everything published
+        # to them reaches this instance, so nothing after `connected` is missed (the
+        # broker's attach contract; release detaches, also when attach raised).
+        await self.broker.attach(subscriber.channels)
         connected = json.dumps(
             {"client_id": subscriber.client_id, "channels": list(subscriber.channels)},
             separators=(",", ":"),
@@ -188,6 +192,7 @@ class Hub:
         subscriber.close("disconnected")
         self.registry.remove(subscriber)
         self.broker.client_disconnected(subscriber.client_id)
+        self.broker.detach(subscriber.channels)
 
     def _closed(self, subscriber: Subscriber, reason: str) -> None:
         counters = self.counters

@@ -1,5 +1,7 @@
 """The Broker contract, run against every broker: the in-memory one and Redis (a real
-redis-server, a fresh key prefix per test)."""
+redis-server, a fresh key prefix per test). A broker delivers at least the messages of
+attached channels, global ones and direct ones for its clients, so every test attaches
+the channels it expects to receive."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import pytest
 from sse_hub.broker import Broker
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
-from sse_hub.errors import BrokerUnavailable
+from sse_hub.errors import BrokerUnavailable, TooManyTickets
 from sse_hub.models import Draft, Message
-from tests.conftest import StartedBrokers, make_settings, wait_until
+from tests.conftest import StartedBrokers, eventually, make_settings, wait_until
 
 StartBroker = Callable[..., Awaitable[tuple[Broker, list[Message]]]]
 
@@ -46,14 +48,17 @@ async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBro
     brokers = StartedBrokers()
     prefix = f"contract-{secrets.token_hex(4)}"
 
-    async def start(history_size: int = 100) -> tuple[Broker, list[Message]]:
+    async def start(
+        history_size: int = 100, ttl_seconds: int = 86_400, max_tickets: int = 100_000
+    ) -> tuple[Broker, list[Message]]:
         broker: Broker
         if request.param == "memory":
-            broker = MemoryBroker(history_size)
+            broker = MemoryBroker(history_size, ttl_seconds=ttl_seconds, max_tickets=max_tickets)
         else:
             settings = make_settings(
                 broker={"backend": "redis", "redis_url": request.getfixturevalue("redis_server"), "prefix": prefix},
-                history={"size": history_size},
+                history={"size": history_size, "ttl_seconds": ttl_seconds},
+                limits={"max_tickets": max_tickets},
             )
             broker = RedisBroker(settings, f"contract-{len(brokers.brokers)}")
         return await brokers.start(broker)
@@ -81,6 +86,7 @@ async def test_a_batch_gives_each_message_its_own_increasing_id(start_broker: St
 
 async def test_deliver_receives_every_message_once_in_id_order(start_broker: StartBroker) -> None:
     broker, delivered = await start_broker()
+    await broker.attach(["a", "b", "end"])
     published: list[Message] = []
     for results in await asyncio.gather(*(broker.publish([draft("a"), draft("b", "*")]) for _ in range(10))):
         published.extend(results)
@@ -93,6 +99,7 @@ async def test_deliver_receives_every_message_once_in_id_order(start_broker: Sta
 
 async def test_a_message_keeps_every_field_through_the_broker(start_broker: StartBroker) -> None:
     broker, delivered = await start_broker()
+    await broker.attach(["a"])
     sent = Draft(
         event="update",
         data='line 1\r\nline 2\rline 3\n\x00 "quoted" \u2028 é',
@@ -174,6 +181,7 @@ async def test_global_messages_are_kept_under_the_star_channel(start_broker: Sta
 
 async def test_direct_messages_are_delivered_but_not_stored(start_broker: StartBroker) -> None:
     broker, delivered = await start_broker()
+    broker.client_connected("c_one")
     [message] = await broker.publish([draft(data="just you", client_id="c_one")])
     assert message.channels == ()
     await wait_until(lambda: bool(delivered))
@@ -205,3 +213,42 @@ async def test_a_ticket_is_redeemed_once(start_broker: StartBroker) -> None:
     assert await broker.redeem_ticket("t-1") == ("news", "stocks.*")
     assert await broker.redeem_ticket("t-1") is None
     assert await broker.redeem_ticket("never-issued") is None
+
+
+async def test_a_channel_attached_now_receives_what_is_published_next(start_broker: StartBroker) -> None:
+    broker, delivered = await start_broker()
+    await broker.attach(["late"])
+    [message] = await broker.publish([draft("late")])
+    await wait_until(lambda: bool(delivered))
+    assert ids(delivered) == [message.id]
+    broker.detach(["late"])
+
+
+async def test_history_of_a_channel_with_no_publish_for_its_ttl_is_dropped_and_reported(
+    start_broker: StartBroker,
+) -> None:
+    broker, _ = await start_broker(ttl_seconds=1)
+    first, last = await broker.publish([draft("a"), draft("a")])
+
+    async def dropped() -> bool:
+        return not (await broker.history(["a"], 0)).messages
+
+    await eventually(dropped, timeout=10)
+    gone = await broker.history(["a"], first.id)
+    assert gone.expired, "a resume into a dropped history gets reset, never silent loss"
+    assert not (await broker.history(["a"], last.id)).expired, "nothing newer than the last id was lost"
+    [again] = await broker.publish([draft("a")])
+    recreated = await broker.history(["a"], first.id)
+    assert (ids(list(recreated.messages)), recreated.expired) == ([again.id], True)
+    assert not (await broker.history(["a"], last.id)).expired
+
+
+async def test_past_max_tickets_issuing_is_refused_until_one_is_redeemed(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker(max_tickets=2)
+    await broker.issue_ticket("t-1", ("news",), 60)
+    await broker.issue_ticket("t-2", ("news",), 60)
+    with pytest.raises(TooManyTickets):
+        await broker.issue_ticket("t-3", ("news",), 60)
+    assert await broker.redeem_ticket("t-1") == ("news",)
+    await broker.issue_ticket("t-3", ("news",), 60)
+    assert await broker.redeem_ticket("t-3") == ("news",)

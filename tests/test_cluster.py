@@ -73,6 +73,8 @@ async def start_broker(redis_server: str, prefix: str) -> AsyncIterator[StartBro
 async def test_instances_share_one_sequence_and_receive_the_same_messages_in_order(start_broker: StartBroker) -> None:
     a, delivered_a = await start_broker("a")
     b, delivered_b = await start_broker("b")
+    for broker in (a, b):
+        await broker.attach(["x", "y"])
     batches = await asyncio.gather(*(broker.publish([draft("x"), draft("y")]) for broker in (a, b) * 10))
     published = sorted(message.id for batch in batches for message in batch)
     assert len(set(published)) == 40
@@ -89,6 +91,7 @@ async def test_concurrent_publishes_share_one_script_call_and_keep_their_order(
     start_broker: StartBroker, redis: Redis
 ) -> None:
     broker, delivered = await start_broker("a")
+    await broker.attach(["g"])
     before = await script_calls(redis)
     results = await asyncio.gather(
         *(broker.publish([draft("g", data=f"{n}a"), draft("g", data=f"{n}b")]) for n in range(20))
@@ -146,9 +149,9 @@ async def test_malformed_payloads_on_the_message_channel_are_skipped(
     start_broker: StartBroker, redis: Redis, prefix: str
 ) -> None:
     a, delivered = await start_broker("a")
-    await redis.publish(f"{prefix}:messages", b"not json")
-    await redis.publish(f"{prefix}:messages", json.dumps({"id": 99, "event": "a\nb", "data": "", "channels": []}))
-    [message] = await a.publish([draft("x")])
+    await redis.publish(f"{prefix}:ch:*", b"not json")
+    await redis.publish(f"{prefix}:ch:*", json.dumps({"id": 99, "event": "a\nb", "data": "", "channels": []}))
+    [message] = await a.publish([draft("*")])
     await wait_until(lambda: bool(delivered))
     assert [m.id for m in delivered] == [message.id]
     assert a.connected
@@ -159,6 +162,7 @@ async def test_ids_never_go_backwards_when_redis_loses_the_sequence(
 ) -> None:
     a, _ = await start_broker("a")
     b, delivered_b = await start_broker("b")
+    await b.attach(["x"])
     published = await a.publish([draft("x") for _ in range(3)])
     await wait_until(lambda: len(delivered_b) == 3)
     await redis.delete(f"{prefix}:seq")
@@ -173,6 +177,7 @@ async def test_messages_missed_while_unsubscribed_are_recovered_from_history(
     start_broker: StartBroker, redis: Redis, prefix: str
 ) -> None:
     a, delivered = await start_broker("a")
+    await a.attach(["news"])
     [before] = await a.publish([draft("news")])
     await wait_until(lambda: len(delivered) == 1)
     # A message stored and numbered but never seen on the subscription, as if published

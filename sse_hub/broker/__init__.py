@@ -3,16 +3,29 @@
 A broker:
 
 - ``start(deliver)``: connect; from then on call ``deliver(message)`` (synchronously, on
-  the event loop) once for every message published anywhere in the cluster, in id order.
-  ``start`` returns once the broker is ready to publish and receive.
+  the event loop) once for every message this instance must see, in id order: every
+  message of an attached channel, every global message (``*``), every direct message or
+  kick for a client of this instance. A broker may deliver more (the memory broker
+  delivers everything; the hub drops what no stream wants). ``start`` returns once the
+  broker is ready to publish and receive.
+- ``attach(channels)``: start receiving ``channels`` and return once every message
+  published to them from now on will reach ``deliver``; raises ``BrokerUnavailable``
+  when it cannot. The hub awaits it before it reads history or sends ``connected``, so a
+  stream misses nothing published after its ``connected`` event. Attachments are counted
+  before the first await: call ``detach(channels)`` exactly once per ``attach`` call,
+  also when it raised. After the last detach a broker may stop receiving the channel
+  (Redis: after a linger). Default: nothing to do (a broker that receives everything).
 - ``publish(drafts)``: give every draft the next id of one cluster-wide sequence, store
   it in the history of each of its channels (not direct messages), and publish it, all
   or nothing. It returns the numbered messages only once they are stored and published;
-  it raises ``BrokerUnavailable`` when it cannot take them. A message is never
-  acknowledged unless it was stored and published.
+  it raises ``BrokerUnavailable`` when it cannot take them (then nothing was applied,
+  except when the broker lost the reply: see the broker's docstring) and
+  ``UnknownClient`` for a direct message to a client no instance holds. A message is
+  never acknowledged unless it was stored and published.
 - ``history(channels, after_id)``: the retained messages of those channels with an id
   greater than ``after_id``, in id order, each once, plus whether any message newer than
-  ``after_id`` was evicted from one of them and the highest id ever published.
+  ``after_id`` was evicted from one of them (by count or age; it may say so needlessly,
+  never wrongly say no) and the highest id ever published.
 - ``client_exists(client_id)``: whether a client is connected to some instance of the
   cluster (for direct messages). The hub asks only after its own registry said no, so a
   single-instance broker answers False.
@@ -30,7 +43,7 @@ A broker:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from sse_hub.models import Draft, Message
@@ -88,6 +101,12 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None: ...
+
+    async def attach(self, channels: Collection[str]) -> None:
+        """Receive ``channels`` from now on (see the module docstring)."""
+
+    def detach(self, channels: Collection[str]) -> None:
+        """One ``attach`` of ``channels`` is over."""
 
     def client_connected(self, client_id: str) -> None:
         """A client connected to this instance (synchronous: called on the hot path)."""

@@ -1,19 +1,28 @@
 """The Redis broker's Lua scripts, and the pure helpers that build their arguments and read
 what Redis returns (script results, stream entries).
 
-The key layout and the broker's invariants are in ``sse_hub.broker.redis``'s docstring.
-What the scripts guarantee:
+The key layout is in ``sse_hub.broker.redis.keyspace``. What the scripts guarantee:
 
 1. A script runs atomically (Redis runs one script at a time, "Scripting with Lua",
    https://redis.io/docs/latest/develop/interact/programmability/eval-intro/): INCR, XADD
    and PUBLISH of a message in ``PUBLISH_SCRIPT`` are never interleaved with another
    instance's, so every instance receives the messages in id order.
-2. Ids cross the script as strings formatted with ``'%d'``: Lua numbers are doubles.
-3. Presence is timed by Redis's own clock (``TIME``), so instances with skewed clocks
-   agree on which of them are live.
+2. All or nothing. Redis does not roll a script back when it fails half-way: writes made
+   before a runtime error stay. ``PUBLISH_SCRIPT`` therefore reads and checks everything
+   that could make a write fail (key types, the sequence's value, stream tops an id must
+   exceed) before its first write, and after that runs only commands that cannot fail on
+   checked keys. Its ``#!lua`` shebang (no ``allow-oom`` flag) makes Redis refuse the whole
+   script up front when it is over ``maxmemory``, instead of failing its first write
+   ("Script flags", https://redis.io/docs/latest/develop/interact/programmability/lua-api/).
+   So an error reply means nothing of the group was applied. The one ambiguous case is
+   the reply never arriving (connection lost, timeout): then the group may have been
+   applied although its publishers were told 503.
+3. Ids cross the script as strings formatted with ``'%d'``: Lua numbers are doubles.
+4. Presence, ticket expiry and the history clock use Redis's own clock (``TIME``), so
+   instances with skewed clocks agree.
 
-Nothing here does I/O except logging a malformed entry; ``RedisBroker`` registers the
-scripts and calls them.
+Nothing here does I/O except logging a malformed entry; the broker's parts register the
+scripts and call them.
 """
 
 from __future__ import annotations
@@ -29,29 +38,121 @@ from sse_hub.models import Draft, Message, message_from_payload
 
 logger = logging.getLogger(__name__)
 
-# KEYS: the sequence, then the history stream of each channel of each message in order.
-# ARGV: id floor, trim operator, trim threshold, pub/sub channel, then per message its
-# payload after the id and its number of channels. Returns the ids as strings (Lua numbers
-# are doubles: '%d' keeps large ids exact).
-PUBLISH_SCRIPT = """
-local seq = KEYS[1]
-if tonumber(redis.call('GET', seq) or '0') < tonumber(ARGV[1]) then
-  redis.call('SET', seq, ARGV[1])
+# Slack between the expiry of a history and the checkpoint read for it (ms): covers the
+# checkpoint step and a small backward step of Redis's clock.
+CLOCK_MARGIN_MS = 2000
+
+# The id that was current ttl ago, as an upper bound: the sequence of the earliest
+# checkpoint written after (now - ttl + margin), or the current sequence when there is none.
+# Any history that expired by now had its last publish before that checkpoint was written.
+_DROPPED_BOUND = """
+local function dropped_bound(clock_key, offset_ms, current)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local after = redis.call('XRANGE', clock_key, string.format('%d', now - offset_ms), '+', 'COUNT', 1)
+  if after[1] then return after[1][2][2] end
+  return current
 end
+"""
+
+# KEYS: sequence, clock, then the history stream of each channel of each message in order.
+# ARGV: id floor, trim operator, trim threshold, history ttl ms, clock keep ms, bound
+# offset ms, then per message: payload after the id, its number of streams, its number of
+# pub/sub channels, those channels. Returns the ids as strings.
+PUBLISH_SCRIPT = (
+    "#!lua\n"
+    + _DROPPED_BOUND
+    + """
+-- Phase 1: read and check, no write: an error here leaves Redis as it was.
+local seq = KEYS[1]
+local stored = redis.call('GET', seq)
+if stored and not string.match(stored, '^%d+$') then
+  return redis.error_reply('ERR ' .. seq .. ' does not hold an id')
+end
+local current = tonumber(stored or '0')
+local start = math.max(current, tonumber(ARGV[1]))
+local clock_type = redis.call('TYPE', KEYS[2])['ok']
+if clock_type ~= 'none' and clock_type ~= 'stream' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is not a stream')
+end
+local streams, fresh = {}, {}
+for k = 3, #KEYS do
+  local key = KEYS[k]
+  if not streams[key] then
+    streams[key] = true
+    local kind = redis.call('TYPE', key)['ok']
+    if kind == 'none' then
+      fresh[key] = true
+    elseif kind == 'stream' then
+      local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+      if top[1] then start = math.max(start, tonumber(string.match(top[1][1], '^%d+'))) end
+    else
+      return redis.error_reply('WRONGTYPE ' .. key .. ' is not a stream')
+    end
+  end
+end
+-- Phase 2: writes that cannot fail on the keys checked above.
+local start_id = string.format('%d', start)
+if start > current then redis.call('SET', seq, start_id) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- One checkpoint per second at most.
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if not last[1] or tonumber(string.match(last[1][1], '^%d+')) <= now - 1000 then
+  local keep = tonumber(ARGV[5])
+  redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', now - keep), '*', 's', start_id)
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+local bound = nil
 local ids = {}
-local key = 2
-for i = 5, #ARGV, 2 do
+local key = 3
+local i = 7
+while i <= #ARGV do
   local id = string.format('%d', redis.call('INCR', seq))
   local payload = '{"id":' .. id .. ARGV[i]
+  local topics = tonumber(ARGV[i + 2])
   for _ = 1, tonumber(ARGV[i + 1]) do
-    redis.call('XADD', KEYS[key], 'MAXLEN', ARGV[2], ARGV[3], id .. '-0', 'm', payload)
+    local stream = KEYS[key]
+    if fresh[stream] then
+      fresh[stream] = nil
+      bound = bound or dropped_bound(KEYS[2], tonumber(ARGV[6]), start_id)
+      if bound ~= '0' then redis.call('XADD', stream, bound .. '-0', 'd', '1') end
+    end
+    redis.call('XADD', stream, 'MAXLEN', ARGV[2], ARGV[3], id .. '-0', 'm', payload)
     key = key + 1
   end
-  redis.call('PUBLISH', ARGV[4], payload)
+  for n = i + 3, i + 2 + topics do
+    redis.call('PUBLISH', ARGV[n], payload)
+  end
   ids[#ids + 1] = id
+  i = i + 3 + topics
+end
+for stream in pairs(streams) do
+  redis.call('PEXPIRE', stream, ARGV[4])
 end
 return ids
 """
+)
+
+# KEYS: sequence, clock, then the streams to read. ARGV: exclusive start ('(' id '-0'),
+# window, bound offset ms. Returns the sequence, the dropped-history bound ('0' when every
+# stream exists) and each stream's newest `window` entries after the start, newest first.
+HISTORY_SCRIPT = (
+    "#!lua flags=no-writes\n"
+    + _DROPPED_BOUND
+    + """
+local current = redis.call('GET', KEYS[1]) or '0'
+local out = {current, '0'}
+local missing = false
+for k = 3, #KEYS do
+  local entries = redis.call('XREVRANGE', KEYS[k], '+', ARGV[1], 'COUNT', ARGV[2])
+  if not entries[1] and redis.call('EXISTS', KEYS[k]) == 0 then missing = true end
+  out[#out + 1] = entries
+end
+if missing then out[2] = dropped_bound(KEYS[2], tonumber(ARGV[3]), current) end
+return out
+"""
+)
 
 _LIVE_INSTANCES = """
 local clock = redis.call('TIME')
@@ -82,18 +183,39 @@ return summaries
 """
 )
 
-# KEYS: instances. ARGV: client set key prefix, client id.
-CLIENT_EXISTS_SCRIPT = (
+# KEYS: instances. ARGV: client set key prefix, client id. Returns the id of the live
+# instance the client is connected to, or nil.
+LOCATE_SCRIPT = (
     _LIVE_INSTANCES
     + """
 for _, id in ipairs(live) do
   if redis.call('SISMEMBER', ARGV[1] .. id, ARGV[2]) == 1 then
-    return 1
+    return id
   end
 end
-return 0
+return false
 """
 )
+
+# KEYS: the ticket set, the ticket. ARGV: patterns (JSON), ttl ms, max outstanding tickets.
+# Returns 1 when stored, 0 when the cap is reached (after dropping expired tickets).
+ISSUE_TICKET_SCRIPT = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), KEYS[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# KEYS: the ticket set, the ticket. Returns the ticket's patterns once, else nil.
+REDEEM_TICKET_SCRIPT = """
+redis.call('ZREM', KEYS[1], KEYS[2])
+return redis.call('GETDEL', KEYS[2])
+"""
 
 
 class InstanceSummary(BaseModel):
@@ -117,10 +239,32 @@ def payload_tail(draft: Draft) -> bytes:
     return payload[len(head) :]
 
 
-def parse_entries(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[Message]:
-    """Stream entries (oldest first) as messages; malformed ones are logged and skipped."""
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def script_entries(raw: Sequence[Sequence[object]]) -> list[Entry]:
+    """Stream entries as a script returns them (``[id, [field, value, ...]]``)."""
+    entries: list[Entry] = []
+    for item in raw:
+        entry_id, flat = item[0], item[1]
+        if not isinstance(entry_id, bytes) or not isinstance(flat, list):
+            continue
+        entries.append((entry_id, dict(zip(flat[::2], flat[1::2], strict=True))))
+    return entries
+
+
+def is_marker(entry: Entry) -> bool:
+    """The entry a stream starts with when older histories may have expired (field ``d``)."""
+    return b"d" in entry[1]
+
+
+def parse_entries(entries: Iterable[Entry]) -> list[Message]:
+    """Stream entries (oldest first) as messages; markers are skipped, malformed entries
+    logged and skipped."""
     messages = []
     for entry_id, fields in entries:
+        if b"d" in fields:
+            continue
         try:
             messages.append(message_from_payload(fields[b"m"]))
         except (KeyError, ValidationError) as exc:

@@ -1,0 +1,195 @@
+"""Presence and the client directory: which instances are live, which clients each holds.
+
+Invariants:
+
+1. ``client_connected``/``client_disconnected`` never await (the hub calls them on the
+   connect path); the upkeep task writes what piled up, in one pipeline.
+2. Bounded: at most ``max_pending`` changes wait while Redis is unreachable. Past that the
+   directory is marked stale and the changes are dropped; a stale directory is rewritten
+   whole (from the set of local clients) at the next write, as after every reconnect.
+3. Every key has a TTL of three refresh periods, refreshed by the upkeep task, so an
+   instance that dies leaves the cluster by itself. Liveness is judged by Redis's clock.
+4. ``locate`` answers from the local set first, then asks Redis (one script call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import NoReturn
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.scripts import (
+    LOCATE_SCRIPT,
+    PRESENCE_SCRIPT,
+    SUMMARIES_SCRIPT,
+    InstanceSummary,
+    describe,
+)
+
+logger = logging.getLogger(__name__)
+
+Summary = dict[str, object]
+SummarySource = Callable[[], Summary] | None
+
+REFRESH_SECONDS = 2.0
+PRESENCE_TTL_MS = int(3 * REFRESH_SECONDS * 1000)
+DIRECTORY_CHUNK = 1000
+# Directory changes kept while they cannot be written; past it, a full rewrite is due.
+MAX_PENDING_CHANGES = 10_000
+
+
+class Directory:
+    def __init__(
+        self, redis: Redis, keyspace: Keyspace, instance_id: str, summary_source: Callable[[], SummarySource]
+    ) -> None:
+        """``summary_source()``: the function that describes this instance now (the app
+        sets it on the broker, possibly after start), or None for a minimal summary."""
+        self._redis = redis
+        self._keys = keyspace
+        self.instance_id = instance_id
+        self._summary_key = f"{keyspace.summary_prefix}{instance_id}"
+        self._clients_key = f"{keyspace.clients_prefix}{instance_id}"
+        self._presence_script = redis.register_script(PRESENCE_SCRIPT)
+        self._summaries_script = redis.register_script(SUMMARIES_SCRIPT)
+        self._locate_script = redis.register_script(LOCATE_SCRIPT)
+        self._started_at = time.time()
+        self.clients: set[str] = set()
+        self.changes: dict[str, bool] = {}
+        self.max_pending = MAX_PENDING_CHANGES
+        self.stale = True
+        self._presence_stale = True
+        self._wake = asyncio.Event()
+        self._summary_source = summary_source
+
+    # -- local changes ----------------------------------------------------------------
+
+    def client_connected(self, client_id: str) -> None:
+        self.clients.add(client_id)
+        self._change(client_id, True)
+
+    def client_disconnected(self, client_id: str) -> None:
+        self.clients.discard(client_id)
+        self._change(client_id, False)
+
+    def _change(self, client_id: str, present: bool) -> None:
+        if not self.stale:
+            self.changes[client_id] = present
+            if len(self.changes) > self.max_pending:
+                self.stale = True
+                self.changes.clear()
+        self._wake.set()
+
+    def mark_stale(self) -> None:
+        """Redis may have lost everything (a reconnect): rewrite it all at the next write."""
+        self.stale = self._presence_stale = True
+        self.changes.clear()
+        self._wake.set()
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def write(self) -> None:
+        """Write the changes since the last write, or the whole set when it may be lost."""
+        if self.stale:
+            self.stale = False
+            self.changes.clear()
+            members = list(self.clients)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._clients_key)
+                for start in range(0, len(members), DIRECTORY_CHUNK):
+                    pipe.sadd(self._clients_key, *members[start : start + DIRECTORY_CHUNK])
+                pipe.pexpire(self._clients_key, PRESENCE_TTL_MS)
+                await pipe.execute()
+            return
+        changes, self.changes = self.changes, {}
+        added = [client_id for client_id, present in changes.items() if present]
+        removed = [client_id for client_id, present in changes.items() if not present]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if added:
+                pipe.sadd(self._clients_key, *added)
+            if removed:
+                pipe.srem(self._clients_key, *removed)
+            pipe.pexpire(self._clients_key, PRESENCE_TTL_MS)
+            await pipe.execute()
+
+    async def refresh_presence(self) -> None:
+        self._presence_stale = False
+        source = self._summary_source()
+        summary = source() if source is not None else self._minimal_summary()
+        await self._presence_script(
+            keys=[self._keys.instances, self._summary_key, self._clients_key],
+            args=[self.instance_id, json.dumps(summary, separators=(",", ":"), default=str), PRESENCE_TTL_MS],
+        )
+
+    async def leave(self) -> None:
+        """Remove this instance from the cluster at once (a clean stop)."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(1):
+                await self._redis.delete(self._summary_key, self._clients_key)
+                await self._redis.zrem(self._keys.instances, self.instance_id)
+
+    def _minimal_summary(self) -> Summary:
+        started_at = datetime.fromtimestamp(self._started_at, tz=UTC).isoformat(timespec="milliseconds")
+        return {
+            "instance": self.instance_id,
+            "started_at": started_at.replace("+00:00", "Z"),
+            "total_clients": len(self.clients),
+            "channels": {},
+        }
+
+    async def upkeep(self, connected: Callable[[], bool]) -> NoReturn:
+        """The upkeep task: write directory changes as they come (batched: whatever piled
+        up while the previous write was in flight) and refresh presence periodically."""
+        loop = asyncio.get_running_loop()
+        refresh_at = loop.time() + REFRESH_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(refresh_at):
+                    await self._wake.wait()
+            self._wake.clear()
+            if not connected():
+                refresh_at = loop.time() + REFRESH_SECONDS
+                continue
+            try:
+                if self.stale or self.changes:
+                    await self.write()
+                if self._presence_stale or loop.time() >= refresh_at:
+                    refresh_at = loop.time() + REFRESH_SECONDS
+                    await self.refresh_presence()
+            except (RedisError, OSError) as exc:
+                self.stale = True
+                logger.debug("redis upkeep failed: %s", exc)
+            except Exception:  # task boundary: summary_source is the hub's code
+                self.stale = True
+                logger.exception("redis upkeep failed")
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def locate(self, client_id: str) -> str | None:
+        """The live instance holding ``client_id``, or None. Raises RedisError/OSError."""
+        if client_id in self.clients:
+            return self.instance_id
+        found = await self._locate_script(keys=[self._keys.instances], args=[self._keys.clients_prefix, client_id])
+        return found.decode() if isinstance(found, bytes) else None
+
+    async def summaries(self) -> list[Summary]:
+        """Every live instance's summary, by instance id. Raises RedisError/OSError."""
+        stored = await self._summaries_script(keys=[self._keys.instances], args=[self._keys.summary_prefix])
+        summaries = []
+        for raw in stored:
+            if raw is None:
+                continue
+            try:
+                summaries.append(InstanceSummary.model_validate_json(raw).model_dump())
+            except ValidationError as exc:
+                logger.warning("skipping a malformed instance summary in Redis: %s", describe(exc))
+        return sorted(summaries, key=lambda summary: str(summary["instance"]))

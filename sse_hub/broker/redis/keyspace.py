@@ -1,0 +1,80 @@
+"""Every Redis key and pub/sub channel name the Redis broker uses, in one place.
+
+With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
+
+- ``P:seq``: the cluster-wide id sequence (``INCR``); never expires.
+- ``P:clock``: a stream of checkpoints, at most one per second, each holding the sequence
+  as it was at that Redis time (field ``s``); trimmed to ``history.ttl_seconds`` plus a
+  margin. It answers "which id was current ``ttl_seconds`` ago" for expired histories.
+- ``P:history:{channel}``: one stream per channel (global messages under ``*``), entry id
+  ``{message id}-0``, field ``m`` holding the payload; expires ``history.ttl_seconds``
+  after its last publish. A stream created while older histories may have expired starts
+  with a marker entry (field ``d``) at the highest id they can have held.
+- ``P:ch:{channel}``: the pub/sub channel of one channel's messages (``P:ch:*``: global
+  messages, which every instance always receives).
+- ``P:inbox:{instance}``: the pub/sub channel of one instance: direct messages and kicks
+  for its clients.
+- ``P:ticket:{sha256 of the ticket}``: a stream ticket's channel patterns (JSON, TTL);
+  ``P:tickets``: sorted set of outstanding ticket keys by expiry (Redis ms), for the cap.
+- ``P:instances``: sorted set of live instance ids by expiry (Redis ms);
+  ``P:instance:{id}``: that instance's summary (JSON); ``P:clients:{id}``: the client ids
+  connected to it (set).
+
+Invariant: names are built here only, so a later sharded backend (Redis Cluster, issue 16)
+can put a hash tag into ``topic``/``history`` in one place (``P:{tag}:ch:...``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    prefix: str
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}:seq"
+
+    @property
+    def clock(self) -> str:
+        return f"{self.prefix}:clock"
+
+    @property
+    def history_prefix(self) -> str:
+        return f"{self.prefix}:history:"
+
+    def history(self, channel: str) -> str:
+        return f"{self.prefix}:history:{channel}"
+
+    def topic(self, channel: str) -> str:
+        return f"{self.prefix}:ch:{channel}"
+
+    @property
+    def topic_prefix(self) -> bytes:
+        return f"{self.prefix}:ch:".encode()
+
+    def inbox(self, instance_id: str) -> str:
+        return f"{self.prefix}:inbox:{instance_id}"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.prefix}:instances"
+
+    @property
+    def summary_prefix(self) -> str:
+        return f"{self.prefix}:instance:"
+
+    @property
+    def clients_prefix(self) -> str:
+        return f"{self.prefix}:clients:"
+
+    @property
+    def tickets(self) -> str:
+        return f"{self.prefix}:tickets"
+
+    def ticket(self, ticket: str) -> str:
+        # Hashed: the key space (SCAN, MONITOR, slowlog) never shows a usable ticket.
+        return f"{self.prefix}:ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"

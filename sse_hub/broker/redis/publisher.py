@@ -1,0 +1,150 @@
+"""Publishing through Redis: publishes of one loop iteration go out as one script call.
+
+Invariants:
+
+1. Every waiting publisher is resolved, whatever happens: the group's future gets the ids,
+   or ``BrokerUnavailable`` on any exception (a Redis error, a bug, cancellation at
+   shutdown). A publisher never hangs.
+2. A draft that cannot be encoded fails its own ``publish`` call before it joins a group,
+   so it never takes other publishers' messages down with it.
+3. All or nothing per group (see ``scripts``): an error reply from Redis means nothing of
+   the group was stored or published; only a lost reply leaves it unknown.
+4. Ids never go backwards: every call carries the highest id this instance has seen
+   (``IdFloor``), and the script raises the sequence to it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, payload_tail
+from sse_hub.errors import BrokerUnavailable
+from sse_hub.models import Draft, Message
+
+logger = logging.getLogger(__name__)
+
+# Drafts per group-committed script call; a larger burst starts a second group.
+MAX_GROUP_DRAFTS = 2000
+# Checkpoints of P:clock are kept this much longer than the history ttl (ms).
+CLOCK_KEEP_EXTRA_MS = 60_000
+
+
+class IdFloor:
+    """The highest id this instance has seen (published, received or read)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int = 0) -> None:
+        self.value = value
+
+    def seen(self, message_id: int) -> None:
+        if message_id > self.value:
+            self.value = message_id
+
+
+@dataclass(slots=True)
+class _Group:
+    """Drafts from concurrent publish calls, sent in one script call; ``ids`` resolves
+    with their ids in order (or BrokerUnavailable for all of them)."""
+
+    ids: asyncio.Future[list[int]]
+    count: int = 0
+    keys: list[str] = field(default_factory=list)
+    args: list[bytes | str | int] = field(default_factory=list)
+
+
+class Publisher:
+    """Group commit of publishes. ``script`` is the registered publish script (public so a
+    test can replace it with a failing one)."""
+
+    def __init__(self, redis: Redis, keyspace: Keyspace, floor: IdFloor, history_size: int, ttl_seconds: int) -> None:
+        self._keys = keyspace
+        self._floor = floor
+        self.script = redis.register_script(PUBLISH_SCRIPT)
+        # history.size 0 keeps one entry per stream, exactly: enough to know what was lost.
+        trim = ("=", 1) if history_size == 0 else ("~", history_size + 1)
+        ttl_ms = ttl_seconds * 1000
+        self._settings_args: list[bytes | str | int] = [
+            *trim,
+            ttl_ms,
+            ttl_ms + CLOCK_KEEP_EXTRA_MS,
+            ttl_ms - CLOCK_MARGIN_MS,
+        ]
+        self._open: _Group | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def publish(self, drafts: Sequence[Draft], topics: Sequence[Sequence[str]]) -> list[Message]:
+        """Number, store and publish ``drafts``; ``topics[i]`` are the pub/sub channels of
+        ``drafts[i]``. Joins the group of this loop iteration."""
+        keys: list[str] = []
+        args: list[bytes | str | int] = []
+        for draft, draft_topics in zip(drafts, topics, strict=True):
+            keys.extend(self._keys.history(channel) for channel in draft.channels)
+            args += (payload_tail(draft), len(draft.channels), len(draft_topics), *draft_topics)
+        group = self._open
+        if group is None or group.count >= MAX_GROUP_DRAFTS:
+            loop = asyncio.get_running_loop()
+            group = self._open = _Group(loop.create_future())
+            loop.call_soon(self._send, group)
+        start = group.count
+        group.count += len(drafts)
+        group.keys += keys
+        group.args += args
+        ids = await asyncio.shield(group.ids)
+        return [draft.numbered(message_id) for draft, message_id in zip(drafts, ids[start:], strict=False)]
+
+    async def raise_floor(self) -> None:
+        """An empty group: raises the sequence to our floor, so other instances cannot reuse
+        ids we have seen, even before we publish again."""
+        await self.script(keys=[self._keys.seq, self._keys.clock], args=[self._floor.value, *self._settings_args])
+
+    async def stop(self) -> None:
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _send(self, group: _Group) -> None:
+        if self._open is group:
+            self._open = None
+        task = asyncio.create_task(self._run(group), name="sse-hub-redis-publish")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, group: _Group) -> None:
+        try:
+            raw_ids = await self.script(
+                keys=[self._keys.seq, self._keys.clock, *group.keys],
+                args=[self._floor.value, *self._settings_args, *group.args],
+            )
+            ids = [int(raw) for raw in raw_ids]
+            if len(ids) != group.count:
+                raise RuntimeError(f"the publish script returned {len(ids)} ids for {group.count} messages")
+        except asyncio.CancelledError:
+            self._fail(group, "the broker is stopping")
+            raise
+        except (RedisError, OSError) as exc:
+            logger.debug("publish group failed: %s", exc)
+            self._fail(group, "Redis did not take the message")
+        except Exception:  # task boundary: a waiting publisher must hear of any failure
+            logger.exception("publish group failed")
+            self._fail(group, "the broker failed to publish")
+        else:
+            if ids:
+                self._floor.seen(ids[-1])
+            group.ids.set_result(ids)
+        finally:
+            self._fail(group, "the broker failed to publish")  # BaseException: still resolved
+
+    @staticmethod
+    def _fail(group: _Group, reason: str) -> None:
+        if not group.ids.done():
+            group.ids.set_exception(BrokerUnavailable(reason))
+            group.ids.exception()  # retrieved: a group whose callers all left logs nothing

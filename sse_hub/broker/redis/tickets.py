@@ -1,0 +1,61 @@
+"""One-time stream tickets in Redis, visible to every instance.
+
+Invariants:
+
+1. A ticket works once, on whichever instance sees it first: redeeming is ``GETDEL``.
+2. The key space never shows a usable ticket: keys hold the ticket's SHA-256.
+3. Bounded: at most ``limits.max_tickets`` are outstanding. ``P:tickets`` lists them by
+   expiry (Redis ms); issuing drops the expired ones first, then refuses past the cap
+   with ``TooManyTickets`` (503, Retry-After). Redeeming removes the ticket from the set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from pydantic import TypeAdapter, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.scripts import ISSUE_TICKET_SCRIPT, REDEEM_TICKET_SCRIPT, describe
+from sse_hub.errors import BrokerUnavailable, TooManyTickets
+
+logger = logging.getLogger(__name__)
+
+TICKET_PATTERNS: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[str, ...])
+
+
+class Tickets:
+    def __init__(self, redis: Redis, keyspace: Keyspace, max_tickets: int) -> None:
+        self._keys = keyspace
+        self.max_tickets = max_tickets
+        self._issue = redis.register_script(ISSUE_TICKET_SCRIPT)
+        self._redeem = redis.register_script(REDEEM_TICKET_SCRIPT)
+
+    async def issue(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
+        keys = [self._keys.tickets, self._keys.ticket(ticket)]
+        try:
+            args: list[str | int] = [json.dumps(patterns), max(1, ttl_seconds) * 1000, self.max_tickets]
+            stored = await self._issue(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable("cannot store the ticket in Redis") from exc
+        if not stored:
+            raise TooManyTickets(
+                f"{self.max_tickets} one-time tickets are outstanding (limits.max_tickets);"
+                " retry when some are used or expire"
+            )
+
+    async def redeem(self, ticket: str) -> tuple[str, ...] | None:
+        try:
+            stored = await self._redeem(keys=[self._keys.tickets, self._keys.ticket(ticket)])
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable("cannot read the ticket from Redis") from exc
+        if stored is None:
+            return None
+        try:
+            return TICKET_PATTERNS.validate_json(stored)
+        except ValidationError as exc:
+            logger.warning("refusing a malformed ticket in Redis: %s", describe(exc))
+            return None

@@ -1,0 +1,173 @@
+"""The Redis broker's bounds and failure rules, on a real redis-server: history expiry,
+publish groups that always resolve, all-or-nothing groups, capped tickets and directory."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from sse_hub.broker.redis import RedisBroker
+from sse_hub.errors import BrokerUnavailable, TooManyTickets
+from sse_hub.models import Draft, Message
+from tests.conftest import RedisProcess, StartedBrokers, eventually, make_settings, wait_until
+
+StartBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Message]]]]
+
+
+def draft(*channels: str, data: str = "x") -> Draft:
+    return Draft(event="message", data=data, channels=channels)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"bounds-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def redis(redis_server: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server, protocol=2)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def start_broker(redis_server: str, prefix: str) -> AsyncIterator[StartBroker]:
+    brokers = StartedBrokers()
+
+    async def start(
+        instance_id: str = "a", url: str = redis_server, **sections: Any
+    ) -> tuple[RedisBroker, list[Message]]:
+        settings = make_settings(broker={"backend": "redis", "redis_url": url, "prefix": prefix}, **sections)
+        return await brokers.start(RedisBroker(settings, instance_id))
+
+    yield start
+    await brokers.stop()
+
+
+async def test_every_publish_sets_the_history_ttl_on_the_streams_it_writes(
+    start_broker: StartBroker, redis: Redis, prefix: str
+) -> None:
+    broker, _ = await start_broker(history={"ttl_seconds": 100})
+    await broker.publish([draft("a", "b"), draft("*")])
+    for channel in ("a", "b", "*"):
+        assert 0 < await redis.pttl(f"{prefix}:history:{channel}") <= 100_000
+    assert await redis.pttl(f"{prefix}:seq") == -1, "the sequence never expires"
+
+
+async def test_a_failure_that_is_not_a_redis_error_still_resolves_every_publisher(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    script = broker.publisher.script
+
+    async def broken(**_: object) -> list[bytes]:
+        raise ValueError("a bug, not a Redis error")
+
+    broker.publisher.script = broken  # type: ignore[assignment]
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(*(broker.publish([draft("a")]) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(result, BrokerUnavailable) for result in results), results
+    broker.publisher.script = script
+    [message] = await broker.publish([draft("a")])
+    assert message.id >= 1
+
+
+async def test_a_draft_that_cannot_be_encoded_fails_only_its_own_publish(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker()
+    good, bad = await asyncio.gather(
+        broker.publish([draft("a", data="fine")]),
+        broker.publish([draft("a", data="\ud800")]),  # a lone surrogate: not encodable
+        return_exceptions=True,
+    )
+    assert isinstance(good, list) and good[0].data == "fine"
+    assert isinstance(bad, Exception) and not isinstance(bad, BrokerUnavailable)
+
+
+async def test_a_group_that_redis_refuses_leaves_nothing_applied(
+    start_broker: StartBroker, redis: Redis, prefix: str
+) -> None:
+    broker, delivered = await start_broker()
+    await broker.attach(["a"])
+    [first] = await broker.publish([draft("a")])
+    await wait_until(lambda: len(delivered) == 1)
+    await redis.set(f"{prefix}:history:bad", "not a stream")
+    received = broker.messages_received
+    results = await asyncio.gather(
+        broker.publish([draft("a", data="lost")]),
+        broker.publish([draft("bad")]),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, BrokerUnavailable) for result in results), results
+    assert int(await redis.get(f"{prefix}:seq") or 0) == first.id, "no id was taken"
+    assert await redis.xlen(f"{prefix}:history:a") == 1, "nothing was stored"
+    await redis.delete(f"{prefix}:history:bad")
+    [after] = await broker.publish([draft("a", data="after")])
+    assert after.id == first.id + 1
+    await wait_until(lambda: len(delivered) == 2)
+    assert [message.data for message in delivered] == ["x", "after"], "nothing was published"
+    assert broker.messages_received == received + 1
+
+
+async def test_a_stream_ahead_of_a_lost_sequence_gets_larger_ids_instead_of_an_error(
+    start_broker: StartBroker, redis: Redis, prefix: str
+) -> None:
+    a, _ = await start_broker("a")
+    published = await a.publish([draft("a") for _ in range(3)])
+    await a.stop()
+    await redis.delete(f"{prefix}:seq")
+    b, _ = await start_broker("b")  # has seen nothing: its floor is 0
+    [message] = await b.publish([draft("a")])
+    assert message.id == published[-1].id + 1
+
+
+async def test_expired_tickets_leave_the_count_and_redeemed_ones_free_their_place(
+    start_broker: StartBroker, redis: Redis, prefix: str
+) -> None:
+    broker, _ = await start_broker(limits={"max_tickets": 1})
+    await broker.issue_ticket("short", ("news",), 1)
+    with pytest.raises(TooManyTickets):
+        await broker.issue_ticket("refused", ("news",), 60)
+
+    async def issued_after_expiry() -> bool:
+        try:
+            await broker.issue_ticket("later", ("news",), 60)
+        except TooManyTickets:
+            return False
+        return True
+
+    await eventually(issued_after_expiry, timeout=10)
+    assert await redis.zcard(f"{prefix}:tickets") == 1
+    assert await broker.redeem_ticket("later") == ("news",)
+    assert await redis.zcard(f"{prefix}:tickets") == 0
+
+
+async def test_directory_changes_during_an_outage_are_capped_and_rewritten_on_reconnect(
+    start_broker: StartBroker, own_redis: RedisProcess, prefix: str
+) -> None:
+    a, _ = await start_broker("a", url=own_redis.url)
+    a.directory.max_pending = 5
+    own_redis.kill()
+    await wait_until(lambda: not a.connected)
+    clients = [f"c_{n}" for n in range(20)]
+    for client_id in clients:
+        a.client_connected(client_id)
+        assert len(a.directory.changes) <= 5
+    a.client_disconnected("c_0")
+    assert a.directory.stale and not a.directory.changes
+    own_redis.start()
+    await wait_until(lambda: a.connected, timeout=15)
+    redis = Redis.from_url(own_redis.url, protocol=2)
+    try:
+
+        async def rewritten() -> bool:
+            members = await redis.smembers(f"{prefix}:clients:a")
+            return {str(member, "utf-8") if isinstance(member, bytes) else member for member in members} == set(
+                clients[1:]
+            )
+
+        await eventually(rewritten, timeout=10)
+    finally:
+        await redis.aclose()
