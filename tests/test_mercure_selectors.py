@@ -173,6 +173,8 @@ def test_reserved_expansion_spans_slashes_and_queries() -> None:
 def test_literals_match_verbatim_including_regex_metacharacters_and_non_ascii() -> None:
     assert template_matches("https://ex.com/a.b+c$/(x)/caf\u00e9/{id}", "https://ex.com/a.b+c$/(x)/caf\u00e9/7")
     assert not template_matches("https://ex.com/a.b/{id}", "https://ex.com/aXb/7")
+    punctuation = "https://ex.com/a_b~c-d!e$f&g(h)*i+j,k;l=m:n@o[p]q/"
+    assert template_matches(punctuation + "{id}", punctuation + "7")
 
 
 # -- strings that are not templates are compared as strings -----------------------------

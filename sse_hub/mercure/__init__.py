@@ -12,6 +12,9 @@ One module per job, all pure (no aiohttp, no broker), so every rule is tested di
 - ``publish_form``: the form-encoded publish body -> ``UpdateForm``.
 - ``subscribe_query``: the subscribe query -> ``SubscribeRequest``.
 - ``ids``: hub ids (``#<n>``), publisher ids, cursors and the publisher-id index contract.
+- ``update``: the metadata a hub message carries when it is a Mercure update.
+- ``routing``: internal channel names for topics, and the feed channel.
+- ``fanout``: the index that picks a Mercure update's local subscribers.
 
 See docs/mercure.md for what is supported and how the endpoint will be integrated.
 """
