@@ -5,13 +5,9 @@ and bad values raise ConfigError with a message that names the key (``server.por
 and, for overrides, where the value came from (``SSE_HUB_SERVER__PORT``), so a typo stops
 start-up instead of being silently ignored.
 
-Environment values are taken verbatim for string keys (a token may hold ``#``, ``: `` or
-look like a number) and read as YAML for the others, so ``8080`` is a number, ``true`` a
-boolean and ``[a, b]`` a list; a list may also be written ``a,b``.
-
-Variables Kubernetes sets for a Service named ``sse-hub`` or ``sse-hub-*`` (``SSE_HUB_PORT``,
-``SSE_HUB_SERVICE_HOST``...; see ``service_links``) are no settings: they are skipped, and
-``service_link_variables`` names them so the CLI can warn once logging is set up.
+How environment values are read, and which ``SSE_HUB_*`` variables are skipped as
+Kubernetes service links, is ``config_env``'s job; ``service_link_variables`` names the
+skipped ones so the CLI can warn once logging is set up.
 
 Values a type cannot judge (``server.trusted_proxies``, JWT keys and algorithms,
 ``broker.redis_url``) are checked here too, by ``config_checks``, with the libraries that
@@ -23,18 +19,17 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, TypeGuard, Union, get_args, get_origin
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from sse_hub import config_env
 from sse_hub.config_checks import check_jwt_keys, check_proxy_entry, check_redis_url, read_public_key
-from sse_hub.service_links import service_link_names
+from sse_hub.config_env import CONFIG_VARIABLE
 
-ENV_PREFIX = "SSE_HUB_"
 # Used with fullmatch(): "$" would also match before a trailing newline.
 CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 
@@ -192,10 +187,10 @@ def load_settings(
 ) -> Settings:
     """Read the YAML file, apply env overrides, then ``overrides`` (dotted keys), validate."""
     environ = os.environ if environ is None else environ
-    path = path or environ.get("SSE_HUB_CONFIG") or None
+    path = path or environ.get(CONFIG_VARIABLE) or None
     raw = _read_yaml(Path(path)) if path else {}
     sources: dict[str, str] = {}
-    for key, (name, value) in _env_overrides(environ).items():
+    for key, (name, value) in config_env.env_overrides(environ, Settings).items():
         _set_dotted(raw, key, value, name)
         sources[key] = name
     for key, value in (overrides or {}).items():
@@ -226,91 +221,7 @@ def _read_yaml(path: Path) -> dict[str, object]:
 
 def service_link_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """The ``SSE_HUB_*`` variables that ``load_settings`` skips as Kubernetes service links."""
-    environ = os.environ if environ is None else environ
-    names = service_link_names(environ, ENV_PREFIX)
-    return [name for name in names if name[len(ENV_PREFIX) :].lower() not in Settings.model_fields]
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, object]]:
-    """``SSE_HUB_BROKER__BACKEND=redis`` -> ``{"broker.backend": ("SSE_HUB_BROKER__BACKEND", "redis")}``.
-
-    ``SSE_HUB_CONFIG`` names the file and is no override; nor is a service link.
-    """
-    found: dict[str, tuple[str, object]] = {}
-    links = set(service_link_variables(environ))
-    for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == "SSE_HUB_CONFIG" or name in links:
-            continue
-        key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-        found[key] = (name, _env_value(key, value))
-    return found
-
-
-def _env_value(key: str, value: str) -> object:
-    accepts = _accepted_types(key)
-    if str in accepts:
-        # An empty value unsets an optional string (``auth.subscriber_jwt.secret``).
-        return None if value == "" and type(None) in accepts else value
-    if list in accepts and not value.lstrip().startswith("["):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    if not value.strip():
-        return ""
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        # Left as a string: validation then names the key and says what it expects.
-        return value
-
-
-def _accepted_types(key: str) -> set[object]:
-    """The types a dotted key's field accepts at the top of its annotation (``str``,
-    ``NoneType``, ``int``, ``list``...); empty for an unknown key."""
-    *sections, leaf = key.split(".")
-    model = _model_at(sections)
-    field = model.model_fields.get(leaf) if model is not None else None
-    if field is None:
-        return set()
-    return {_plain_type(option) for option in _union_members(field.annotation)}
-
-
-def _model_at(path: list[str] | tuple[str, ...]) -> type[BaseModel] | None:
-    """The section model at ``path`` (``["auth", "subscriber_jwt"]``, ``["streams", "0"]``)."""
-    model: type[BaseModel] = Settings
-    for part in path:
-        if part.isdigit():
-            continue  # an item of a list of sections: the model is already the item's
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        if get_origin(annotation) is list:
-            (annotation,) = get_args(annotation)
-        # An optional section (``mercure.subscriber_jwt: MercureJwtConfig | None``) is its model.
-        models = [member for member in _union_members(annotation) if _is_model(member)]
-        if len(models) != 1:
-            return None
-        model = models[0]
-    return model
-
-
-def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _union_members(annotation: object) -> tuple[object, ...]:
-    if get_origin(annotation) in (Union, types.UnionType):
-        return get_args(annotation)
-    return (annotation,)
-
-
-def _plain_type(annotation: object) -> object:
-    """``Literal["a", "b"]`` -> ``str``, ``list[str]`` -> ``list``, ``None`` -> ``NoneType``."""
-    if annotation is None:
-        return type(None)
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return str if all(isinstance(arg, str) for arg in get_args(annotation)) else Literal
-    return origin or annotation
+    return config_env.service_link_variables(os.environ if environ is None else environ, Settings)
 
 
 def _set_dotted(raw: dict[str, object], dotted: str, value: object, source: str) -> None:
@@ -360,7 +271,7 @@ def _source_of(loc: tuple[str, ...], sources: Mapping[str, str]) -> str | None:
 
 def _suggestion(loc: tuple[str, ...]) -> str:
     """`` (did you mean 'port'?)`` for a misspelt key of a known section."""
-    model = _model_at(loc[:-1])
+    model = config_env.model_at(Settings, loc[:-1])
     close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1) if model is not None else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
