@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from sse_hub import __version__
 from sse_hub.hub import Hub
+from sse_hub.worker_metrics import WorkerGroup, render_group
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Channels are user-chosen names: label only the busiest, so the series count stays bounded.
@@ -98,6 +99,8 @@ class Metrics:
     """The registry behind ``/metrics`` for one app."""
 
     def __init__(self, hub: Hub) -> None:
+        # Set when this app is one worker of ``--workers N`` (``sse_hub.server``).
+        self.group: WorkerGroup | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -110,4 +113,12 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        """This process's metrics."""
         return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        """What ``/metrics`` answers: this process's metrics, or with ``--workers N`` the
+        whole process group's (``sse_hub.worker_metrics``)."""
+        if self.group is None:
+            return self.render()
+        return await render_group(self.group, self)

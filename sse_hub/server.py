@@ -30,7 +30,8 @@ from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.hub import Hub
-from sse_hub.keys import HUB
+from sse_hub.keys import HUB, METRICS
+from sse_hub.worker_metrics import WorkerGroup, serve_local
 
 logger = logging.getLogger("sse_hub")
 
@@ -42,11 +43,12 @@ HANDLER_GRACE_SECONDS = 1.0
 DRAIN_POLL_SECONDS = 0.02
 
 
-def run(settings: Settings, reuse_port: bool = False) -> int:
-    """Serve in this process until SIGTERM or SIGINT; the exit code (1 when it cannot start)."""
+def run(settings: Settings, reuse_port: bool = False, group: WorkerGroup | None = None) -> int:
+    """Serve in this process until SIGTERM or SIGINT; the exit code (1 when it cannot start).
+    ``group``: this process is one worker of ``--workers N``."""
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(run_server(settings, reuse_port))
+            runner.run(run_server(settings, reuse_port, group))
     except BrokerUnavailable as exc:
         logger.error("cannot start: the broker is unavailable: %s", exc)
         return 1
@@ -74,9 +76,10 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def run_server(settings: Settings, reuse_port: bool = False) -> None:
+async def run_server(settings: Settings, reuse_port: bool = False, group: WorkerGroup | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then shut down within ``server.shutdown_timeout``."""
     app = create_app(settings)
+    app[METRICS].group = group
     app.on_response_prepare.append(close_connection_while_draining)
     runner = web.AppRunner(
         app,
@@ -93,6 +96,7 @@ async def run_server(settings: Settings, reuse_port: bool = False) -> None:
         access_log_class=AccessLogger,
     )
     await runner.setup()
+    metrics_socket = await serve_local(group, app[METRICS]) if group is not None else None
     try:
         site = web.TCPSite(
             runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None, backlog=2048
@@ -106,6 +110,9 @@ async def run_server(settings: Settings, reuse_port: bool = False) -> None:
         await drain(runner, app[HUB], settings.server.shutdown_timeout)
     finally:
         await runner.cleanup()
+        if metrics_socket is not None:
+            metrics_socket.close()
+            await metrics_socket.wait_closed()
     counters = app[HUB].counters
     logger.info(
         "stopped published=%d delivered=%d slow_disconnects=%d",

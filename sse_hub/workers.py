@@ -3,40 +3,57 @@
 The kernel spreads new connections over the workers (SO_REUSEPORT). Each worker is a
 full instance on the Redis broker, so a message published to any worker reaches the
 subscribers of all of them. The supervisor forwards SIGTERM/SIGINT to every worker and
-exits 0 once all stopped cleanly; a worker that dies on its own is restarted.
+exits 0 once all stopped cleanly; a worker that dies on its own is restarted (same index).
+
+Metrics: the supervisor makes a private directory (0700) where each worker serves its
+own metrics on a unix socket, so whichever worker answers ``/metrics`` shows the whole
+group (``sse_hub.worker_metrics``); the directory is removed when the supervisor exits.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from sse_hub.config import Settings
 from sse_hub.logs import configure_logging
 from sse_hub.server import run
+from sse_hub.worker_metrics import WorkerGroup
 
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, group: WorkerGroup) -> None:
     """A worker's entry point (runs in the child process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     configure_logging(settings.log)
-    sys.exit(run(settings, reuse_port=True))
+    sys.exit(run(settings, reuse_port=True, group=group))
 
 
 def supervise(settings: Settings, workers: int) -> int:
+    directory = Path(tempfile.mkdtemp(prefix="sse-hub-metrics-"))
+    try:
+        return supervise_in(settings, workers, directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def supervise_in(settings: Settings, workers: int, directory: Path) -> int:
     context = multiprocessing.get_context("spawn")
     stopping = False
 
-    def start() -> BaseProcess:
-        process = context.Process(target=run_worker, args=(settings,), name="sse-hub-worker")
+    def start(index: int) -> BaseProcess:
+        group = WorkerGroup(directory, index, workers)
+        process = context.Process(target=run_worker, args=(settings, group), name=f"sse-hub-worker-{index}")
         process.start()
         return process
 
@@ -47,7 +64,7 @@ def supervise(settings: Settings, workers: int) -> int:
             if process.pid is not None and process.is_alive():
                 process.terminate()  # SIGTERM: the worker's own graceful shutdown
 
-    processes = [start() for _ in range(workers)]
+    processes = [start(index) for index in range(workers)]
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logger.info("supervisor started workers=%d pids=%s", workers, [p.pid for p in processes])
@@ -57,7 +74,7 @@ def supervise(settings: Settings, workers: int) -> int:
                 logger.warning("worker pid=%s exited with %s; restarting", process.pid, process.exitcode)
                 time.sleep(RESTART_DELAY_SECONDS)
                 if not stopping:
-                    processes[index] = start()
+                    processes[index] = start(index)
         time.sleep(0.2)
     deadline = time.monotonic() + settings.server.shutdown_timeout + 5
     for process in processes:

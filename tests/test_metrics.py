@@ -19,8 +19,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from sse_hub import __version__
-from sse_hub.keys import HUB
+from sse_hub.keys import HUB, METRICS
 from sse_hub.metrics import MAX_CHANNEL_LABELS
+from sse_hub.worker_metrics import merge
 from tests.conftest import (
     HubClientFactory,
     HubProcess,
@@ -287,6 +288,45 @@ async def test_one_scrape_of_a_hub_with_1000_channels_works(hub_client: HubClien
     assert by_channel["_other"] == 1000 - MAX_CHANNEL_LABELS  # the other 950, one subscriber each
     assert sum(by_channel.values()) == 1010
     assert metrics.value("sse_hub_connections") == 2
+
+
+# -- several workers, one scrape ------------------------------------------------------------------
+
+
+async def test_merged_workers_sum_hub_series_and_label_per_process_ones(hub_client: HubClientFactory) -> None:
+    """``--workers N`` (tests/test_workers.py runs it for real): two apps' expositions
+    merged as the worker that answers /metrics merges its siblings'."""
+    first, second = await hub_client(), await hub_client()
+    async with (
+        open_stream(first, "/events/a") as a1,
+        open_stream(first, "/events/a"),
+        open_stream(second, "/events/a") as a2,
+    ):
+        await publish(first, {"channel": "a", "data": "one"})
+        await publish(second, {"channel": "a", "data": "two"})
+        await a1.next_message()
+        await a2.next_message()
+        apps = [first.server.app, second.server.app]
+        merged = Scrape(merge({index: app[METRICS].render() for index, app in enumerate(apps)}).decode())
+    single = await scrape(first)
+    for name, kind in HUB_FAMILIES.items():
+        assert merged.families[name].type == kind == single.families[name].type, name
+    assert merged.value("sse_hub_workers") == 2
+    assert merged.value("sse_hub_connections") == 3
+    assert merged.by_label("sse_hub_worker_connections", "worker") == {"0": 2, "1": 1}
+    assert merged.by_label("sse_hub_channel_connections", "channel") == {"a": 3}
+    assert merged.value("sse_hub_connects_total") == 3
+    assert merged.value("sse_hub_messages_published_total") == 2
+    assert merged.value("sse_hub_messages_delivered_total") == 3
+    assert merged.value("sse_hub_fanout_latency_seconds_count") == 2
+    assert merged.value("sse_hub_fanout_latency_seconds_bucket", le="+Inf") == 2
+    info = merged.by_label("sse_hub_info", "worker")
+    assert info == {"0": 1, "1": 1}
+    assert set(merged.by_label("sse_hub_broker_connected", "worker")) == {"0", "1"}
+    assert set(merged.by_label("process_resident_memory_bytes", "worker")) == {"0", "1"}
+    created = [value for (name, _), value in merged.samples.items() if name == "sse_hub_fanout_latency_seconds_created"]
+    singles = [Scrape(app[METRICS].render().decode()) for app in apps]
+    assert created == [min(one.value("sse_hub_fanout_latency_seconds_created") for one in singles)]
 
 
 # -- access --------------------------------------------------------------------------------------

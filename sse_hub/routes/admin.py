@@ -45,7 +45,7 @@ async def delete_client(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     request.app[AUTH].require_admin(request.headers.get("Authorization"))
-    body = request.app[METRICS].render()
+    body = await request.app[METRICS].scrape()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
