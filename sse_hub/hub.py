@@ -40,26 +40,36 @@ logger = logging.getLogger(__name__)
 
 
 class Counters:
-    """Hub-wide counters, kept per message or per connection, never per delivery."""
+    """Hub-wide counters, kept per message or per connection, never per delivery.
+
+    ``messages_delivered`` is the sum of every client's ``messages_sent``, open or gone
+    (live and replayed messages alike), so the hub-wide and per-client figures agree.
+    """
 
     __slots__ = (
+        "_registry",
         "connects",
+        "delivered_to_departed",
         "disconnects",
-        "messages_delivered",
         "messages_published",
         "replays",
         "resets",
         "slow_disconnects",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
         self.connects = 0
         self.disconnects: dict[str, int] = {}  # by close reason: disconnected, slow, kicked, shutdown
         self.messages_published = 0
-        self.messages_delivered = 0
+        self.delivered_to_departed = 0
         self.slow_disconnects = 0
         self.replays = 0
         self.resets = 0
+
+    @property
+    def messages_delivered(self) -> int:
+        return self.delivered_to_departed + sum(subscriber.messages_sent for subscriber in self._registry.all())
 
 
 class Hub:
@@ -67,7 +77,7 @@ class Hub:
         self.settings = settings
         self.broker = broker
         self.registry = Registry()
-        self.counters = Counters()
+        self.counters = Counters(self.registry)
         self.instance_id = instance_id
         self.started_at = time.time()
         self._flusher = Flusher()
@@ -113,11 +123,14 @@ class Hub:
         # stream stays silent longer than heartbeat_seconds, and a transport that closed
         # unnoticed is released within a third of it.
         interval = self.settings.sse.heartbeat_seconds / 3
+        stall_seconds = self.settings.limits.stall_seconds
         while True:
             await asyncio.sleep(interval)
-            ping_before = time.time() - 2 * interval
+            now = time.time()
+            ping_before = now - 2 * interval
+            stalled_before = now - stall_seconds
             for subscriber in self.registry:
-                subscriber.tick(ping_before)
+                subscriber.tick(now, ping_before, stalled_before)
 
     # -- subscribe --------------------------------------------------------------------
 
@@ -155,7 +168,8 @@ class Hub:
     ) -> tuple[list[bytes], Sequence[Message]]:
         """The stream's preamble (retry, ``connected``, maybe ``reset``) and the messages
         to replay. Reads history after registration, so nothing published meanwhile is
-        lost (the subscriber holds it) or sent twice (``go_live`` skips replayed ids)."""
+        lost (the subscriber holds it) or sent twice (the subscriber's floor: nothing at or
+        below the id the client resumed from, or an id it was already sent)."""
         # Receive the stream's channels first: once attach returns, everything published
         # to them reaches this instance, so nothing after `connected` is missed (the
         # broker's attach contract; release detaches, also when attach raised).
@@ -177,8 +191,14 @@ class Hub:
             return preamble, ()
         history = await self.broker.history((*subscriber.channels, GLOBAL_CHANNEL), after_id)
         if after_id > history.last_id:
+            # Not an id of this cluster: no floor from it, or live ids up to it would be lost.
             preamble.append(self._reset("unknown_id", last_event_id))
-        elif history.expired:
+            return preamble, history.messages
+        # The client has everything up to after_id, wherever it read it: a live message at
+        # or below it (this instance's listener may lag the one the client came from) is
+        # not sent again.
+        subscriber.resume_after(after_id)
+        if history.expired:
             preamble.append(self._reset("history_expired", last_event_id))
         return preamble, history.messages
 
@@ -190,7 +210,9 @@ class Hub:
     def release(self, subscriber: Subscriber) -> None:
         """Forget a subscriber; called once, from the stream handler's ``finally``."""
         subscriber.close("disconnected")
-        self.registry.remove(subscriber)
+        if self.registry.get(subscriber.client_id) is subscriber:
+            self.registry.remove(subscriber)
+            self.counters.delivered_to_departed += subscriber.messages_sent
         self.broker.client_disconnected(subscriber.client_id)
         self.broker.detach(subscriber.channels)
 
@@ -249,17 +271,13 @@ class Hub:
         frame_bytes = message.frame_bytes
         message_id = message.id
         exclude = message.exclude_client_id
-        delivered = 0
         if exclude is None:
             for subscriber in targets:
                 subscriber.offer(message_id, chunk, frame_bytes)
-            delivered = len(targets)
         else:
             for subscriber in targets:
                 if subscriber.client_id != exclude:
                     subscriber.offer(message_id, chunk, frame_bytes)
-                    delivered += 1
-        self.counters.messages_delivered += delivered
 
     def _targets(self, message: Message) -> Collection[Subscriber]:
         registry = self.registry

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 from sse_hub.hub import Hub
 from sse_hub.subscriber import Subscriber
+
+# Clients listed in one /stats answer at most (``?limit=`` may ask for fewer): the list is
+# built in one synchronous step, so it must stay short at 10,000+ connections;
+# ``total_clients`` still counts every one.
+MAX_LISTED_CLIENTS = 1000
 
 
 def iso(timestamp: float) -> str:
@@ -40,9 +46,8 @@ def client_entry(subscriber: Subscriber) -> dict[str, object]:
 
 def local_stats(hub: Hub, client_limit: int | None) -> dict[str, object]:
     counters = hub.counters
-    clients = list(hub.registry.all())
-    if client_limit is not None:
-        clients = clients[:client_limit]
+    limit = MAX_LISTED_CLIENTS if client_limit is None else min(client_limit, MAX_LISTED_CLIENTS)
+    clients = itertools.islice(hub.registry.all(), limit)
     return {
         **instance_summary(hub),
         "messages_published": counters.messages_published,

@@ -1,22 +1,33 @@
 """One subscriber: its channels, its outgoing bytes, its counters.
 
+A subscriber moves through three states, one way:
+
+- **holding** (registered, response not started): live messages are kept, with their
+  ids, so that a replay read from history meanwhile can be followed by them with no gap.
+- **replaying** (``go_live`` with a replay): the preamble, then the replay, fed to the
+  socket as the client drains it, at most ``REPLAY_WINDOW_BYTES`` beyond what the kernel
+  holds (the stream handler wakes the feed when the transport drains); live messages are
+  still held.
+- **live**: what was held, then every message as it is offered.
+
 Invariants:
 
-1. Exactly one writer per socket: only ``Subscriber.flush`` writes to the transport once
-   the stream is live; the HTTP handler only parks on ``wait_closed``.
+1. Exactly one writer per socket: only ``Subscriber.flush`` writes to the transport; the
+   HTTP handler only waits (for the transport to drain during a replay, then for the end).
 2. Nothing here awaits. ``offer`` appends pre-encoded bytes to the outbox and marks the
    subscriber dirty; the shared ``Flusher`` writes every dirty outbox once per loop
    iteration, so messages published together leave in one ``write`` per socket.
-3. The buffer is bounded: the bytes the kernel has not taken yet (the transport's write
-   buffer) plus, before the stream is live, the held live messages. Over
-   ``client_buffer_bytes`` the subscriber is closed as ``slow``; it never blocks others.
-   A replay burst is allowed on top, shrinking as the client reads it.
-4. Until ``go_live`` the subscriber holds live messages (with their ids) so that a replay
-   from history can be followed by them with no gap and no duplicate.
+3. Ids only go up on a stream: the floor is the id the client resumed from, then the last
+   id queued; an offer at or below it is dropped, on every path (held, replayed, live,
+   and after the instance's own reconnect to its broker).
+4. Memory is bounded: held messages and the transport's backlog each stay within
+   ``client_buffer_bytes`` (over it: closed as ``slow``); a replay never holds more than
+   the window in the transport, however long it is. A stream whose backlog the client
+   does not read for ``stall_seconds`` is closed as ``slow`` (``tick``).
 
-``messages_sent`` and ``bytes_sent`` count published messages queued for this client
-(their SSE frames, without HTTP chunk framing); the preamble, ``reset`` and heartbeats
-are not messages and are not counted.
+``messages_sent`` and ``bytes_sent`` count published messages queued for this client,
+live or replayed (their SSE frames, without HTTP chunk framing); the preamble, ``reset``
+and heartbeats are not messages and are not counted.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from sse_hub import sse
@@ -32,12 +43,18 @@ from sse_hub.models import Message
 
 HEARTBEAT_CHUNK = sse.chunk(sse.HEARTBEAT)
 
+# Replay bytes handed to the transport beyond what the kernel took: enough to keep a
+# reading client's socket busy between two drain wake-ups, small enough that a client that
+# stops reading pins little (the whole history stays in the broker, not in the socket).
+REPLAY_WINDOW_BYTES = 64 * 1024
+
 
 class Transport(Protocol):
     def write(self, data: bytes) -> None: ...
     def is_closing(self) -> bool: ...
     def abort(self) -> None: ...
     def get_write_buffer_size(self) -> int: ...
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
 
 
 # Sockets written per loop iteration. A message to 10,000 subscribers is 10,000 writes
@@ -80,15 +97,19 @@ class Flusher:
 class Subscriber:
     __slots__ = (
         "_closed",
+        "_floor",
         "_flusher",
         "_held",
         "_held_bytes",
         "_max_buffer_bytes",
         "_on_close",
         "_outbox",
-        "_replay_allowance",
-        "_skip_through",
+        "_progress_at",
+        "_replay",
+        "_replay_window",
+        "_taken",
         "_transport",
+        "_written",
         "bytes_sent",
         "channels",
         "client_id",
@@ -123,8 +144,12 @@ class Subscriber:
         self._outbox: list[bytes] = []
         self._held: list[tuple[int, bytes, int]] | None = []
         self._held_bytes = 0
-        self._skip_through = 0
-        self._replay_allowance = 0
+        self._floor = 0
+        self._replay: Iterator[Message] | None = None
+        self._replay_window = min(REPLAY_WINDOW_BYTES, max(1, max_buffer_bytes // 2))
+        self._written = 0
+        self._taken = 0
+        self._progress_at = self.connected_at
         self._flusher = flusher
         self._max_buffer_bytes = max_buffer_bytes
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -135,7 +160,7 @@ class Subscriber:
     def offer(self, message_id: int, chunk: bytes, frame_bytes: int) -> None:
         """Queue one encoded message; never awaits, never raises for a dead client.
         ``frame_bytes`` is the SSE frame's length inside ``chunk``, for ``bytes_sent``."""
-        if message_id <= self._skip_through:
+        if message_id <= self._floor:
             return
         held = self._held
         if held is not None:
@@ -144,6 +169,7 @@ class Subscriber:
             if self._held_bytes > self._max_buffer_bytes:
                 self.close("slow", abort=True)
             return
+        self._floor = message_id
         outbox = self._outbox
         if not outbox:
             self._flusher.mark(self)
@@ -152,9 +178,14 @@ class Subscriber:
         self.bytes_sent += frame_bytes
 
     def flush(self, now: float) -> None:
-        outbox = self._outbox
+        """Write the outbox (while replaying, with the next slice of the replay after it)."""
         transport = self._transport
-        if not outbox or transport is None:
+        if transport is None:
+            return
+        if self._replay is not None:
+            self._feed_replay(transport)
+        outbox = self._outbox
+        if not outbox:
             return
         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
         outbox.clear()
@@ -162,44 +193,78 @@ class Subscriber:
             self.close("disconnected")
             return
         transport.write(data)
+        self._written += len(data)
         self.last_activity = now
-        backlog = transport.get_write_buffer_size()
-        allowance = self._replay_allowance
-        if allowance and backlog < allowance:
-            # The replay sits at the front of the backlog, so it is at most the smallest
-            # backlog seen since: the allowance shrinks as the client reads it.
-            self._replay_allowance = allowance = backlog
-        if backlog > self._max_buffer_bytes + allowance:
+        if self._replay is None and transport.get_write_buffer_size() > self._max_buffer_bytes:
             self.close("slow", abort=True)
+
+    def _feed_replay(self, transport: Transport) -> None:
+        """Queue the next replayed messages, up to the window beyond what the kernel took;
+        when the replay is done, queue what was held and go live."""
+        replay = self._replay
+        if replay is None:
+            return
+        outbox = self._outbox
+        budget = self._replay_window - transport.get_write_buffer_size() - sum(map(len, outbox))
+        while budget > 0:
+            message = next(replay, None)
+            if message is None:
+                self._replay = None
+                self._release_held()
+                return
+            if message.id <= self._floor:
+                continue
+            self._floor = message.id
+            outbox.append(message.chunk)
+            budget -= len(message.chunk)
+            self.messages_sent += 1
+            self.bytes_sent += message.frame_bytes
+
+    def _release_held(self) -> None:
+        held, self._held = self._held or [], None
+        self._held_bytes = 0
+        for message_id, chunk, frame_bytes in held:
+            self.offer(message_id, chunk, frame_bytes)
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def resume_after(self, message_id: int) -> None:
+        """The client has seen every message up to this id: none of them is sent again."""
+        if message_id > self._floor:
+            self._floor = message_id
+
     def go_live(self, transport: Transport, preamble: Sequence[bytes], replay: Sequence[Message] = ()) -> None:
-        """Start writing: the preamble chunks, the replayed messages, then what was held
-        meanwhile, skipping held ids already replayed."""
+        """Start writing: the preamble chunks, the replay (fed as the client drains it:
+        see ``replaying``), then what was held meanwhile, skipping ids already sent."""
         if self.close_reason is not None:
             return  # closed while the replay was read (kicked, or slow while holding)
         self._transport = transport
-        held, self._held = self._held or [], None
-        self._held_bytes = 0
+        self._progress_at = time.time()
         for chunk in preamble:
             self._send(chunk)
-        for message in replay:
-            self.offer(message.id, message.chunk, message.frame_bytes)
         if replay:
-            self._skip_through = replay[-1].id
-            # History goes out in one burst that may exceed the buffer limit by itself;
-            # only the backlog beyond it means the client is slow. Without this allowance
-            # a client owed more than client_buffer_bytes would be cut off on every
-            # reconnect and never catch up.
-            self._replay_allowance = sum(len(message.chunk) for message in replay)
-        for message_id, chunk, frame_bytes in held:
-            self.offer(message_id, chunk, frame_bytes)
+            # The transport pauses its protocol above the window, so the stream handler's
+            # drain() wakes the feed when the client has read most of it.
+            transport.set_write_buffer_limits(high=self._replay_window // 2)
+            self._replay = iter(replay)
+            if not self._outbox:
+                self._flusher.mark(self)
+        else:
+            self._release_held()
+
+    @property
+    def replaying(self) -> bool:
+        """Replayed messages remain to be handed to the transport."""
+        return self._replay is not None and self.close_reason is None
+
+    def feed(self) -> None:
+        """The transport drained: write the next slice of the replay now."""
+        self.flush(time.time())
 
     def send_control(self, chunk: bytes) -> None:
         """Queue bytes that are not a published message (a shutdown retry block); dropped
         before the stream is live."""
-        if self._held is None:
+        if self._transport is not None:
             self._send(chunk)
 
     def _send(self, chunk: bytes) -> None:
@@ -209,15 +274,26 @@ class Subscriber:
             self._flusher.mark(self)
         self._outbox.append(chunk)
 
-    def tick(self, ping_before: float) -> None:
-        """Heartbeat timer: ping if nothing was written since ``ping_before``; notice a
-        transport that went away without the handler hearing of it."""
+    def tick(self, now: float, ping_before: float, stalled_before: float) -> None:
+        """Heartbeat timer: close a stream whose client took none of its waiting bytes since
+        ``stalled_before``; ping one silent since ``ping_before``; notice a transport that
+        went away without the handler hearing of it."""
         transport = self._transport
         if transport is None:
             return
         if transport.is_closing():
             self.close("disconnected")
-        elif self.last_activity < ping_before and not self._outbox:
+            return
+        waiting = transport.get_write_buffer_size()
+        # Bytes the kernel took from us: it takes more only when the client reads.
+        taken = self._written - waiting
+        if waiting == 0 or taken != self._taken:
+            self._taken = taken
+            self._progress_at = now
+        elif self._progress_at < stalled_before:
+            self.close("slow", abort=True)
+            return
+        if self.last_activity < ping_before and not self._outbox:
             self._send(HEARTBEAT_CHUNK)
 
     @property
@@ -231,16 +307,18 @@ class Subscriber:
         if self.close_reason is not None:
             return
         if not abort:
+            self._replay = None  # a graceful end does not wait for the rest of a replay
             self.flush(time.time())
             if self.close_reason is not None:
                 return
         self.close_reason = reason
         self._outbox.clear()
         self._held = None
+        self._replay = None
         # Until the handler releases it, dispatch may still offer to this subscriber; the
-        # id check that skips replayed messages drops those too, at no cost to the hot path,
-        # so nothing is written after the stream's last chunk.
-        self._skip_through = sys.maxsize
+        # floor drops those too, at no cost to the hot path, so nothing is written after
+        # the stream's last chunk.
+        self._floor = sys.maxsize
         if abort and self._transport is not None:
             self._transport.abort()
         if not self._closed.done():

@@ -9,6 +9,7 @@ import socket
 import time
 
 from aiohttp import HttpVersion11, web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 
 from sse_hub.auth import OPEN_GRANT, TOKEN_COOKIE, Grant, bearer_token
@@ -16,6 +17,7 @@ from sse_hub.auth import check_channels as check_grant
 from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupported, InvalidChannel, Unauthorized
 from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
 from sse_hub.models import is_valid_channel
+from sse_hub.subscriber import Subscriber
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -88,13 +90,17 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
     )
     # Capacity first: a refused connection must not use up its one-time ticket.
     hub.check_capacity(ip)
-    grant = await authorize(request, channels)
     if request.method == "HEAD":
         # aiohttp routes HEAD to GET handlers; the hub writes stream bytes straight to the
-        # socket, which a HEAD response must not carry (RFC 9110, 9.3.2): headers only.
+        # socket, which a HEAD response must not carry (RFC 9110, 9.3.2): headers only. A
+        # one-time ticket is left for the GET it was issued for (a link checker or a
+        # prefetch must not use it up); a token is still checked.
+        if "ticket" not in request.query:
+            await authorize(request, channels)
         head = web.StreamResponse(headers=SSE_HEADERS)
         await head.prepare(request)
         return head
+    grant = await authorize(request, channels)
     subscriber = hub.open(channels, ip, request.headers.get("User-Agent", "")[:256])
     expiry = None
     if grant.expires_at is not None:
@@ -114,15 +120,40 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
             return response
         bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
         subscriber.go_live(transport, preamble, replay)
-        # This frame lives as long as the stream: drop what is no longer needed (a replay
-        # list can hold history.size entries).
+        # This frame lives as long as the stream: drop what is no longer needed (the
+        # subscriber keeps the replay only until it is fed).
         del preamble, replay
+        if subscriber.replaying:
+            await feed_replay(subscriber, request.writer)
         await subscriber.wait_closed()
         return response
     finally:
         if expiry is not None:
             expiry.cancel()
         hub.release(subscriber)
+
+
+async def feed_replay(subscriber: Subscriber, writer: AbstractStreamWriter) -> None:
+    """Wake the subscriber's replay feed each time the transport drains, until the replay
+    is written or the stream ends. ``drain`` returns once the transport's buffer is below
+    its low-water mark (at once when it is not above the high one), so the bytes held for
+    a client that stops reading stay within the subscriber's replay window; such a client
+    is closed by the stall rule (``Subscriber.tick``), which aborts the transport and so
+    ends the wait."""
+    closed = subscriber.wait_closed()
+    while subscriber.replaying:
+        drained = asyncio.ensure_future(writer.drain())
+        try:
+            await asyncio.wait((drained, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not drained.done():
+                drained.cancel()
+        if drained.cancelled() or closed.done():
+            return
+        if drained.exception() is not None:
+            subscriber.close("disconnected")
+            return
+        subscriber.feed()
 
 
 async def retry_later(request: web.Request, retry_ms: int) -> web.StreamResponse:
