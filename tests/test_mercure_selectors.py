@@ -150,6 +150,8 @@ NON_MATCHES = [
     ("{#var}", "var"),
     ("{/var}", "/a/b"),
     ("X{.var}", "X.a/b"),
+    ("{/list*}", "/a=b=c"),  # one "=" per exploded member: keys and values encode theirs
+    ("{?x}", "?x"),  # "?" always writes "=", even for an empty value
     ("https://example.net/bar/{var}", "https://example.net/foo/will-not-match}"),
 ]
 

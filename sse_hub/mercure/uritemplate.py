@@ -183,11 +183,10 @@ def _variable_regex(operator: _Operator, spec: _VarSpec) -> str:
         if not operator.named:
             return value
         return f"{name}={value}" if operator.ifemp else f"{name}(?:={value})?"
-    if not operator.named:
-        # List items, or "key=value" pairs, joined by the operator's separator.
-        return f"(?:{atom}|=)*(?:{sep}(?:{atom}|=)*)*"
-    # "name=value" per list item, or "key=value" per member (any key): joined by sep.
-    pair = f"{atom}*={atom}*" if operator.ifemp else f"{atom}*(?:={atom}*)?"
+    # Exploded: list items or "key=value" members joined by the operator's separator;
+    # named operators write "name=value" per item (or "key=value", any key), and ";"
+    # drops "=" for an empty value.
+    pair = f"{atom}*={atom}*" if operator.named and operator.ifemp else f"{atom}*(?:={atom}*)?"
     return f"{pair}(?:{sep}{pair})*"
 
 
