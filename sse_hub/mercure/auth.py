@@ -38,6 +38,8 @@ from pathlib import Path
 
 import jwt
 
+# The same clock leeway and expiry cap as the channels' subscriber JWTs.
+from sse_hub.auth import JWT_LEEWAY_SECONDS, MAX_GRANT_SECONDS
 from sse_hub.config import MercureJwtConfig
 from sse_hub.mercure.errors import MercureForbidden, MercureUnauthorized
 from sse_hub.mercure.grants import InvalidClaims, MercureGrant, access_token_grant, legacy_grant
@@ -46,9 +48,6 @@ from sse_hub.mercure.tokens import PresentedToken
 logger = logging.getLogger(__name__)
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068, section 2.1
-JWT_LEEWAY_SECONDS = 5
-# A stream's expiry timer is capped (a 10**400 exp would overflow a float).
-MAX_GRANT_SECONDS = 366 * 24 * 3600
 MAX_TOKEN_CHARS = 16 * 1024
 
 

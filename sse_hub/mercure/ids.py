@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sse_hub.mercure.protocol import EARLIEST
+from sse_hub.sse import FieldError, check_field
 
 MAX_ID_CHARS = 1024
 _HUB_ID = re.compile(r"#([1-9][0-9]{0,18})")
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
 
 
 class InvalidEventId(ValueError):
@@ -54,8 +54,10 @@ def check_publisher_id(event_id: str) -> None:
     """Raise InvalidEventId unless ``event_id`` may be used as a publisher-supplied id."""
     if len(event_id) > MAX_ID_CHARS:
         raise InvalidEventId(f"id may have at most {MAX_ID_CHARS} characters")
-    if _FORBIDDEN.search(event_id):
-        raise InvalidEventId("id must not contain CR, LF or NUL")
+    try:
+        check_field("id", event_id)
+    except FieldError as exc:
+        raise InvalidEventId(str(exc)) from exc
     if event_id.startswith("#"):
         raise InvalidEventId("id must not start with '#' (the hub's own ids do)")
     if event_id == EARLIEST:

@@ -34,13 +34,13 @@ from sse_hub.mercure.ids import InvalidEventId, check_publisher_id
 from sse_hub.mercure.protocol import HUB_PATH
 from sse_hub.mercure.selectors import WILDCARD, InvalidSelector, check_selector_value
 from sse_hub.mercure.update import MAX_TOPICS, MercureMeta
+from sse_hub.sse import FieldError, check_field
 
 MAX_FORM_FIELDS = 1000
-MAX_RETRY_MS = 86_400_000
+MAX_RETRY_MS = 86_400_000  # the channels' bound (models.MAX_RETRY_MS)
 MAX_TYPE_CHARS = 128
 RESERVED_TYPE = "mercure"
 _SINGLE_FIELDS = ("data", "id", "type", "retry")
-_FORBIDDEN_IN_FIELD = re.compile(r"[\r\n\x00]")
 _UNRESERVED_ESCAPE = re.compile(r"%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])")
 
 
@@ -160,8 +160,10 @@ def _event_id(value: str | None) -> str | None:
 def _event_type(value: str | None) -> str | None:
     if value is None:
         return None
-    if _FORBIDDEN_IN_FIELD.search(value):
-        raise BadRequest("type must not contain CR, LF or NUL")
+    try:
+        check_field("type", value)
+    except FieldError as exc:
+        raise BadRequest(str(exc)) from exc
     if len(value) > MAX_TYPE_CHARS:
         raise BadRequest(f"type may have at most {MAX_TYPE_CHARS} characters")
     if value == RESERVED_TYPE:
