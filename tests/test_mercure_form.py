@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from sse_hub import sse
 from sse_hub.errors import BadRequest, PayloadTooLarge
 from sse_hub.mercure.publish_form import (
     MAX_FORM_FIELDS,
@@ -54,6 +55,17 @@ def test_the_conformance_suite_body() -> None:
         event_id='id-["https://example.net/foo/abc"]',
     )
     assert update.topic == "https://example.net/foo/abc"
+
+
+def test_the_conformance_update_encodes_as_the_suite_expects() -> None:
+    """The suite matches ``lastEventId`` and ``data`` byte for byte; the blank line inside
+    the data must be an empty ``data:`` line, not the end of the event."""
+    body = form(("topic", "t"), ("id", 'id-["t"]'), ("data", "data for\n\n        raw string"))
+    update = parse_publish_form(body, HUB)
+    frame = sse.encode_event(update.data, update.event_type or "message", update.meta().sse_id(7), update.retry_ms)
+    assert frame == b'id: id-["t"]\ndata: data for\ndata: \ndata:         raw string\n\n'
+    hub_assigned = parse_publish_form(b"topic=t&data=x", HUB).meta().sse_id(7)
+    assert sse.encode_event("x", "message", hub_assigned) == b"id: #7\ndata: x\n\n"
 
 
 def test_a_minimal_update_has_defaults() -> None:
