@@ -231,6 +231,12 @@ class Listener:
             self._expire(asyncio.get_running_loop().time())
             await self._flush()
 
+    def sweep(self, now: float) -> None:
+        """Unsubscribe (on the subscription task) every channel lingering since before
+        ``now - linger_seconds``; ``maintain`` calls it a few times per linger period."""
+        self._expire(now)
+        self._wake.set()
+
     def _expire(self, now: float) -> None:
         deadline = now - self.linger_seconds
         lingering = self._lingering
