@@ -105,18 +105,6 @@ def test_example_file_says_the_code_default_streams_differ() -> None:
     assert "default" in comments and "/api/events" in comments and "/api/stocks" in comments
 
 
-def test_every_settings_key_has_a_row_in_docs_config_md_with_its_variable() -> None:
-    text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
-    missing = []
-    for key in settings_keys(Settings):
-        if key.startswith("streams."):
-            continue  # one row for the list: `streams`
-        variable = "SSE_HUB_" + key.upper().replace(".", "__")
-        if f"| `{key}` |" not in text or variable not in text:
-            missing.append(key)
-    assert missing == [], f"document these keys in docs/config.md: {missing}"
-
-
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, ""), environ={}) == Settings()
     assert load_settings(write(tmp_path, "# nothing\n"), environ={}) == Settings()
