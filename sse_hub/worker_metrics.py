@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 PER_WORKER = ("sse_hub_info", "sse_hub_broker_connected", "process_", "python_")
 SIBLING_TIMEOUT_SECONDS = 2.0
-MAX_EXPOSITION_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,8 @@ async def read_sibling(path: Path) -> bytes | None:
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(SIBLING_TIMEOUT_SECONDS):
-            reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_EXPOSITION_BYTES)
-            return await reader.read(MAX_EXPOSITION_BYTES)
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            return await reader.read()  # to EOF: the sibling closes after its exposition
     except (OSError, TimeoutError):
         return None
     finally:

@@ -10,6 +10,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sse_hub import __version__
 from sse_hub.keys import HUB, METRICS
 from sse_hub.metrics import MAX_CHANNEL_LABELS
-from sse_hub.worker_metrics import merge
+from sse_hub.worker_metrics import WorkerGroup, merge, render_group, serve_local
 from tests.conftest import (
     HubClientFactory,
     HubProcess,
@@ -327,6 +328,24 @@ async def test_merged_workers_sum_hub_series_and_label_per_process_ones(hub_clie
     created = [value for (name, _), value in merged.samples.items() if name == "sse_hub_fanout_latency_seconds_created"]
     singles = [Scrape(app[METRICS].render().decode()) for app in apps]
     assert created == [min(one.value("sse_hub_fanout_latency_seconds_created") for one in singles)]
+
+
+async def test_a_worker_reads_its_siblings_over_their_sockets_and_leaves_out_a_silent_one(
+    hub_client: HubClientFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = await hub_client(), await hub_client()
+    groups = [WorkerGroup(tmp_path, index, workers=3) for index in range(3)]  # worker 2 never starts
+    server = await serve_local(groups[1], second.server.app[METRICS])
+    try:
+        async with open_stream(second, "/events/b"):
+            merged = Scrape((await render_group(groups[0], first.server.app[METRICS])).decode())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert merged.value("sse_hub_workers") == 2
+    assert merged.by_label("sse_hub_worker_connections", "worker") == {"0": 0, "1": 1}
+    assert merged.value("sse_hub_connections") == 1
+    assert "worker 2 did not answer" in caplog.text
 
 
 # -- access --------------------------------------------------------------------------------------
