@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 from sse_hub import sse
-from sse_hub.broker import Broker
+from sse_hub.broker import Broker, History
 from sse_hub.config import Settings
 from sse_hub.errors import (
     TooManyConnections,
@@ -37,6 +37,8 @@ from sse_hub.registry import Registry
 from sse_hub.subscriber import Flusher, Subscriber
 
 logger = logging.getLogger(__name__)
+
+NO_REPLAY = History(messages=(), expired=False, last_id=0)
 
 
 class Counters:
@@ -163,9 +165,14 @@ class Hub:
         if self.registry.count_for_ip(ip) >= limits.max_connections_per_ip:
             raise TooManyConnectionsFromIp("too many connections from this address")
 
-    async def prepare_replay(
-        self, subscriber: Subscriber, last_event_id: str | None
-    ) -> tuple[list[bytes], Sequence[Message]]:
+    @property
+    def replay_page_size(self) -> int:
+        """Messages read from history at a time for a replay: a page of the largest
+        messages fits the client buffer, so a client that stops reading pins no more."""
+        limits = self.settings.limits
+        return max(1, limits.client_buffer_bytes // limits.max_message_bytes)
+
+    async def prepare_replay(self, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
         """The stream's preamble (retry, ``connected``, maybe ``reset``) and the messages
         to replay. Reads history after registration, so nothing published meanwhile is
         lost (the subscriber holds it) or sent twice (the subscriber's floor: nothing at or
@@ -183,24 +190,30 @@ class Hub:
         retry = b"retry: %d\n" % self.settings.sse.retry_ms
         preamble = [sse.chunk(retry + sse.encode_event(connected, "connected"))]
         if not last_event_id:
-            return preamble, ()
+            return preamble, NO_REPLAY
         self.counters.replays += 1
         after_id = parse_event_id(last_event_id)
         if after_id is None:
             preamble.append(self._reset("unknown_id", last_event_id))
-            return preamble, ()
-        history = await self.broker.history((*subscriber.channels, GLOBAL_CHANNEL), after_id)
+            return preamble, NO_REPLAY
+        history = await self.replay_page(subscriber, after_id)
         if after_id > history.last_id:
             # Not an id of this cluster: no floor from it, or live ids up to it would be lost.
             preamble.append(self._reset("unknown_id", last_event_id))
-            return preamble, history.messages
+            return preamble, history
         # The client has everything up to after_id, wherever it read it: a live message at
         # or below it (this instance's listener may lag the one the client came from) is
         # not sent again.
         subscriber.resume_after(after_id)
         if history.expired:
             preamble.append(self._reset("history_expired", last_event_id))
-        return preamble, history.messages
+        return preamble, history
+
+    async def replay_page(self, subscriber: Subscriber, after_id: int) -> History:
+        """The next page of a stream's replay: its channels' and global messages after
+        ``after_id``."""
+        channels = (*subscriber.channels, GLOBAL_CHANNEL)
+        return await self.broker.history(channels, after_id, limit=self.replay_page_size)
 
     def _reset(self, reason: str, last_event_id: str) -> bytes:
         self.counters.resets += 1

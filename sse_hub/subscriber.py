@@ -6,8 +6,8 @@ A subscriber moves through three states, one way:
   ids, so that a replay read from history meanwhile can be followed by them with no gap.
 - **replaying** (``go_live`` with a replay): the preamble, then the replay, fed to the
   socket as the client drains it, at most ``REPLAY_WINDOW_BYTES`` beyond what the kernel
-  holds (the stream handler wakes the feed when the transport drains); live messages are
-  still held.
+  holds (the stream handler wakes the feed when the transport drains, and reads the next
+  page of history when one is used up: ``needs_page``); live messages are still held.
 - **live**: what was held, then every message as it is offered.
 
 Invariants:
@@ -106,6 +106,7 @@ class Subscriber:
         "_outbox",
         "_progress_at",
         "_replay",
+        "_replay_complete",
         "_replay_window",
         "_taken",
         "_transport",
@@ -146,6 +147,7 @@ class Subscriber:
         self._held_bytes = 0
         self._floor = 0
         self._replay: Iterator[Message] | None = None
+        self._replay_complete = True
         self._replay_window = min(REPLAY_WINDOW_BYTES, max(1, max_buffer_bytes // 2))
         self._written = 0
         self._taken = 0
@@ -210,7 +212,8 @@ class Subscriber:
             message = next(replay, None)
             if message is None:
                 self._replay = None
-                self._release_held()
+                if self._replay_complete:
+                    self._release_held()
                 return
             if message.id <= self._floor:
                 continue
@@ -233,29 +236,48 @@ class Subscriber:
         if message_id > self._floor:
             self._floor = message_id
 
-    def go_live(self, transport: Transport, preamble: Sequence[bytes], replay: Sequence[Message] = ()) -> None:
+    def go_live(
+        self, transport: Transport, preamble: Sequence[bytes], replay: Sequence[Message] = (), complete: bool = True
+    ) -> None:
         """Start writing: the preamble chunks, the replay (fed as the client drains it:
-        see ``replaying``), then what was held meanwhile, skipping ids already sent."""
+        see ``replaying``; ``complete`` False when more pages follow), then what was held
+        meanwhile, skipping ids already sent."""
         if self.close_reason is not None:
             return  # closed while the replay was read (kicked, or slow while holding)
         self._transport = transport
         self._progress_at = time.time()
         for chunk in preamble:
             self._send(chunk)
-        if replay:
+        if replay or not complete:
             # The transport pauses its protocol above the window, so the stream handler's
             # drain() wakes the feed when the client has read most of it.
             transport.set_write_buffer_limits(high=self._replay_window // 2)
-            self._replay = iter(replay)
-            if not self._outbox:
-                self._flusher.mark(self)
+            self.extend_replay(replay, complete)
         else:
             self._release_held()
 
+    def extend_replay(self, page: Sequence[Message], complete: bool) -> None:
+        """The next page of the replay (``complete``: the last one)."""
+        self._replay = iter(page)
+        self._replay_complete = complete
+        if not self._outbox:
+            self._flusher.mark(self)
+
     @property
     def replaying(self) -> bool:
-        """Replayed messages remain to be handed to the transport."""
-        return self._replay is not None and self.close_reason is None
+        """The replay is not all handed to the transport yet."""
+        return (self._replay is not None or not self._replay_complete) and self.close_reason is None
+
+    @property
+    def needs_page(self) -> bool:
+        """The current page of the replay is written and more history follows: read the
+        page after ``replay_cursor``."""
+        return self._replay is None and not self._replay_complete and self.close_reason is None
+
+    @property
+    def replay_cursor(self) -> int:
+        """The last id queued for this stream (or the id it resumed from)."""
+        return self._floor
 
     def feed(self) -> None:
         """The transport drained: write the next slice of the replay now."""

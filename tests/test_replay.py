@@ -119,10 +119,14 @@ class SlowHistoryBroker(MemoryBroker):
     def __init__(self, history_size: int, published: list[int]) -> None:
         super().__init__(history_size)
         self._published = published
+        self._slowed = False
 
-    async def history(self, channels: Iterable[str], after_id: int) -> History:
+    async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
+        if self._slowed:  # the later pages of the replay read at once: publishing may be over
+            return await super().history(channels, after_id, limit)
+        self._slowed = True
         await self._more_published(5)
-        history = await super().history(channels, after_id)
+        history = await super().history(channels, after_id, limit)
         await self._more_published(5)
         return history
 

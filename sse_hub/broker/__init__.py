@@ -22,8 +22,10 @@ A broker:
   except when the broker lost the reply: see the broker's docstring) and
   ``UnknownClient`` for a direct message to a client no instance holds. A message is
   never acknowledged unless it was stored and published.
-- ``history(channels, after_id)``: the retained messages of those channels with an id
-  greater than ``after_id``, in id order, each once, plus whether any message newer than
+- ``history(channels, after_id, limit=None)``: the retained messages of those channels
+  with an id greater than ``after_id``, in id order, each once (at most ``limit`` of them,
+  the oldest, with ``complete`` False when more remain: a replay is read in pages, so
+  what a slow client is owed stays in the broker), plus whether any message newer than
   ``after_id`` was evicted from one of them (by count or age; it may say so needlessly,
   never wrongly say no) and the highest id ever published.
 - ``client_exists(client_id)``: whether a client is connected to some instance of the
@@ -58,11 +60,14 @@ class History:
     ``messages``: retained messages newer than the requested id, in id order.
     ``expired``: some message newer than the requested id is no longer retained.
     ``last_id``: the highest id published so far (0 when none).
+    ``complete``: ``messages`` holds every retained message newer than the requested id
+    (False when a ``limit`` left some out: read the next page after the last one).
     """
 
     messages: Sequence[Message]
     expired: bool
     last_id: int
+    complete: bool = True
 
 
 class Broker(abc.ABC):
@@ -87,7 +92,7 @@ class Broker(abc.ABC):
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]: ...
 
     @abc.abstractmethod
-    async def history(self, channels: Iterable[str], after_id: int) -> History: ...
+    async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History: ...
 
     @abc.abstractmethod
     async def client_exists(self, client_id: str) -> bool: ...

@@ -165,7 +165,7 @@ class MemoryBroker(Broker):
             deliver(message)
         return messages
 
-    async def history(self, channels: Iterable[str], after_id: int) -> History:
+    async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._drop_stale(self._clock())
         expired = False
         runs = []
@@ -179,6 +179,8 @@ class MemoryBroker(Broker):
         merged: list[Message] = []
         for message in heapq.merge(*runs, key=lambda m: m.id):
             if not merged or merged[-1].id != message.id:
+                if limit is not None and len(merged) == limit:
+                    return History(messages=merged, expired=expired, last_id=self._last_id, complete=False)
                 merged.append(message)
         return History(messages=merged, expired=expired, last_id=self._last_id)
 

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 from sse_hub.auth import OPEN_GRANT, TOKEN_COOKIE, Grant, bearer_token
 from sse_hub.auth import check_channels as check_grant
 from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupported, InvalidChannel, Unauthorized
+from sse_hub.hub import Hub
 from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
 from sse_hub.models import is_valid_channel
 from sse_hub.subscriber import Subscriber
@@ -119,12 +120,12 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         if transport is None:
             return response
         bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
-        subscriber.go_live(transport, preamble, replay)
+        subscriber.go_live(transport, preamble, replay.messages, replay.complete)
         # This frame lives as long as the stream: drop what is no longer needed (the
         # subscriber keeps the replay only until it is fed).
         del preamble, replay
         if subscriber.replaying:
-            await feed_replay(subscriber, request.writer)
+            await feed_replay(hub, subscriber, request.writer)
         await subscriber.wait_closed()
         return response
     finally:
@@ -133,15 +134,29 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         hub.release(subscriber)
 
 
-async def feed_replay(subscriber: Subscriber, writer: AbstractStreamWriter) -> None:
-    """Wake the subscriber's replay feed each time the transport drains, until the replay
-    is written or the stream ends. ``drain`` returns once the transport's buffer is below
-    its low-water mark (at once when it is not above the high one), so the bytes held for
-    a client that stops reading stay within the subscriber's replay window; such a client
-    is closed by the stall rule (``Subscriber.tick``), which aborts the transport and so
-    ends the wait."""
+async def feed_replay(hub: Hub, subscriber: Subscriber, writer: AbstractStreamWriter) -> None:
+    """Wake the subscriber's replay feed each time the transport drains, and read the next
+    page of history when it needs one, until the replay is written or the stream ends.
+    ``drain`` returns once the transport's buffer is below its low-water mark (at once
+    when it is not above the high one), so the bytes held for a client that stops reading
+    stay within the subscriber's replay window, and the messages within a page; such a
+    client is closed by the stall rule (``Subscriber.tick``), which aborts the transport
+    and so ends the wait."""
     closed = subscriber.wait_closed()
     while subscriber.replaying:
+        if subscriber.needs_page:
+            try:
+                page = await hub.replay_page(subscriber, subscriber.replay_cursor)
+            except BrokerUnavailable:
+                subscriber.close("disconnected")  # the client resumes from its last id
+                return
+            if page.expired:
+                # Trimmed while this client was reading slowly: rather than a gap, end the
+                # stream; it reconnects with its last id and is told (reset).
+                subscriber.close("slow")
+                return
+            subscriber.extend_replay(page.messages, page.complete)
+            continue
         drained = asyncio.ensure_future(writer.drain())
         try:
             await asyncio.wait((drained, closed), return_when=asyncio.FIRST_COMPLETED)

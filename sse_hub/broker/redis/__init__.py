@@ -188,33 +188,43 @@ class RedisBroker(Broker):
             raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
         return [self._keys.inbox(instance)]
 
-    async def history(self, channels: Iterable[str], after_id: int) -> History:
+    async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         if not self._connected:
             raise BrokerUnavailable("Redis is not connected")
         window = self._history_size + 1
         names = list(dict.fromkeys(channels))
+        # Two entries more than the page: the one past the window, and a stream's marker.
+        keep = 0 if limit is None else limit + 2
         try:
             reply = await self._history_script(
                 keys=[self._keys.seq, self._keys.clock, *map(self._keys.history, names)],
-                args=[f"({after_id}-0", window, self._ttl_ms - CLOCK_MARGIN_MS],
+                args=[f"({after_id}-0", window, self._ttl_ms - CLOCK_MARGIN_MS, keep],
             )
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable("cannot read history from Redis") from exc
         sequence, dropped_bound, *streams = reply
         # A stream missing or created again may have lost ids up to the bound.
         expired = after_id < int(dropped_bound)
+        complete = True
         runs = []
-        for raw in streams:
+        for total, raw in streams:
             entries = script_entries(raw)
             # A full window: some message newer than after_id is not among the newest `size`.
-            if len(entries) == window:
+            if total == window:
                 expired = True
+                total -= 1
                 del entries[-1]
             if entries and is_marker(entries[-1]):
                 expired = True  # created again after an expiry, after after_id
+            # The newer entries left in Redis are newer than every one read (they follow in
+            # the next page): the page's first `limit` merged messages have no gap.
+            complete = complete and total == len(entries)
             runs.append(parse_entries(reversed(entries)))
         self._floor.seen(int(sequence))
-        return History(messages=merge_runs(runs), expired=expired, last_id=self._floor.value)
+        messages = merge_runs(runs)
+        if limit is not None and len(messages) > limit:
+            messages, complete = messages[:limit], False
+        return History(messages=messages, expired=expired, last_id=self._floor.value, complete=complete)
 
     async def client_exists(self, client_id: str) -> bool:
         if client_id in self.directory.clients:

@@ -135,8 +135,10 @@ return ids
 )
 
 # KEYS: sequence, clock, then the streams to read. ARGV: exclusive start ('(' id '-0'),
-# window, bound offset ms. Returns the sequence, the dropped-history bound ('0' when every
-# stream exists) and each stream's newest `window` entries after the start, newest first.
+# window, bound offset ms, keep (0: all). Returns the sequence, the dropped-history bound
+# ('0' when every stream exists) and, for each stream, how many entries it has after the
+# start within the window (its newest `window`), with the oldest `keep` of them, newest
+# first: a replay is read a page at a time, so only a page crosses to the hub.
 HISTORY_SCRIPT = (
     "#!lua flags=no-writes\n"
     + _DROPPED_BOUND
@@ -147,7 +149,13 @@ local missing = false
 for k = 3, #KEYS do
   local entries = redis.call('XREVRANGE', KEYS[k], '+', ARGV[1], 'COUNT', ARGV[2])
   if not entries[1] and redis.call('EXISTS', KEYS[k]) == 0 then missing = true end
-  out[#out + 1] = entries
+  local total, keep = #entries, tonumber(ARGV[4])
+  if keep > 0 and total > keep then
+    local oldest = {}
+    for i = total - keep + 1, total do oldest[#oldest + 1] = entries[i] end
+    entries = oldest
+  end
+  out[#out + 1] = {total, entries}
 end
 if missing then out[2] = dropped_bound(KEYS[2], tonumber(ARGV[3]), current) end
 return out

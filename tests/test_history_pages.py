@@ -1,0 +1,63 @@
+"""History read in pages (``Broker.history(..., limit=)``), on every broker: the pages of a
+replay put together are the whole replay, with no gap and no duplicate, and say when they
+are the last; a stream's replay is read that way, so a slow client holds one page."""
+
+from __future__ import annotations
+
+import secrets
+
+from sse_hub.broker import Broker, History
+from sse_hub.models import GLOBAL_CHANNEL, Draft
+from tests.conftest import HubClientFactory, open_stream, publish
+from tests.test_broker_contract import StartBroker, draft, ids
+from tests.test_broker_contract import start_broker as start_broker  # the fixture, memory and redis
+
+TIMEOUT = 10
+
+
+async def read_pages(broker: Broker, channels: tuple[str, ...], after_id: int, limit: int) -> list[History]:
+    pages = [await broker.history(channels, after_id, limit=limit)]
+    while not pages[-1].complete and len(pages) < 100:
+        pages.append(await broker.history(channels, pages[-1].messages[-1].id, limit=limit))
+    return pages
+
+
+async def test_pages_put_together_are_the_whole_history(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker(history_size=100)
+    drafts: list[Draft] = []
+    for n in range(30):
+        drafts += [draft("a", data=f"a{n}"), draft("b", data=f"b{n}"), draft("a", "b", data=f"ab{n}")]
+    drafts.append(Draft(event="message", data="all", channels=(GLOBAL_CHANNEL,)))
+    published = await broker.publish(drafts)
+    channels = ("a", "b", GLOBAL_CHANNEL)
+    whole = await broker.history(channels, published[4].id)
+    assert whole.complete
+    pages = await read_pages(broker, channels, published[4].id, limit=7)
+    assert [len(page.messages) for page in pages[:-1]] == [7] * (len(pages) - 1)
+    assert [page.complete for page in pages] == [False] * (len(pages) - 1) + [True]
+    assert [message_id for page in pages for message_id in ids(list(page.messages))] == ids(list(whole.messages))
+    assert not any(page.expired for page in pages)
+
+
+async def test_a_page_of_an_evicted_history_says_so(start_broker: StartBroker) -> None:
+    broker, _ = await start_broker(history_size=5)
+    published = await broker.publish([draft("a", data=str(n)) for n in range(12)])
+    page = await broker.history(("a",), published[0].id, limit=2)
+    assert page.expired
+    assert ids(list(page.messages)) == ids(published[7:9])
+    assert not page.complete
+
+
+async def test_a_redis_replay_longer_than_a_page_arrives_whole_and_in_order(
+    hub_client: HubClientFactory, redis_server: str
+) -> None:
+    # A page is client_buffer_bytes // max_message_bytes messages: 2 here.
+    client = await hub_client(
+        broker={"backend": "redis", "redis_url": redis_server, "prefix": f"pages-{secrets.token_hex(4)}"},
+        limits={"client_buffer_bytes": 8192, "max_message_bytes": 4096},
+    )
+    sent = [(await publish(client, {"channel": "p", "data": f"m{n}"}))["id"] for n in range(25)]
+    async with open_stream(client, "/events/p", headers={"Last-Event-ID": sent[2]}) as stream:
+        live = (await publish(client, {"channel": "p", "data": "live"}))["id"]
+        received = [event.id for event in await stream.take(23, TIMEOUT)]
+    assert received == [*sent[3:], live]
