@@ -121,4 +121,4 @@ class Metrics:
         whole process group's (``sse_hub.worker_metrics``)."""
         if self.group is None:
             return self.render()
-        return await render_group(self.group, self)
+        return await render_group(self.group, self.render)

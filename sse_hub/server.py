@@ -96,7 +96,7 @@ async def run_server(settings: Settings, reuse_port: bool = False, group: Worker
         access_log_class=AccessLogger,
     )
     await runner.setup()
-    metrics_socket = await serve_local(group, app[METRICS]) if group is not None else None
+    metrics_socket = await serve_local(group, app[METRICS].render) if group is not None else None
     try:
         site = web.TCPSite(
             runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None, backlog=2048

@@ -24,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -35,8 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-if TYPE_CHECKING:
-    from sse_hub.metrics import Metrics
+# This process's own exposition (``Metrics.render``).
+Render = Callable[[], bytes]
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +55,12 @@ class WorkerGroup:
         return self.directory / f"worker-{index}.sock"
 
 
-async def serve_local(group: WorkerGroup, metrics: Metrics) -> asyncio.AbstractServer:
+async def serve_local(group: WorkerGroup, render: Render) -> asyncio.AbstractServer:
     """Serve this worker's own exposition on its socket: connect, read to EOF."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(metrics.render())
+            writer.write(render())
             await writer.drain()
         except ConnectionError:
             pass  # the sibling gave up (its timeout); nothing to do
@@ -73,11 +72,11 @@ async def serve_local(group: WorkerGroup, metrics: Metrics) -> asyncio.AbstractS
     return await asyncio.start_unix_server(answer, path=str(path))
 
 
-async def render_group(group: WorkerGroup, metrics: Metrics) -> bytes:
+async def render_group(group: WorkerGroup, render: Render) -> bytes:
     """The merged exposition of every worker that answers, this one included."""
     siblings = [index for index in range(group.workers) if index != group.index]
     answers = await asyncio.gather(*(read_sibling(group.socket_path(index)) for index in siblings))
-    expositions = {group.index: metrics.render()}
+    expositions = {group.index: render()}
     for index, body in zip(siblings, answers, strict=True):
         if body is None:
             logger.warning("metrics: worker %d did not answer; this scrape leaves it out", index)

@@ -335,10 +335,10 @@ async def test_a_worker_reads_its_siblings_over_their_sockets_and_leaves_out_a_s
 ) -> None:
     first, second = await hub_client(), await hub_client()
     groups = [WorkerGroup(tmp_path, index, workers=3) for index in range(3)]  # worker 2 never starts
-    server = await serve_local(groups[1], second.server.app[METRICS])
+    server = await serve_local(groups[1], second.server.app[METRICS].render)
     try:
         async with open_stream(second, "/events/b"):
-            merged = Scrape((await render_group(groups[0], first.server.app[METRICS])).decode())
+            merged = Scrape((await render_group(groups[0], first.server.app[METRICS].render)).decode())
     finally:
         server.close()
         await server.wait_closed()
