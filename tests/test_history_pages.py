@@ -4,11 +4,14 @@ are the last; a stream's replay is read that way, so a slow client holds one pag
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import socket
 
 from sse_hub.broker import Broker, History
+from sse_hub.keys import HUB
 from sse_hub.models import GLOBAL_CHANNEL, Draft
-from tests.conftest import HubClientFactory, open_stream, publish
+from tests.conftest import HubClientFactory, open_stream, publish, stalled_subscriber, wait_until
 from tests.test_broker_contract import StartBroker, draft, ids
 from tests.test_broker_contract import start_broker as start_broker  # the fixture, memory and redis
 
@@ -61,3 +64,49 @@ async def test_a_redis_replay_longer_than_a_page_arrives_whole_and_in_order(
         live = (await publish(client, {"channel": "p", "data": "live"}))["id"]
         received = [event.id for event in await stream.take(23, TIMEOUT)]
     assert received == [*sent[3:], live]
+
+
+async def test_a_resume_told_of_old_evictions_reads_every_page_to_the_end(hub_client: HubClientFactory) -> None:
+    """Global messages evicted long ago are newer than the channel's retained ones: every
+    page sees them, and none of them may end the stream again."""
+    client = await hub_client(history={"size": 5}, limits={"client_buffer_bytes": 8192, "max_message_bytes": 4096})
+    mine = [(await publish(client, {"channel": "r", "data": f"m{n}"}))["id"] for n in range(5)]
+    everyone = [(await publish(client, {"data": f"g{n}"}))["id"] for n in range(9)]
+    async with open_stream(client, "/events/r", headers={"Last-Event-ID": "0"}) as stream:
+        assert (await stream.next(TIMEOUT)).event == "reset"
+        received = [event.id for event in await stream.take(10, TIMEOUT)]
+        assert received == [*mine, *everyone[4:]]
+        live = (await publish(client, {"channel": "r", "data": "live"}))["id"]
+        assert (await stream.next(TIMEOUT)).id == live
+
+
+async def test_a_replay_trimmed_under_a_slow_reader_ends_rather_than_skips(hub_client: HubClientFactory) -> None:
+    client = await hub_client(history={"size": 60}, limits={"client_buffer_bytes": 8192, "max_message_bytes": 4096})
+    hub = client.server.app[HUB]
+    first = [int((await publish(client, {"channel": "t", "data": "x" * 3000}))["id"]) for _ in range(60)]
+    with stalled_subscriber(client, "/events/t", last_event_id="0") as sock:
+        await wait_until(lambda: any(s.messages_sent for s in hub.registry.all()), TIMEOUT)
+        (subscriber,) = hub.registry.all()
+        await wait_until(lambda: subscriber.replay_cursor < first[-1], TIMEOUT)
+        # Everything not yet handed to the socket is trimmed away meanwhile.
+        for _ in range(60):
+            await publish(client, {"channel": "other", "data": "y"})
+            await publish(client, {"channel": "t", "data": "z"})
+        cursor = subscriber.replay_cursor
+        raw = await asyncio.to_thread(read_to_end, sock)
+    await wait_until(lambda: subscriber.close_reason is not None, TIMEOUT)
+    assert subscriber.close_reason == "slow"
+    ids = [int(line[4:]) for line in raw.decode(errors="replace").splitlines() if line.startswith("id: ")]
+    assert ids == first[: len(ids)] and ids[-1] == cursor, "what was sent has no gap, and it stops there"
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """The response as read until its chunked body ends (the connection may stay open)."""
+    sock.settimeout(TIMEOUT)
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data

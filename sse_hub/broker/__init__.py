@@ -62,12 +62,16 @@ class History:
     ``last_id``: the highest id published so far (0 when none).
     ``complete``: ``messages`` holds every retained message newer than the requested id
     (False when a ``limit`` left some out: read the next page after the last one).
+    ``evicted_through``: the highest id these channels no longer hold (0: none), so the
+    reader of a paged replay can tell an eviction since its first page from one it was
+    told of already (``expired`` is ``evicted_through > after_id``).
     """
 
     messages: Sequence[Message]
     expired: bool
     last_id: int
     complete: bool = True
+    evicted_through: int = 0
 
 
 class Broker(abc.ABC):

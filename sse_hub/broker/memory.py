@@ -167,22 +167,23 @@ class MemoryBroker(Broker):
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._drop_stale(self._clock())
-        expired = False
+        evicted_through = 0
         runs = []
         for channel in channels:
             stored = self._channels.get(channel)
             if stored is None:
-                expired = expired or self._watermark(channel) > after_id
+                evicted_through = max(evicted_through, self._watermark(channel))
                 continue
-            expired = expired or stored.evicted_through > after_id
+            evicted_through = max(evicted_through, stored.evicted_through)
             runs.append(stored.since(after_id))
+        expired = evicted_through > after_id
         merged: list[Message] = []
         for message in heapq.merge(*runs, key=lambda m: m.id):
             if not merged or merged[-1].id != message.id:
                 if limit is not None and len(merged) == limit:
-                    return History(messages=merged, expired=expired, last_id=self._last_id, complete=False)
+                    return History(merged, expired, self._last_id, complete=False, evicted_through=evicted_through)
                 merged.append(message)
-        return History(messages=merged, expired=expired, last_id=self._last_id)
+        return History(merged, expired, self._last_id, evicted_through=evicted_through)
 
     async def client_exists(self, client_id: str) -> bool:
         return False

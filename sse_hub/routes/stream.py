@@ -121,11 +121,12 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
             return response
         bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
         subscriber.go_live(transport, preamble, replay.messages, replay.complete)
+        told_through = replay.evicted_through
         # This frame lives as long as the stream: drop what is no longer needed (the
         # subscriber keeps the replay only until it is fed).
         del preamble, replay
         if subscriber.replaying:
-            await feed_replay(hub, subscriber, request.writer)
+            await feed_replay(hub, subscriber, request.writer, told_through)
         await subscriber.wait_closed()
         return response
     finally:
@@ -134,14 +135,15 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         hub.release(subscriber)
 
 
-async def feed_replay(hub: Hub, subscriber: Subscriber, writer: AbstractStreamWriter) -> None:
+async def feed_replay(hub: Hub, subscriber: Subscriber, writer: AbstractStreamWriter, told_through: int) -> None:
     """Wake the subscriber's replay feed each time the transport drains, and read the next
     page of history when it needs one, until the replay is written or the stream ends.
     ``drain`` returns once the transport's buffer is below its low-water mark (at once
     when it is not above the high one), so the bytes held for a client that stops reading
     stay within the subscriber's replay window, and the messages within a page; such a
     client is closed by the stall rule (``Subscriber.tick``), which aborts the transport
-    and so ends the wait."""
+    and so ends the wait. ``told_through``: the evictions the first page saw (the stream
+    began with a reset for them, if they concern it)."""
     closed = subscriber.wait_closed()
     while subscriber.replaying:
         if subscriber.needs_page:
@@ -150,7 +152,7 @@ async def feed_replay(hub: Hub, subscriber: Subscriber, writer: AbstractStreamWr
             except BrokerUnavailable:
                 subscriber.close("disconnected")  # the client resumes from its last id
                 return
-            if page.expired:
+            if page.evicted_through > max(told_through, subscriber.replay_cursor):
                 # Trimmed while this client was reading slowly: rather than a gap, end the
                 # stream; it reconnects with its last id and is told (reset).
                 subscriber.close("slow")

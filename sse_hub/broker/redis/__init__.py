@@ -60,6 +60,7 @@ from sse_hub.broker.redis.scripts import (
     CLOCK_MARGIN_MS,
     HISTORY_SCRIPT,
     describe,
+    entry_id,
     is_marker,
     merge_runs,
     parse_entries,
@@ -204,18 +205,18 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("cannot read history from Redis") from exc
         sequence, dropped_bound, *streams = reply
         # A stream missing or created again may have lost ids up to the bound.
-        expired = after_id < int(dropped_bound)
+        evicted_through = int(dropped_bound)
         complete = True
         runs = []
         for total, raw in streams:
             entries = script_entries(raw)
             # A full window: some message newer than after_id is not among the newest `size`.
             if total == window:
-                expired = True
                 total -= 1
-                del entries[-1]
+                evicted_through = max(evicted_through, entry_id(entries.pop()))
             if entries and is_marker(entries[-1]):
-                expired = True  # created again after an expiry, after after_id
+                # Created again after an expiry, after after_id: ids up to it may be lost.
+                evicted_through = max(evicted_through, entry_id(entries[-1]))
             # The newer entries left in Redis are newer than every one read (they follow in
             # the next page): the page's first `limit` merged messages have no gap.
             complete = complete and total == len(entries)
@@ -224,7 +225,8 @@ class RedisBroker(Broker):
         messages = merge_runs(runs)
         if limit is not None and len(messages) > limit:
             messages, complete = messages[:limit], False
-        return History(messages=messages, expired=expired, last_id=self._floor.value, complete=complete)
+        expired = evicted_through > after_id
+        return History(messages, expired, self._floor.value, complete=complete, evicted_through=evicted_through)
 
     async def client_exists(self, client_id: str) -> bool:
         if client_id in self.directory.clients:

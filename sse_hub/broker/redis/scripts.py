@@ -261,6 +261,11 @@ def script_entries(raw: Sequence[Sequence[object]]) -> list[Entry]:
     return entries
 
 
+def entry_id(entry: Entry) -> int:
+    """The message id of a history entry (stream ids are ``{message id}-0``)."""
+    return int(entry[0].partition(b"-")[0])
+
+
 def is_marker(entry: Entry) -> bool:
     """The entry a stream starts with when older histories may have expired (field ``d``)."""
     return b"d" in entry[1]
