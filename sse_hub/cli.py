@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sse_hub import __version__, cli_client
+from sse_hub import __version__
+from sse_hub.client import cli as cli_client
 
 if TYPE_CHECKING:
     from sse_hub.config import Settings

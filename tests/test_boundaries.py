@@ -27,9 +27,7 @@ from tests.conftest import ROOT
 PACKAGE = "sse_hub"
 CLIENT = "sse_hub.client"
 # The ``sse-hub`` command is the one module that may see both sides.
-# sse_hub.cli_client: a transitional re-export of sse_hub.client.cli, until cli.py's
-# committed import moves to it.
-MEETING_POINTS = frozenset({"sse_hub.cli", "sse_hub.cli_client"})
+MEETING_POINTS = frozenset({"sse_hub.cli"})
 # ``sse_hub/__init__.py`` holds only the version: neither side.
 NEUTRAL = frozenset({PACKAGE})
 
