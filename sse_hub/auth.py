@@ -99,10 +99,6 @@ class Authenticator:
     def subscribers_need_credentials(self) -> bool:
         return self._jwt_key is not None
 
-    @property
-    def publish_is_open(self) -> bool:
-        return not self._publish
-
     def require_publisher(self, authorization: str | None) -> None:
         if self._publish:
             self._require(authorization, self._publish + self._admin, "a publish token")

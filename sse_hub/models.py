@@ -184,10 +184,6 @@ class Message:
         self._chunk = chunk = sse.chunk(frame)
         return chunk
 
-    @property
-    def is_global(self) -> bool:
-        return self.channels == (GLOBAL_CHANNEL,)
-
     def to_payload(self) -> bytes:
         """JSON for the broker's wire (Redis); the inverse of ``message_from_payload``."""
         return (

@@ -87,11 +87,6 @@ def encode_retry(retry_ms: int) -> bytes:
     return b"retry: %d\n\n" % retry_ms
 
 
-def encode_comment(text: str) -> bytes:
-    """A comment frame; one ``:`` line per line of text."""
-    return "".join(f": {line}\n" for line in split_lines(text)).encode() + b"\n"
-
-
 def chunk(frame: bytes) -> bytes:
     """Wrap bytes in one HTTP/1.1 chunk (RFC 9112, section 7.1)."""
     if not frame:

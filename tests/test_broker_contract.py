@@ -176,7 +176,7 @@ async def test_global_messages_are_kept_under_the_star_channel(start_broker: Sta
     assert [item.data for item in history.messages] == ["to all"]
     assert (await broker.history(["a"], 0)).messages == []
     await wait_until(lambda: bool(delivered))
-    assert delivered[0].is_global
+    assert delivered[0].channels == ("*",)
 
 
 async def test_direct_messages_are_delivered_but_not_stored(start_broker: StartBroker) -> None:
