@@ -228,8 +228,11 @@ class Listener:
                 async with asyncio.timeout(sweep_seconds):
                     await self._wake.wait()
             self._wake.clear()
-            self._expire(asyncio.get_running_loop().time())
-            await self._flush()
+            try:
+                self._expire(asyncio.get_running_loop().time())
+                await self._flush()
+            except Exception:  # task boundary: subscriptions must keep being sent
+                logger.exception("redis subscription upkeep failed")
 
     def sweep(self, now: float) -> None:
         """Unsubscribe (on the subscription task) every channel lingering since before
