@@ -7,6 +7,7 @@ The parts, one job each (key layout in ``keyspace``):
   interest, with a linger);
 - ``directory``: presence and the cluster-wide client directory;
 - ``tickets``: one-time stream tickets with a cap;
+- ``history``: reading a resume's pages, and telling what was lost (count or age);
 - ``recovery``: reconnecting, and reading what was missed for the channels served;
 - ``scripts``: the Lua scripts and the helpers that read their replies.
 
@@ -23,14 +24,8 @@ Invariants of the whole:
    (and lingering) channels, global messages and this instance's inbox, nothing else.
 4. ``messages_received`` counts every payload read from the subscription, before any
    check: with routing by interest it stays flat for channels nobody streams here.
-5. History is bounded by count (``MAXLEN ~ size + 1``: reading the newest ``size + 1``
-   entries after an id tells whether a newer one fell out) and by age (each publish sets
-   ``history.ttl_seconds`` on the streams it writes). An expired stream is gone without a
-   trace, so a resume into it is judged by time: a stream that is missing, or was created
-   again, may have held any id up to the one current ``ttl_seconds`` ago. ``history``
-   reports ``expired`` when ``after_id`` is below that id (read from the ``P:clock``
-   checkpoints, rounded up). Needless resets are possible for ids older than the ttl;
-   silent loss is not.
+5. History is bounded by count and by age; a resume into dropped history is reported,
+   never silently short (``history``).
 6. The broker owns its tasks (listener, subscriptions, upkeep, publish groups); ``stop``
    cancels and awaits them. It logs one line per connection state change, never one per
    message.
@@ -52,20 +47,12 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker import Broker, Deliver, History
 from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import COMMAND_TIMEOUT_SECONDS, LINGER_SECONDS, Listener
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
-from sse_hub.broker.redis.scripts import (
-    CLOCK_MARGIN_MS,
-    HISTORY_SCRIPT,
-    describe,
-    entry_id,
-    is_marker,
-    merge_runs,
-    parse_entries,
-    script_entries,
-)
+from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
@@ -86,7 +73,6 @@ class RedisBroker(Broker):
         self.messages_received = 0
         self._url = settings.broker.redis_url
         self._history_size = settings.history.size
-        self._ttl_ms = settings.history.ttl_seconds * 1000
         self._keys = keys = Keyspace(settings.broker.prefix)
         # No hidden retries: a publish must fail fast (503) rather than be sent twice.
         # RESP2: the subscriber connection reads subscription messages as plain replies
@@ -104,7 +90,7 @@ class RedisBroker(Broker):
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
         self.directory = Directory(self._redis, keys, instance_id, lambda: self.summary_source)
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
-        self._history_script = self._redis.register_script(HISTORY_SCRIPT)
+        self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
@@ -192,41 +178,7 @@ class RedisBroker(Broker):
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         if not self._connected:
             raise BrokerUnavailable("Redis is not connected")
-        window = self._history_size + 1
-        names = list(dict.fromkeys(channels))
-        # Two entries more than the page: the one past the window, and a stream's marker.
-        keep = 0 if limit is None else limit + 2
-        try:
-            reply = await self._history_script(
-                keys=[self._keys.seq, self._keys.clock, *map(self._keys.history, names)],
-                args=[f"({after_id}-0", window, self._ttl_ms - CLOCK_MARGIN_MS, keep],
-            )
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot read history from Redis") from exc
-        sequence, dropped_bound, *streams = reply
-        # A stream missing or created again may have lost ids up to the bound.
-        evicted_through = int(dropped_bound)
-        complete = True
-        runs = []
-        for total, raw in streams:
-            entries = script_entries(raw)
-            # A full window: some message newer than after_id is not among the newest `size`.
-            if total == window:
-                total -= 1
-                evicted_through = max(evicted_through, entry_id(entries.pop()))
-            if entries and is_marker(entries[-1]):
-                # Created again after an expiry, after after_id: ids up to it may be lost.
-                evicted_through = max(evicted_through, entry_id(entries[-1]))
-            # The newer entries left in Redis are newer than every one read (they follow in
-            # the next page): the page's first `limit` merged messages have no gap.
-            complete = complete and total == len(entries)
-            runs.append(parse_entries(reversed(entries)))
-        self._floor.seen(int(sequence))
-        messages = merge_runs(runs)
-        if limit is not None and len(messages) > limit:
-            messages, complete = messages[:limit], False
-        expired = evicted_through > after_id
-        return History(messages, expired, self._floor.value, complete=complete, evicted_through=evicted_through)
+        return await self._history.read(channels, after_id, limit)
 
     async def client_exists(self, client_id: str) -> bool:
         if client_id in self.directory.clients:

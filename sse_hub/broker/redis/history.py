@@ -1,0 +1,87 @@
+"""Reading history for a resume: a page of retained messages, and what was lost.
+
+History is bounded by count (``XADD ... MAXLEN ~ size + 1``) and by age (each publish sets
+``history.ttl_seconds`` on the streams it writes). Invariants of a read:
+
+1. Eviction by count is seen exactly: Redis keeps at least ``size + 1`` entries, so reading
+   the newest ``size + 1`` entries after an id tells whether a newer one fell out of the
+   newest ``size`` (XINFO's ``max-deleted-entry-id`` counts XDEL only, not trimming).
+2. Eviction by age leaves no trace, so it is judged by time. A stream that is missing, or
+   was created again after an expiry (it starts with a marker entry at that bound), may
+   have held any id up to the one that was current ``ttl_seconds`` ago. That id is read,
+   rounded up, from the ``P:clock`` checkpoints (the sequence at most once per second), or
+   is the current sequence when no checkpoint is recent enough. ``expired`` is reported
+   when ``after_id`` is below it. Needless resets are possible, for ids older than the ttl;
+   silent loss is not.
+3. One script call reads everything (``HISTORY_SCRIPT``, read-only), and only the page
+   asked for crosses to the hub.
+4. Every read raises this instance's id floor to the sequence it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sse_hub.broker import History
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.publisher import IdFloor
+from sse_hub.broker.redis.scripts import (
+    CLOCK_MARGIN_MS,
+    HISTORY_SCRIPT,
+    entry_id,
+    is_marker,
+    merge_runs,
+    parse_entries,
+    script_entries,
+)
+from sse_hub.errors import BrokerUnavailable
+
+
+class HistoryReader:
+    def __init__(self, redis: Redis, keyspace: Keyspace, floor: IdFloor, history_size: int, ttl_seconds: int) -> None:
+        self._keys = keyspace
+        self._floor = floor
+        self._history_size = history_size
+        self._bound_offset_ms = ttl_seconds * 1000 - CLOCK_MARGIN_MS
+        self._history_script = redis.register_script(HISTORY_SCRIPT)
+
+    async def read(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
+        """``Broker.history``: raises BrokerUnavailable when Redis cannot answer."""
+        window = self._history_size + 1
+        names = list(dict.fromkeys(channels))
+        # Two entries more than the page: the one past the window, and a stream's marker.
+        keep = 0 if limit is None else limit + 2
+        try:
+            reply = await self._history_script(
+                keys=[self._keys.seq, self._keys.clock, *map(self._keys.history, names)],
+                args=[f"({after_id}-0", window, self._bound_offset_ms, keep],
+            )
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable("cannot read history from Redis") from exc
+        sequence, dropped_bound, *streams = reply
+        # A stream missing or created again may have lost ids up to the bound.
+        evicted_through = int(dropped_bound)
+        complete = True
+        runs = []
+        for total, raw in streams:
+            entries = script_entries(raw)
+            # A full window: some message newer than after_id is not among the newest `size`.
+            if total == window:
+                total -= 1
+                evicted_through = max(evicted_through, entry_id(entries.pop()))
+            if entries and is_marker(entries[-1]):
+                # Created again after an expiry, after after_id: ids up to it may be lost.
+                evicted_through = max(evicted_through, entry_id(entries[-1]))
+            # The newer entries left in Redis are newer than every one read (they follow in
+            # the next page): the page's first `limit` merged messages have no gap.
+            complete = complete and total == len(entries)
+            runs.append(parse_entries(reversed(entries)))
+        self._floor.seen(int(sequence))
+        messages = merge_runs(runs)
+        if limit is not None and len(messages) > limit:
+            messages, complete = messages[:limit], False
+        expired = evicted_through > after_id
+        return History(messages, expired, self._floor.value, complete=complete, evicted_through=evicted_through)
