@@ -227,12 +227,19 @@ async def test_recovery_after_a_reconnect_reads_only_the_channels_served(
         message = Message(id=missed_id, event="message", data=channel, channels=(channel,))
         await redis.xadd(f"{prefix}:history:{channel}", {"m": message.to_payload()}, id=f"{missed_id}-0")
         missed.append(missed_id)
+    scans = await scan_calls(redis)
     subscriber = [c for c in await redis.client_list() if c["name"] == "sse-hub:a" and "P" in c["flags"]]
     await redis.client_kill_filter(_id=subscriber[0]["id"])
     await wait_until(lambda: a.reconnects == 1 and a.connected)
     [after] = await a.publish([draft("news")])
     await wait_until(lambda: delivered[-1].id == after.id)
     assert [(m.id, m.data) for m in delivered] == [(before.id, "x"), (missed[0], "news"), (after.id, "x")]
+    assert await scan_calls(redis) == scans, "no SCAN of every stream"
+
+
+async def scan_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
 
 
 # -- through the hub: two apps on one Redis ---------------------------------------------
