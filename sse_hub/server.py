@@ -6,9 +6,9 @@ Shutdown on SIGTERM or SIGINT, in this order (deploy/README.md, "Drain"):
    503 and a new stream is refused with 503, on connections old and new.
 2. ``Hub.close_streams()``: every open stream gets a jittered ``retry:`` and its end.
 3. Close idle keep-alive connections; wait, at most ``server.shutdown_timeout``, until
-   every connection has closed (a client that stopped reading holds its stream until
-   then). The listener stays open meanwhile, so a health check sees the 503 rather than
-   a refusal, and every response says ``Connection: close``.
+   every connection has closed, live streams' included (a client that stopped reading
+   holds its stream until then). The listener stays open meanwhile, so a health check
+   sees the 503 rather than a refusal, and every response says ``Connection: close``.
 4. ``AppRunner.cleanup()``: stop listening, close idle keep-alive connections, give the
    requests still running ``HANDLER_GRACE_SECONDS``, then cancel them; stop the broker
    (the instance leaves the cluster registry).
@@ -31,6 +31,7 @@ from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB, METRICS
+from sse_hub.stream_protocol import StreamProtocol
 from sse_hub.worker_metrics import WorkerGroup, serve_local
 
 logger = logging.getLogger("sse_hub")
@@ -146,12 +147,17 @@ async def drain(runner: web.AppRunner, hub: Hub, limit_seconds: float) -> None:
         return
     for connection in list(server.connections):
         connection.close()  # an idle keep-alive connection now, a busy one after its response
-    # aiohttp signals no connection's end, so look a few times a second (bounded).
+    # aiohttp signals no connection's end, so look a few times a second (bounded). A live
+    # stream's connection is not aiohttp's any more (sse_hub/stream_protocol.py).
     for _ in range(math.ceil(limit_seconds / DRAIN_POLL_SECONDS)):
-        if not server.connections:
+        if not server.connections and not StreamProtocol.open_connections:
             return
         await asyncio.sleep(DRAIN_POLL_SECONDS)
-    logger.warning("shutting down: %d connections still open after %gs", len(server.connections), limit_seconds)
+    logger.warning(
+        "shutting down: %d connections still open after %gs",
+        len(server.connections) + StreamProtocol.open_connections,
+        limit_seconds,
+    )
 
 
 async def close_connection_while_draining(request: web.Request, response: web.StreamResponse) -> None:

@@ -13,7 +13,9 @@ A subscriber moves through three states, one way:
 Invariants:
 
 1. Exactly one writer per socket: only ``Subscriber.flush`` writes to the transport; the
-   HTTP handler only waits (for the transport to drain during a replay, then for the end).
+   HTTP handler only waits (for the transport to drain during a replay), and the chunked
+   terminator is written once the subscriber is closed (by aiohttp, or by
+   ``StreamProtocol`` once the stream was handed over).
 2. Nothing here awaits. ``offer`` appends pre-encoded bytes to the outbox and marks the
    subscriber dirty; the shared ``Flusher`` writes every dirty outbox once per loop
    iteration, so messages published together leave in one ``write`` per socket.

@@ -18,6 +18,7 @@ from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupporte
 from sse_hub.hub import Hub
 from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
 from sse_hub.models import is_valid_channel
+from sse_hub.stream_protocol import hand_over
 from sse_hub.subscriber import Subscriber
 
 SSE_HEADERS = {
@@ -108,31 +109,47 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         # The stream ends when its token does; the client reconnects with a fresh one.
         delay = max(0.0, grant.expires_at - time.time())
         expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, "token_expired")
+    handed_over = False
     try:
-        try:
-            preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
-        except BrokerUnavailable:
-            return await retry_later(request, request.app[SETTINGS].sse.retry_ms)
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        transport = request.transport
-        if transport is None:
-            return response
-        bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
-        subscriber.go_live(transport, preamble, replay.messages, replay.complete)
-        told_through = replay.evicted_through
-        # This frame lives as long as the stream: drop what is no longer needed (the
-        # subscriber keeps the replay only until it is fed).
-        del preamble, replay
-        if subscriber.replaying:
-            await feed_replay(hub, subscriber, request.writer, told_through)
-        await subscriber.wait_closed()
+        response, handed_over = await serve(request, hub, subscriber, expiry)
         return response
     finally:
-        if expiry is not None:
-            expiry.cancel()
-        hub.release(subscriber)
+        if not handed_over:
+            if expiry is not None:
+                expiry.cancel()
+            hub.release(subscriber)
+
+
+async def serve(
+    request: web.Request, hub: Hub, subscriber: Subscriber, expiry: asyncio.TimerHandle | None
+) -> tuple[web.StreamResponse, bool]:
+    """Write the stream's head, preamble and replay, then hand the live stream over to a
+    protocol of ours (True: from then on it owns the connection, the expiry timer and the
+    release, and aiohttp frees its request: sse_hub/stream_protocol.py). False: the
+    stream ended first, here (the caller releases it; aiohttp writes its last chunk)."""
+    try:
+        preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
+    except BrokerUnavailable:
+        return await retry_later(request, request.app[SETTINGS].sse.retry_ms), False
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    response.enable_chunked_encoding()
+    response.force_close()  # "Connection: close": the connection ends with the stream
+    await response.prepare(request)
+    transport = request.transport
+    if transport is None:
+        return response, False
+    bound_kernel_buffer(transport, request.app[SETTINGS].limits.client_buffer_bytes)
+    subscriber.go_live(transport, preamble, replay.messages, replay.complete)
+    told_through = replay.evicted_through
+    # This frame lives while the replay is fed: drop what is no longer needed (the
+    # subscriber keeps the replay only until it is fed).
+    del preamble, replay
+    if subscriber.replaying:
+        await feed_replay(hub, subscriber, request.writer, told_through)
+    if subscriber.close_reason is None and hand_over(request, hub, subscriber, expiry):
+        return response, True
+    await subscriber.wait_closed()
+    return response, False
 
 
 async def feed_replay(hub: Hub, subscriber: Subscriber, writer: AbstractStreamWriter, told_through: int) -> None:
