@@ -1,9 +1,22 @@
-"""Messages: the publish request (validated at the HTTP boundary) and the internal Message.
+"""Messages: each publish field defined once, and the three shapes built from them.
 
-A ``PublishItem`` is what a publisher sends; ``Draft`` is a validated message without an
-id; a ``Message`` is a draft the broker has numbered and stored. A Message encodes itself
-once (SSE frame inside one HTTP chunk) and caches the bytes, so fan-out hands the same
-bytes to every subscriber and replay re-uses them.
+A field's type, constraints and description live in one annotated alias below
+(``EventName``, ``RetryMs``...). From them:
+
+- ``PublishItem`` is what a publisher sends (one message, or one item of a batch); it is
+  validated at the HTTP boundary and becomes a ``Draft``;
+- ``Draft`` is a validated message without an id; ``Draft.numbered`` makes it a
+  ``Message``, the same fields after an ``id``;
+- ``Message`` is also the broker's wire format: ``MESSAGE_PAYLOAD`` (a pydantic
+  TypeAdapter over the dataclass) writes it as JSON and validates it on the way back,
+  since whatever sits in Redis is outside this process's control.
+
+Invariants: ``Draft`` and ``Message`` stay plain slotted dataclasses (they are on the
+fan-out path; the annotations cost nothing at runtime). ``Message``'s fields are ``id``
+then exactly ``Draft``'s, in order (checked at import). A Message encodes itself once (SSE
+frame inside one HTTP chunk) and caches the bytes, so fan-out hands the same bytes to
+every subscriber and replay re-uses them. The payload starts with ``{"id":`` (the Redis
+publish script relies on it) and leaves out unset fields and ``kick`` when false.
 """
 
 from __future__ import annotations
@@ -11,7 +24,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Annotated
 
 from pydantic import (
@@ -25,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import to_json
+from typing_extensions import TypeAliasType
 
 from sse_hub import sse
 from sse_hub.config import CHANNEL_PATTERN
@@ -33,10 +48,32 @@ GLOBAL_CHANNEL = "*"
 MAX_CHANNELS_PER_MESSAGE = 100
 MAX_RETRY_MS = 86_400_000
 
-ChannelName = Annotated[str, StringConstraints(pattern=f"^{CHANNEL_PATTERN.pattern}$")]
-EventName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\r\n\x00]+$")]
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-RetryMs = Annotated[int, Field(strict=True, ge=0, le=MAX_RETRY_MS)]
+# -- the fields, each once (a TypeAliasType is a named schema in /openapi.json) -----------
+
+ChannelName = TypeAliasType(
+    "ChannelName",
+    Annotated[str, StringConstraints(pattern=f"^{CHANNEL_PATTERN.pattern}$"), Field(examples=["stocks"])],
+)
+# Where a message goes: a channel, or ``*`` for every client.
+Target = Annotated[str, StringConstraints(pattern=rf"^(\*|{CHANNEL_PATTERN.pattern})$")]
+EventName = TypeAliasType(
+    "EventName",
+    Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=128, pattern=r"^[^\r\n\x00]+$"),
+        Field(description="The SSE event type; `message` is sent without an `event:` line."),
+    ],
+)
+ClientId = TypeAliasType("ClientId", Annotated[str, StringConstraints(min_length=1, max_length=128)])
+RetryMs = Annotated[
+    int,
+    Field(strict=True, ge=0, le=MAX_RETRY_MS, description="Sent as `retry:`: the client's reconnection delay in ms."),
+]
+MessageId = Annotated[int, Field(ge=1)]
+# A control message: disconnect ``client_id`` wherever it is connected (DELETE /clients).
+Kick = Annotated[bool, Field(exclude_if=lambda kick: not kick)]
+# When the publish request was accepted (epoch seconds), for the fan-out latency metric.
+PublishedAt = float
 
 
 def _check_utf8(value: str, what: str) -> str:
@@ -65,18 +102,43 @@ def _check_finite(data: bytes, value: JsonValue) -> None:
             stack.extend(item.values())
 
 
+# -- what a publisher sends -----------------------------------------------------------------
+
+
 class PublishItem(BaseModel):
     """One message as a publisher sends it in ``POST /broadcast``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"event": "stockUpdate", "data": {"symbol": "AAPL", "price": 182.3}, "channels": ["stocks"]}]
+        },
+    )
 
-    data: JsonValue
+    data: Annotated[
+        JsonValue,
+        Field(
+            description="A string is sent verbatim, one `data:` line per line (CRLF, CR and LF all end "
+            "a line); any other JSON value, `null` included, as compact JSON."
+        ),
+    ]
     event: EventName = "message"
-    channels: Annotated[list[ChannelName], Field(min_length=1, max_length=MAX_CHANNELS_PER_MESSAGE)] | None = None
+    channels: (
+        Annotated[
+            list[ChannelName],
+            Field(
+                min_length=1,
+                max_length=MAX_CHANNELS_PER_MESSAGE,
+                description="Omit both `channel` and `channels` to reach every client (channel `*`).",
+            ),
+        ]
+        | None
+    ) = None
     channel: ChannelName | None = None
     retry: RetryMs | None = None
-    exclude_client_id: ClientId | None = None
-    client_id: ClientId | None = None
+    exclude_client_id: Annotated[ClientId, Field(description="Everyone but this client.")] | None = None
+    client_id: Annotated[ClientId, Field(description="This client only (direct, not kept in history).")] | None = None
 
     @field_validator("event")
     @classmethod
@@ -91,6 +153,16 @@ class PublishItem(BaseModel):
             raise ValueError("a direct message ('client_id') takes no channels")
         return self
 
+    def targets(self) -> tuple[str, ...]:
+        """``("*",)`` for a global broadcast, ``()`` for a direct message."""
+        if self.client_id is not None:
+            return ()
+        if self.channel is not None:
+            return (self.channel,)
+        if self.channels is not None:
+            return tuple(dict.fromkeys(self.channels))
+        return (GLOBAL_CHANNEL,)
+
     def to_draft(self) -> Draft:
         if isinstance(self.data, str):
             data = _check_utf8(self.data, "data")
@@ -98,18 +170,10 @@ class PublishItem(BaseModel):
             encoded = to_json(self.data)
             _check_finite(encoded, self.data)
             data = encoded.decode()
-        if self.client_id is not None:
-            channels: tuple[str, ...] = ()
-        elif self.channel is not None:
-            channels = (self.channel,)
-        elif self.channels is not None:
-            channels = tuple(dict.fromkeys(self.channels))
-        else:
-            channels = (GLOBAL_CHANNEL,)
         return Draft(
             event=self.event,
             data=data,
-            channels=channels,
+            channels=self.targets(),
             retry_ms=self.retry,
             client_id=self.client_id,
             exclude_client_id=self.exclude_client_id,
@@ -119,52 +183,44 @@ class PublishItem(BaseModel):
 
 PUBLISH_BATCH: TypeAdapter[list[PublishItem]] = TypeAdapter(list[PublishItem])
 
+# -- inside the hub and between instances ---------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Draft:
     """A validated message that has no id yet. ``channels`` is ``("*",)`` for a global
     broadcast and ``()`` for a direct message to ``client_id``."""
 
-    event: str
+    event: EventName
     data: str
-    channels: tuple[str, ...]
-    retry_ms: int | None = None
-    client_id: str | None = None
-    exclude_client_id: str | None = None
-    kick: bool = False
-    published_at: float = 0.0
+    channels: tuple[Target, ...]
+    retry_ms: RetryMs | None = None
+    client_id: ClientId | None = None
+    exclude_client_id: ClientId | None = None
+    kick: Kick = False
+    published_at: PublishedAt = 0.0
 
     def numbered(self, message_id: int) -> Message:
-        return Message(
-            id=message_id,
-            event=self.event,
-            data=self.data,
-            channels=self.channels,
-            retry_ms=self.retry_ms,
-            client_id=self.client_id,
-            exclude_client_id=self.exclude_client_id,
-            kick=self.kick,
-            published_at=self.published_at,
-        )
+        return Message(message_id, *_draft_values(self))
 
 
 @dataclass(slots=True, eq=False)
 class Message:
     """A numbered message. ``chunk`` is its wire form, computed once and cached."""
 
-    id: int
-    event: str
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    id: MessageId
+    event: EventName
     data: str
-    channels: tuple[str, ...]
-    retry_ms: int | None = None
-    client_id: str | None = None
-    exclude_client_id: str | None = None
-    # A control message: disconnect ``client_id`` wherever it is connected (DELETE /clients).
-    kick: bool = False
-    # When the publish request was accepted (epoch seconds), for the fan-out latency metric.
-    published_at: float = 0.0
-    _chunk: bytes | None = field(default=None, repr=False)
-    _frame_bytes: int = field(default=0, repr=False)
+    channels: tuple[Target, ...]
+    retry_ms: RetryMs | None = None
+    client_id: ClientId | None = None
+    exclude_client_id: ClientId | None = None
+    kick: Kick = False
+    published_at: PublishedAt = 0.0
+    _chunk: Annotated[bytes | None, Field(exclude=True)] = field(default=None, repr=False, init=False)
+    _frame_bytes: Annotated[int, Field(exclude=True)] = field(default=0, repr=False, init=False)
 
     @property
     def chunk(self) -> bytes:
@@ -186,54 +242,21 @@ class Message:
 
     def to_payload(self) -> bytes:
         """JSON for the broker's wire (Redis); the inverse of ``message_from_payload``."""
-        return (
-            MessagePayload(
-                id=self.id,
-                event=self.event,
-                data=self.data,
-                channels=list(self.channels),
-                retry_ms=self.retry_ms,
-                client_id=self.client_id,
-                exclude_client_id=self.exclude_client_id,
-                kick=True if self.kick else None,
-                published_at=self.published_at,
-            )
-            .model_dump_json(exclude_none=True)
-            .encode()
-        )
+        return MESSAGE_PAYLOAD.dump_json(self, exclude_none=True)
 
 
-class MessagePayload(BaseModel):
-    """A message as brokers carry it between instances: validated on the way in, since
-    whatever sits in Redis is outside this process's control."""
+_DRAFT_FIELDS = tuple(item.name for item in fields(Draft))
+if tuple(item.name for item in fields(Message) if item.init) != ("id", *_DRAFT_FIELDS):
+    raise TypeError("Message's fields must be 'id' and then exactly Draft's, in order")
+# One C call reads every field of a draft, in Message's positional order.
+_draft_values = attrgetter(*_DRAFT_FIELDS)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: Annotated[int, Field(ge=1)]
-    event: EventName
-    data: str
-    channels: list[Annotated[str, StringConstraints(pattern=rf"^(\*|{CHANNEL_PATTERN.pattern})$")]]
-    retry_ms: RetryMs | None = None
-    client_id: ClientId | None = None
-    exclude_client_id: ClientId | None = None
-    kick: bool | None = None
-    published_at: float | None = None
+MESSAGE_PAYLOAD: TypeAdapter[Message] = TypeAdapter(Message)
 
 
 def message_from_payload(payload: bytes | str) -> Message:
     """Parse a broker payload; raises pydantic.ValidationError when it is malformed."""
-    item = MessagePayload.model_validate_json(payload)
-    return Message(
-        id=item.id,
-        event=item.event,
-        data=item.data,
-        channels=tuple(item.channels),
-        retry_ms=item.retry_ms,
-        client_id=item.client_id,
-        exclude_client_id=item.exclude_client_id,
-        kick=bool(item.kick),
-        published_at=item.published_at or 0.0,
-    )
+    return MESSAGE_PAYLOAD.validate_json(payload)
 
 
 def is_valid_channel(name: str) -> bool:
