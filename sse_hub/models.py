@@ -6,17 +6,17 @@ A field's type, constraints and description live in one annotated alias below
 - ``PublishItem`` is what a publisher sends (one message, or one item of a batch); it is
   validated at the HTTP boundary and becomes a ``Draft``;
 - ``Draft`` is a validated message without an id; ``Draft.numbered`` makes it a
-  ``Message``, the same fields after an ``id``;
-- ``Message`` is also the broker's wire format: ``MESSAGE_PAYLOAD`` (a pydantic
-  TypeAdapter over the dataclass) writes it as JSON and validates it on the way back,
-  since whatever sits in Redis is outside this process's control.
+  ``Message``, a Draft with an ``id`` (a subclass: the fields are Draft's);
+- ``Message`` is also the broker's wire format: ``to_payload`` writes it as JSON and
+  ``message_from_payload`` validates it on the way back through a pydantic TypeAdapter
+  over the dataclass, since whatever sits in Redis is outside this process's control.
 
-Invariants: ``Draft`` and ``Message`` stay plain slotted dataclasses (they are on the
-fan-out path; the annotations cost nothing at runtime). ``Message``'s fields are ``id``
-then exactly ``Draft``'s, in order (checked at import). A Message encodes itself once (SSE
-frame inside one HTTP chunk) and caches the bytes, so fan-out hands the same bytes to
-every subscriber and replay re-uses them. The payload starts with ``{"id":`` (the Redis
-publish script relies on it) and leaves out unset fields and ``kick`` when false.
+Invariants: ``Draft`` and ``Message`` stay plain frozen slotted dataclasses (they are on
+the fan-out path; the annotations cost nothing at runtime). A Message is equal only to
+itself. It encodes itself once (SSE frame inside one HTTP chunk) and caches the bytes, so
+fan-out hands the same bytes to every subscriber and replay re-uses them. The payload
+starts with ``{"id":`` (the Redis publish script relies on it) and leaves out unset
+fields and ``kick`` when false.
 """
 
 from __future__ import annotations
@@ -112,7 +112,20 @@ class PublishItem(BaseModel):
         extra="forbid",
         frozen=True,
         json_schema_extra={
-            "examples": [{"event": "stockUpdate", "data": {"symbol": "AAPL", "price": 182.3}, "channels": ["stocks"]}]
+            "examples": [{"event": "stockUpdate", "data": {"symbol": "AAPL", "price": 182.3}, "channels": ["stocks"]}],
+            # _one_target, for readers of the schema (null is the same as leaving a field out).
+            "allOf": [
+                {
+                    "not": {
+                        "properties": {"channel": {"type": "string"}, "channels": {"type": "array"}},
+                        "required": ["channel", "channels"],
+                    }
+                },
+                {
+                    "if": {"properties": {"client_id": {"type": "string"}}, "required": ["client_id"]},
+                    "then": {"properties": {"channel": {"type": "null"}, "channels": {"type": "null"}}},
+                },
+            ],
         },
     )
 
@@ -201,24 +214,19 @@ class Draft:
     published_at: PublishedAt = 0.0
 
     def numbered(self, message_id: int) -> Message:
-        return Message(message_id, *_draft_values(self))
+        return Message(*_draft_values(self), id=message_id)
 
 
-@dataclass(slots=True, eq=False)
-class Message:
-    """A numbered message. ``chunk`` is its wire form, computed once and cached."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Message(Draft):
+    """A numbered draft. ``chunk`` is its wire form, computed once and cached."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")
+    # Identity, not field equality (as Draft has): two messages with equal fields are two.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
-    id: MessageId
-    event: EventName
-    data: str
-    channels: tuple[Target, ...]
-    retry_ms: RetryMs | None = None
-    client_id: ClientId | None = None
-    exclude_client_id: ClientId | None = None
-    kick: Kick = False
-    published_at: PublishedAt = 0.0
+    id: MessageId = field(kw_only=True)
     _chunk: Annotated[bytes | None, Field(exclude=True)] = field(default=None, repr=False, init=False)
     _frame_bytes: Annotated[int, Field(exclude=True)] = field(default=0, repr=False, init=False)
 
@@ -236,21 +244,22 @@ class Message:
 
     def _encode(self) -> bytes:
         frame = sse.encode_event(self.data, self.event, str(self.id), self.retry_ms)
-        self._frame_bytes = len(frame)
-        self._chunk = chunk = sse.chunk(frame)
+        chunk = sse.chunk(frame)
+        # The cache is the one thing set after __init__ (frozen: object.__setattr__).
+        object.__setattr__(self, "_frame_bytes", len(frame))
+        object.__setattr__(self, "_chunk", chunk)
         return chunk
 
     def to_payload(self) -> bytes:
-        """JSON for the broker's wire (Redis); the inverse of ``message_from_payload``."""
-        return MESSAGE_PAYLOAD.dump_json(self, exclude_none=True)
+        """JSON for the broker's wire (Redis); the inverse of ``message_from_payload``.
+        The id comes first: the Redis publish script writes it in front of the rest
+        (``broker.redis.scripts.payload_tail``)."""
+        return b'{"id":%d,' % self.id + DRAFT_FIELDS.dump_json(self, exclude_none=True)[1:]
 
 
-_DRAFT_FIELDS = tuple(item.name for item in fields(Draft))
-if tuple(item.name for item in fields(Message) if item.init) != ("id", *_DRAFT_FIELDS):
-    raise TypeError("Message's fields must be 'id' and then exactly Draft's, in order")
-# One C call reads every field of a draft, in Message's positional order.
-_draft_values = attrgetter(*_DRAFT_FIELDS)
-
+# One C call reads every field of a draft, in the order Message's __init__ takes them.
+_draft_values = attrgetter(*(item.name for item in fields(Draft)))
+DRAFT_FIELDS: TypeAdapter[Draft] = TypeAdapter(Draft)
 MESSAGE_PAYLOAD: TypeAdapter[Message] = TypeAdapter(Message)
 
 
