@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sse_hub import api_operations as spec
+from sse_hub.api_spec import Route, build_openapi
 from sse_hub.auth import Authenticator
 from sse_hub.broker import Broker
 from sse_hub.broker.memory import MemoryBroker
@@ -21,9 +23,8 @@ from sse_hub.keys import AUTH, CLIENT_ADDRESS, CORS, HUB, METRICS, SETTINGS
 from sse_hub.metrics import Metrics
 from sse_hub.middleware import json_errors
 from sse_hub.net import ClientAddress
-from sse_hub.openapi import build_openapi
 from sse_hub.routes import admin, publish, stream, tickets
-from sse_hub.stats import instance_summary
+from sse_hub.stats import summary_for_broker
 
 STATIC = Path(__file__).parent / "static"
 
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     instance_id = instance_id or default_instance_id()
     broker = create_broker(settings, instance_id)
     hub = Hub(settings, broker, instance_id)
-    broker.summary_source = partial(instance_summary, hub)
+    broker.summary_source = partial(summary_for_broker, hub)
     cors = Cors(settings.server.cors_origins)
 
     app = web.Application(middlewares=[json_errors])
@@ -62,24 +63,37 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(cors.on_response_prepare)
 
-    router = app.router
-    router.add_get("/events/{channel}", stream.stream_path)
-    router.add_get("/events", stream.stream_query)
-    for alias in settings.streams:
-        router.add_get(alias.path, stream.alias(alias.channels))
-    router.add_post("/broadcast", publish.broadcast)
-    router.add_post("/api/broadcast", publish.broadcast)
-    router.add_post("/tickets", tickets.issue)
-    router.add_get("/stats", admin.stats)
-    router.add_get("/metrics", admin.metrics)
-    router.add_delete("/clients/{client_id}", admin.delete_client)
-    router.add_get("/healthz", admin.healthz)
-    router.add_get("/readyz", admin.readyz)
-    router.add_get("/openapi.json", _openapi)
-    router.add_get("/sse-hub.js", _browser_client)
-    if settings.demo_page:
-        router.add_get("/", _demo_page)
+    for route in routes(settings):
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler)  # and HEAD
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
     return app
+
+
+def routes(settings: Settings) -> list[Route]:
+    """Every route of the app with its OpenAPI operation: registered and documented from here."""
+    table = [
+        Route("GET", "/events/{channel}", stream.stream_path, spec.STREAM_ONE),
+        Route("GET", "/events", stream.stream_query, spec.STREAM_MANY),
+        *(
+            Route("GET", alias.path, stream.alias(alias.channels), spec.stream_alias(alias.channels))
+            for alias in settings.streams
+        ),
+        Route("POST", "/broadcast", publish.broadcast, spec.publish(alias=False)),
+        Route("POST", "/api/broadcast", publish.broadcast, spec.publish(alias=True)),
+        Route("POST", "/tickets", tickets.issue, spec.TICKETS),
+        Route("GET", "/stats", admin.stats, spec.STATS),
+        Route("GET", "/metrics", admin.metrics, spec.METRICS),
+        Route("DELETE", "/clients/{client_id}", admin.delete_client, spec.DISCONNECT),
+        Route("GET", "/healthz", admin.healthz, spec.HEALTH),
+        Route("GET", "/readyz", admin.readyz, spec.READY),
+        Route("GET", "/openapi.json", _openapi, spec.DOCUMENT),
+        Route("GET", "/sse-hub.js", _browser_client, spec.BROWSER_CLIENT),
+    ]
+    if settings.demo_page:
+        table.append(Route("GET", "/", _demo_page, spec.DEMO_PAGE))
+    return table
 
 
 async def _run_hub(app: web.Application) -> AsyncIterator[None]:
@@ -104,4 +118,5 @@ async def _browser_client(request: web.Request) -> web.FileResponse:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(build_openapi(request.app[SETTINGS]))
+    settings = request.app[SETTINGS]
+    return web.json_response(build_openapi(settings, routes(settings)))

@@ -1,4 +1,10 @@
-"""The ``/stats`` document: the instance summary, counters and the per-client list."""
+"""The ``/stats`` document: the instance summary, counters and the per-client list.
+
+Each part is built as the ``schemas`` TypedDict it is declared as (``Stats``,
+``ClientInfo``, ``InstanceSummary``, ``ClusterTotals``), so the served document and its
+OpenAPI schema are one fact. The client list is bounded (``MAX_LISTED_CLIENTS``) since it
+is built in one synchronous step.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import itertools
 from datetime import UTC, datetime
 
 from sse_hub.hub import Hub
+from sse_hub.schemas import ClientInfo, ClusterTotals, InstanceSummary, Stats
 from sse_hub.subscriber import Subscriber
 
 # Clients listed in one /stats answer at most (``?limit=`` may ask for fewer): the list is
@@ -20,7 +27,7 @@ def iso(timestamp: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def instance_summary(hub: Hub) -> dict[str, object]:
+def instance_summary(hub: Hub) -> InstanceSummary:
     """What this instance tells the cluster about itself (also the head of ``/stats``)."""
     return {
         "instance": hub.instance_id,
@@ -30,7 +37,12 @@ def instance_summary(hub: Hub) -> dict[str, object]:
     }
 
 
-def client_entry(subscriber: Subscriber) -> dict[str, object]:
+def summary_for_broker(hub: Hub) -> dict[str, object]:
+    """``instance_summary`` as the broker's ``summary_source`` takes it (a plain dict)."""
+    return dict(instance_summary(hub))
+
+
+def client_entry(subscriber: Subscriber) -> ClientInfo:
     return {
         "id": subscriber.client_id,
         "ip": subscriber.ip,
@@ -44,26 +56,24 @@ def client_entry(subscriber: Subscriber) -> dict[str, object]:
     }
 
 
-def local_stats(hub: Hub, client_limit: int | None) -> dict[str, object]:
+def local_stats(hub: Hub, client_limit: int | None) -> Stats:
     counters = hub.counters
     limit = MAX_LISTED_CLIENTS if client_limit is None else min(client_limit, MAX_LISTED_CLIENTS)
     clients = itertools.islice(hub.registry.all(), limit)
-    return {
+    return Stats(
         **instance_summary(hub),
-        "messages_published": counters.messages_published,
-        "messages_delivered": counters.messages_delivered,
-        "slow_disconnects": counters.slow_disconnects,
-        "clients": [client_entry(subscriber) for subscriber in clients],
-    }
+        messages_published=counters.messages_published,
+        messages_delivered=counters.messages_delivered,
+        slow_disconnects=counters.slow_disconnects,
+        clients=[client_entry(subscriber) for subscriber in clients],
+    )
 
 
-def cluster_totals(instances: list[dict[str, object]]) -> dict[str, object]:
+def cluster_totals(instances: list[InstanceSummary]) -> ClusterTotals:
     channels: dict[str, int] = {}
     total = 0
     for summary in instances:
-        total += int(str(summary.get("total_clients", 0)))
-        counts = summary.get("channels")
-        if isinstance(counts, dict):
-            for channel, count in counts.items():
-                channels[channel] = channels.get(channel, 0) + int(count)
+        total += summary["total_clients"]
+        for channel, count in summary["channels"].items():
+            channels[channel] = channels.get(channel, 0) + count
     return {"instances": len(instances), "total_clients": total, "channels": dict(sorted(channels.items()))}

@@ -15,12 +15,17 @@ from pydantic import BaseModel
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from sse_hub.api_spec import build_openapi
+from sse_hub.app import routes
 from sse_hub.config import Settings
-from sse_hub.openapi import build_openapi
 from tests.conftest import ROOT, HubClientFactory, make_settings, open_stream, publish
 from tests.sse_client import EventStream
 
 BASE = "urn:sse-hub:openapi"
+
+
+def document_for(settings: Settings) -> dict[str, Any]:
+    return build_openapi(settings, routes(settings))
 
 
 def pointer_part(text: str) -> str:
@@ -97,7 +102,7 @@ def connected_client_id(stream: EventStream) -> str:
     ids=["defaults", "configured"],
 )
 def test_openapi_document_is_valid_openapi_3_1(sections: dict[str, Any]) -> None:
-    document = build_openapi(make_settings(**sections))
+    document = document_for(make_settings(**sections))
     assert document["openapi"] == "3.1.0"
     validate_openapi(document)
 
@@ -121,7 +126,7 @@ def test_document_follows_the_settings() -> None:
         limits={"max_batch": 7},
         demo_page=False,
     )
-    document: dict[str, Any] = build_openapi(settings)
+    document = document_for(settings)
     paths = document["paths"]
     assert "stocks, fx" in paths["/api/stocks"]["get"]["summary"]
     assert "/api/events" not in paths
@@ -132,7 +137,7 @@ def test_document_follows_the_settings() -> None:
     assert paths["/stats"]["get"]["security"] == [{"adminToken": []}]
     assert {"subscriberJwt": []} in paths["/events/{channel}"]["get"]["security"]
 
-    defaults: dict[str, Any] = build_openapi(Settings())
+    defaults = document_for(Settings())
     assert "/api/events" in defaults["paths"]
     assert "/" in defaults["paths"]
     assert defaults["paths"]["/stats"]["get"]["security"] == [{}]
@@ -152,10 +157,21 @@ async def test_publish_receipts_match_their_schema(client: TestClient[Any, Any])
     for body in (single, batch, direct):
         contract.check_response("/broadcast", "post", 202, body)
     contract.check_response("/api/broadcast", "post", 202, alias)
-    contract.check_schema("PublishReceipt", single)
-    contract.check_schema("PublishReceipts", batch)
+    contract.check_schema("Receipt", single)
+    contract.check_schema("Receipts", batch)
     assert direct["client_id"] == client_id
     assert batch[1]["channels"] == ["*"]
+
+
+async def test_the_connected_and_reset_events_match_their_schemas(client: TestClient[Any, Any]) -> None:
+    contract = await contract_of(client)
+    async with open_stream(client, "/events?channel=a&channel=b", headers={"Last-Event-ID": "not-an-id"}) as stream:
+        connected = stream.parser.events[0]
+        reset = await stream.next()
+    assert (connected.event, reset.event) == ("connected", "reset")
+    contract.check_schema("Connected", connected.json())
+    contract.check_schema("Reset", reset.json())
+    assert reset.json() == {"reason": "unknown_id", "last_event_id": "not-an-id"}
 
 
 async def test_error_bodies_match_the_error_schema(hub_client: HubClientFactory) -> None:
@@ -179,7 +195,7 @@ async def test_error_bodies_match_the_error_schema(hub_client: HubClientFactory)
         template = "/events/{channel}" if path.startswith("/events/") else path.split("?")[0]
         template = "/clients/{client_id}" if path.startswith("/clients/") else template
         contract.check_response(template, method, status, body)
-        contract.check_schema("Error", body)
+        contract.check_schema("ErrorBody", body)
 
 
 async def test_stats_match_the_stats_schema(client: TestClient[Any, Any]) -> None:
@@ -192,6 +208,8 @@ async def test_stats_match_the_stats_schema(client: TestClient[Any, Any]) -> Non
     assert local["clients"][0]["user_agent"] == "schema-test"
     contract.check_response("/stats", "get", 200, local)
     contract.check_response("/stats", "get", 200, cluster)
+    contract.check_schema("Stats", local)
+    contract.check_schema("ClusterStats", cluster)
     assert cluster["clients"] == []
     assert cluster["cluster"]["total_clients"] == 1
 
@@ -262,7 +280,7 @@ def test_config_doc_names_every_key_and_its_environment_variable() -> None:
 
 def test_api_doc_covers_every_documented_path() -> None:
     text = (ROOT / "docs" / "api.md").read_text()
-    document: dict[str, Any] = build_openapi(Settings())
+    document = document_for(Settings())
     missing = [
         path for path in document["paths"] if not re.search(rf"\b(GET|POST|DELETE) {re.escape(path)}[`\s]", text)
     ]

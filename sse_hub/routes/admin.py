@@ -1,12 +1,21 @@
-"""Operations: ``/stats``, ``/metrics``, ``DELETE /clients/{id}``, ``/healthz``, ``/readyz``."""
+"""Operations: ``/stats``, ``/metrics``, ``DELETE /clients/{id}``, ``/healthz``, ``/readyz``.
+
+Every JSON answer here is built as its ``schemas`` TypedDict (``Stats``, ``Health``,
+``Readiness``, ``ClientDisconnected``), the types ``/openapi.json`` declares. Everything
+but the two probes needs the admin token when ``auth.admin_tokens`` is set.
+"""
 
 from __future__ import annotations
+
+from typing import cast
 
 from aiohttp import web
 
 from sse_hub.errors import BadRequest
 from sse_hub.keys import AUTH, HUB, METRICS
 from sse_hub.metrics import CONTENT_TYPE
+from sse_hub.routes.publish import json_answer
+from sse_hub.schemas import CLUSTER_STATS, STATS, ClientDisconnected, ClusterStats, Health, InstanceSummary, Readiness
 from sse_hub.stats import cluster_totals, instance_summary, local_stats
 
 
@@ -27,20 +36,21 @@ async def stats(request: web.Request) -> web.Response:
     if scope not in ("local", "cluster"):
         raise BadRequest("scope is local or cluster", {"scope": scope[:50]})
     document = local_stats(hub, client_limit(request))
-    if scope == "cluster":
-        instances = await hub.broker.cluster_summaries()
-        if instances is None:
-            instances = [instance_summary(hub)]
-        document["instances"] = instances
-        document["cluster"] = cluster_totals(instances)
-    return web.json_response(document)
+    if scope == "local":
+        return json_answer(STATS.dump_json(document))
+    # The broker validates every summary it reads (broker.redis.scripts.InstanceSummary).
+    summaries = cast("list[InstanceSummary] | None", await hub.broker.cluster_summaries())
+    instances = summaries if summaries is not None else [instance_summary(hub)]
+    cluster = ClusterStats(**document, instances=instances, cluster=cluster_totals(instances))
+    return json_answer(CLUSTER_STATS.dump_json(cluster))
 
 
 async def delete_client(request: web.Request) -> web.Response:
     request.app[AUTH].require_admin(request.headers.get("Authorization"))
     client_id = request.match_info["client_id"]
     await request.app[HUB].kick(client_id)
-    return web.json_response({"id": client_id, "disconnected": True})
+    answer: ClientDisconnected = {"id": client_id, "disconnected": True}
+    return web.json_response(answer)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -50,7 +60,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    answer: Health = {"status": "ok"}
+    return web.json_response(answer)
+
+
+def readiness(ready: bool, detail: str) -> web.Response:
+    answer: Readiness = {"status": "ready"} if ready else {"status": "unavailable", "detail": detail}
+    return web.json_response(answer, status=200 if ready else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -58,7 +74,5 @@ async def readyz(request: web.Request) -> web.Response:
     moment of a shutdown), not while its broker is unusable."""
     hub = request.app[HUB]
     if hub.draining:
-        return web.json_response({"status": "unavailable", "detail": "draining: shutting down"}, status=503)
-    if hub.broker.connected:
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "unavailable", "detail": "broker not connected"}, status=503)
+        return readiness(False, "draining: shutting down")
+    return readiness(hub.broker.connected, "broker not connected")

@@ -1,4 +1,13 @@
-"""``POST /broadcast`` (alias ``POST /api/broadcast``): one message or a batch."""
+"""``POST /broadcast`` (alias ``POST /api/broadcast``): one message or a batch.
+
+Also what the other routes share: reading a JSON body (``read_json_body``: media type,
+size and time limits), the 400 for an invalid one, and ``json_answer`` for a body a
+``schemas`` TypeAdapter serialised (the same Content-Type as ``web.json_response``).
+
+A batch is all or nothing: every item is validated before any is published. The answer
+is one ``schemas.Receipt`` per message, serialised by its TypeAdapter in one call (no
+validation of our own output).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ from pydantic import ValidationError
 from sse_hub.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from sse_hub.keys import AUTH, HUB, SETTINGS
 from sse_hub.models import PUBLISH_BATCH, Message, PublishItem
+from sse_hub.schemas import RECEIPT, RECEIPTS, Receipt
 
 MAX_ERRORS_SHOWN = 20
 
@@ -31,6 +41,10 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
     except TimeoutError as exc:
         raise RequestTimeout("the request body did not arrive in time") from exc
     return bytes(body)
+
+
+def json_answer(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 def invalid_body(message: str, exc: ValidationError) -> BadRequest:
@@ -57,7 +71,7 @@ def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
     return parsed, True
 
 
-def receipt(message: Message) -> dict[str, object]:
+def receipt(message: Message) -> Receipt:
     if message.client_id is not None:
         return {"id": str(message.id), "channels": [], "client_id": message.client_id}
     return {"id": str(message.id), "channels": list(message.channels)}
@@ -73,5 +87,6 @@ async def broadcast(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     messages = await request.app[HUB].publish(drafts)
-    receipts = [receipt(message) for message in messages]
-    return web.json_response(receipts if batch else receipts[0], status=202)
+    if batch:
+        return json_answer(RECEIPTS.dump_json([receipt(message) for message in messages]), 202)
+    return json_answer(RECEIPT.dump_json(receipt(messages[0])), 202)

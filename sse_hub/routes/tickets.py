@@ -7,33 +7,22 @@ and a ticket would only be state to store. The 404 comes after the issuer's toke
 (a caller without a valid token learns nothing about the config) and after the body is
 read within its limits (413, 415, 408 hold for every POST, and a keep-alive connection
 is left at a request boundary), but before the body is validated. Past ``limits.max_tickets`` outstanding tickets
-the broker refuses (503 ``too_many_tickets``, Retry-After)."""
+the broker refuses (503 ``too_many_tickets``, Retry-After). The request and the answer are
+``schemas.TicketRequest`` and ``schemas.Ticket``."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ValidationError
 
-from sse_hub.config import CHANNEL_PATTERN
 from sse_hub.errors import NotFound
 from sse_hub.keys import AUTH, HUB, SETTINGS
-from sse_hub.routes.publish import invalid_body, read_json_body
+from sse_hub.routes.publish import invalid_body, json_answer, read_json_body
+from sse_hub.schemas import TICKET, TicketRequest
 from sse_hub.stats import iso
-
-MAX_TICKET_TTL_SECONDS = 3600
-# A channel name, `*`, or a `prefix.*` pattern (auth.pattern_matches).
-ChannelPattern = Annotated[str, StringConstraints(pattern=rf"^(\*|{CHANNEL_PATTERN.pattern}(\.\*)?)$")]
-
-
-class TicketRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    channels: Annotated[list[ChannelPattern], Field(min_length=1, max_length=100)]
-    ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_TICKET_TTL_SECONDS)] = 60
 
 
 async def issue(request: web.Request) -> web.Response:
@@ -49,4 +38,5 @@ async def issue(request: web.Request) -> web.Response:
     ticket = secrets.token_urlsafe(32)
     await request.app[HUB].broker.issue_ticket(ticket, tuple(wanted.channels), wanted.ttl_seconds)
     expires_at = iso(time.time() + wanted.ttl_seconds)
-    return web.json_response({"ticket": ticket, "expires_at": expires_at, "channels": wanted.channels}, status=201)
+    answer = TICKET.dump_json({"ticket": ticket, "expires_at": expires_at, "channels": wanted.channels})
+    return json_answer(answer, 201)
