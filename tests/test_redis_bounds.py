@@ -4,6 +4,7 @@ publish groups that always resolve, all-or-nothing groups, capped tickets and di
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -171,3 +172,24 @@ async def test_directory_changes_during_an_outage_are_capped_and_rewritten_on_re
         await eventually(rewritten, timeout=10)
     finally:
         await redis.aclose()
+
+
+async def test_stop_ends_every_task_even_when_a_redis_call_swallows_the_cancellation(
+    start_broker: StartBroker,
+) -> None:
+    """redis-py can swallow a cancellation that lands inside a command; the upkeep task,
+    cancelled while in one, must still end, so ``stop`` returns."""
+    broker, _ = await start_broker()
+    entered = asyncio.Event()
+
+    async def swallowing_write() -> None:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+    broker.directory.write = swallowing_write  # type: ignore[method-assign]
+    broker.client_connected("c_1")
+    await asyncio.wait_for(entered.wait(), 5)
+    async with asyncio.timeout(10):
+        await broker.stop()
+    assert not broker.connected

@@ -53,6 +53,7 @@ from sse_hub.broker.redis.listener import COMMAND_TIMEOUT_SECONDS, LINGER_SECOND
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
 from sse_hub.broker.redis.scripts import describe
+from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
@@ -124,9 +125,7 @@ class RedisBroker(Broker):
     async def stop(self) -> None:
         self._set_connected(False)
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         await self.publisher.stop()
         if self._announced:
             self._announced = False
@@ -240,6 +239,7 @@ class RedisBroker(Broker):
     async def _listen(self) -> None:
         """The listener task: read the subscription; when it fails, reconnect and go on."""
         while True:
+            raise_if_cancelled()
             try:
                 await self.listener.receive()
             except (RedisError, OSError) as exc:
@@ -258,6 +258,7 @@ class RedisBroker(Broker):
         lost_at = time.monotonic()
         attempts = 0
         for delay in backoff_delays():
+            raise_if_cancelled()
             attempts += 1
             await asyncio.sleep(delay)
             try:

@@ -35,6 +35,7 @@ from sse_hub.broker.redis.scripts import (
     InstanceSummary,
     describe,
 )
+from sse_hub.broker.redis.tasks import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class Directory:
         loop = asyncio.get_running_loop()
         refresh_at = loop.time() + REFRESH_SECONDS
         while True:
+            raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(refresh_at):
                     await self._wake.wait()

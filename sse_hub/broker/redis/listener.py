@@ -39,6 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import GLOBAL_CHANNEL
 
@@ -190,6 +191,7 @@ class Listener:
                         # Keep the connection when the timeout cancels a read: the parser
                         # has consumed nothing it did not return.
                         reply = await connection.read_response(disconnect_on_error=False)
+                        raise_if_cancelled()
                         replies += 1
                         if reply[0] == b"message":
                             receive(reply[2])
@@ -224,6 +226,7 @@ class Listener:
         past ``linger_seconds``; sweeps a few times per linger period."""
         sweep_seconds = min(1.0, max(self.linger_seconds / 4, 0.01))
         while True:
+            raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sweep_seconds):
                     await self._wake.wait()

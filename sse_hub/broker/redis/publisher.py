@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, payload_tail
+from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
 
@@ -106,10 +107,7 @@ class Publisher:
         await self.script(keys=[self._keys.seq, self._keys.clock], args=[self._floor.value, *self._settings_args])
 
     async def stop(self) -> None:
-        tasks = list(self._running)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._running))
 
     def _send(self, group: _Group) -> None:
         if self._open is group:
