@@ -39,6 +39,10 @@ def create_broker(settings: Settings, instance_id: str) -> Broker:
         from sse_hub.broker.redis import RedisBroker
 
         return RedisBroker(settings, instance_id)
+    if settings.broker.backend == "redis-cluster":
+        from sse_hub.broker.redis_cluster import RedisClusterBroker
+
+        return RedisClusterBroker(settings, instance_id)
     return MemoryBroker.from_settings(settings)
 
 

@@ -53,7 +53,7 @@ class ServerConfig(Section):
 
 
 class BrokerConfig(Section):
-    backend: Literal["memory", "redis"] = "memory"
+    backend: Literal["memory", "redis", "redis-cluster"] = "memory"
     redis_url: str = "redis://localhost:6379/0"
     prefix: Annotated[str, Field(min_length=1)] = "sse-hub"
 
@@ -61,7 +61,15 @@ class BrokerConfig(Section):
     @classmethod
     def _parsable_url(cls, url: str, info: ValidationInfo) -> str:
         # Checked only when used: a memory hub never connects.
-        return check_redis_url(url) if info.data.get("backend") == "redis" else url
+        return check_redis_url(url) if info.data.get("backend") in ("redis", "redis-cluster") else url
+
+    @field_validator("prefix")
+    @classmethod
+    def _one_hash_tag(cls, prefix: str, info: ValidationInfo) -> str:
+        # redis-cluster wraps the prefix in {...}: a brace inside would change the tag.
+        if info.data.get("backend") == "redis-cluster" and ("{" in prefix or "}" in prefix):
+            raise ValueError("must not contain braces with backend redis-cluster (it becomes the hash tag)")
+        return prefix
 
 
 class HistoryConfig(Section):

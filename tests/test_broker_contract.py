@@ -1,5 +1,6 @@
-"""The Broker contract, run against every broker: the in-memory one and Redis (a real
-redis-server, a fresh key prefix per test). A broker delivers at least the messages of
+"""The Broker contract, run against every broker: the in-memory one, Redis (a real
+redis-server, a fresh key prefix per test) and Redis Cluster (a real 3-master cluster,
+``tests.redis_cluster``; the fresh prefix puts each test on its own slot). A broker delivers at least the messages of
 attached channels, global ones and direct ones for its clients, so every test attaches
 the channels it expects to receive."""
 
@@ -14,9 +15,11 @@ import pytest
 from sse_hub.broker import Broker
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
+from sse_hub.broker.redis_cluster import RedisClusterBroker
 from sse_hub.errors import BrokerUnavailable, TooManyTickets
 from sse_hub.models import Draft, Message
 from tests.conftest import StartedBrokers, eventually, make_settings, wait_until
+from tests.redis_cluster import redis_cluster  # noqa: F401  # the fixture, for getfixturevalue
 
 StartBroker = Callable[..., Awaitable[tuple[Broker, list[Message]]]]
 
@@ -41,7 +44,7 @@ def ids(messages: list[Message]) -> list[int]:
     return [message.id for message in messages]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBroker]:
     """``broker, delivered = await start_broker(history_size=3)``: a started broker and the
     list its ``deliver`` appends to; stopped at teardown."""
@@ -55,12 +58,15 @@ async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBro
         if request.param == "memory":
             broker = MemoryBroker(history_size, ttl_seconds=ttl_seconds, max_tickets=max_tickets)
         else:
+            cluster = request.param == "redis-cluster"
+            url = request.getfixturevalue("redis_cluster").url if cluster else request.getfixturevalue("redis_server")
             settings = make_settings(
-                broker={"backend": "redis", "redis_url": request.getfixturevalue("redis_server"), "prefix": prefix},
+                broker={"backend": request.param, "redis_url": url, "prefix": prefix},
                 history={"size": history_size, "ttl_seconds": ttl_seconds},
                 limits={"max_tickets": max_tickets},
             )
-            broker = RedisBroker(settings, f"contract-{len(brokers.brokers)}")
+            kind = RedisClusterBroker if cluster else RedisBroker
+            broker = kind(settings, f"contract-{len(brokers.brokers)}")
         return await brokers.start(broker)
 
     yield start

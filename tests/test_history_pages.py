@@ -12,8 +12,9 @@ from sse_hub.broker import Broker, History
 from sse_hub.keys import HUB
 from sse_hub.models import GLOBAL_CHANNEL, Draft
 from tests.conftest import HubClientFactory, open_stream, publish, stalled_subscriber, wait_until
+from tests.redis_cluster import redis_cluster  # noqa: F401  # what start_broker's redis-cluster param needs
 from tests.test_broker_contract import StartBroker, draft, ids
-from tests.test_broker_contract import start_broker as start_broker  # the fixture, memory and redis
+from tests.test_broker_contract import start_broker as start_broker  # the fixture: memory, redis, redis-cluster
 
 TIMEOUT = 10
 

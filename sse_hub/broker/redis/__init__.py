@@ -68,13 +68,20 @@ class RedisBroker(Broker):
     """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
     more stays subscribed (tests shorten it)."""
 
-    def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        instance_id: str,
+        *,
+        linger_seconds: float = LINGER_SECONDS,
+        keyspace: Keyspace | None = None,
+    ) -> None:
         self.instance_id = instance_id
         self.reconnects = 0
         self.messages_received = 0
         self._url = settings.broker.redis_url
         self._history_size = settings.history.size
-        self._keys = keys = Keyspace(settings.broker.prefix)
+        self._keys = keys = keyspace or Keyspace(settings.broker.prefix)
         # No hidden retries: a publish must fail fast (503) rather than be sent twice.
         # RESP2: the subscriber connection reads subscription messages as plain replies
         # (redis-py 8 defaults to RESP3, where they are out-of-band pushes).
@@ -103,6 +110,7 @@ class RedisBroker(Broker):
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         try:
+            await self._locate()
             # Read the sequence before subscribing: whatever then arrives on the
             # subscription was published later, so it has a larger id.
             self._delivered_id = int(await self._redis.get(self._keys.seq) or 0)
@@ -140,6 +148,10 @@ class RedisBroker(Broker):
 
     def _set_connected(self, connected: bool) -> None:
         self._connected = self.listener.live = connected
+
+    async def _locate(self) -> None:
+        """Point the connection pool at the Redis that holds our keys, before (re)connecting:
+        nothing to do for one Redis (Redis Cluster overrides it). Raises RedisError/OSError."""
 
     # -- interest ---------------------------------------------------------------------
 
@@ -262,6 +274,7 @@ class RedisBroker(Broker):
             attempts += 1
             await asyncio.sleep(delay)
             try:
+                await self._locate()
                 early = await self.listener.connect()
                 await self.publisher.raise_floor()
                 channels = ("*", *self.listener.subscribed)

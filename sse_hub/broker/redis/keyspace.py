@@ -20,8 +20,12 @@ With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
   ``P:instance:{id}``: that instance's summary (JSON); ``P:clients:{id}``: the client ids
   connected to it (set).
 
-Invariant: names are built here only, so a later sharded backend (Redis Cluster, issue 16)
-can put a hash tag into ``topic``/``history`` in one place (``P:{tag}:ch:...``).
+Redis Cluster (``Keyspace.for_cluster``, issue 16): ``P`` becomes ``{P}``, a hash tag, so
+every key above and every pub/sub channel hash to one slot; the channels are then shard
+channels (``SPUBLISH``/``SSUBSCRIBE``, Redis >= 7.0), which a cluster keeps inside the
+shard that owns the slot instead of copying them to every node.
+
+Invariant: names are built here only; ``sharded`` alone picks the pub/sub commands.
 """
 
 from __future__ import annotations
@@ -33,6 +37,36 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Keyspace:
     prefix: str
+    #: Shard channels (SPUBLISH/SSUBSCRIBE) instead of classic pub/sub.
+    sharded: bool = False
+
+    @classmethod
+    def for_cluster(cls, prefix: str) -> Keyspace:
+        """Every name under the hash tag ``{prefix}``: one slot, one shard."""
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("broker.prefix must not contain braces in redis-cluster mode")
+        return cls(f"{{{prefix}}}", sharded=True)
+
+    @property
+    def subscribe(self) -> str:
+        return "SSUBSCRIBE" if self.sharded else "SUBSCRIBE"
+
+    @property
+    def unsubscribe(self) -> str:
+        return "SUNSUBSCRIBE" if self.sharded else "UNSUBSCRIBE"
+
+    @property
+    def message_kind(self) -> bytes:
+        """The first element of a pub/sub reply that carries a payload."""
+        return b"smessage" if self.sharded else b"message"
+
+    @property
+    def subscribed_kind(self) -> bytes:
+        return self.subscribe.lower().encode()
+
+    @property
+    def unsubscribed_kind(self) -> bytes:
+        return self.unsubscribe.lower().encode()
 
     @property
     def seq(self) -> str:

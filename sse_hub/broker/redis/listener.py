@@ -22,6 +22,10 @@ Invariants:
    ``connect`` subscribes all of them again before anything is read.
 5. Bounded: ``subscribed`` holds the channels of open streams plus those lingering, and
    each sweep unsubscribes every channel lingering longer than ``linger_seconds``.
+6. The commands and reply kinds come from the keyspace (classic or shard channels). An
+   unsubscribe of a pinned channel, which this instance never asks for, means Redis Cluster
+   moved the slot away (it pushes ``sunsubscribe``): ``receive`` raises as for a lost
+   connection, so the broker reconnects to the new owner and recovers from history.
 """
 
 from __future__ import annotations
@@ -135,18 +139,19 @@ class Listener:
         channels = set(self.subscribed)
         topics = [*self._pinned, *(self._keys.topic(channel) for channel in channels)]
         early: list[bytes] = []
+        subscribed_kind, message_kind = self._keys.subscribed_kind, self._keys.message_kind
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS + len(topics) / 10_000):
                 await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                await connection.send_command("SUBSCRIBE", *topics, check_health=False)
+                await connection.send_command(self._keys.subscribe, *topics, check_health=False)
                 confirmed = 0
                 while confirmed < len(topics):
                     reply = await connection.read_response()
                     if not isinstance(reply, list) or not reply:
-                        raise RedisConnectionError(f"unexpected answer to SUBSCRIBE: {reply!r}")
-                    if reply[0] == b"subscribe":
+                        raise RedisConnectionError(f"unexpected answer to {self._keys.subscribe}: {reply!r}")
+                    if reply[0] == subscribed_kind:
                         confirmed += 1
-                    elif reply[0] == b"message":
+                    elif reply[0] == message_kind:
                         early.append(reply[2])
         except BaseException:
             with contextlib.suppress(RedisError, OSError):
@@ -182,6 +187,7 @@ class Listener:
         if connection is None:
             raise RedisConnectionError("not subscribed")
         receive = self._receive
+        message_kind, subscribed_kind = self._keys.message_kind, self._keys.subscribed_kind
         replies = checked = 0
         pinged = False
         while True:
@@ -193,10 +199,12 @@ class Listener:
                         reply = await connection.read_response(disconnect_on_error=False)
                         raise_if_cancelled()
                         replies += 1
-                        if reply[0] == b"message":
+                        if reply[0] == message_kind:
                             receive(reply[2])
-                        elif reply[0] == b"subscribe":
+                        elif reply[0] == subscribed_kind:
                             self._confirmed(reply[1])
+                        else:
+                            self._check_unsubscribed(reply)
             if replies != checked:
                 checked, pinged = replies, False
             elif pinged:
@@ -205,6 +213,10 @@ class Listener:
                 async with self._send_lock:
                     await connection.send_command("PING", check_health=False)
                 pinged = True
+
+    def _check_unsubscribed(self, reply: list[bytes]) -> None:
+        if reply[0] == self._keys.unsubscribed_kind and reply[1].decode() in self._pinned:
+            raise RedisConnectionError(f"Redis unsubscribed {reply[1].decode()!r} (the slot moved)")
 
     def _confirmed(self, topic: bytes) -> None:
         futures = self._confirmations.get(topic)
@@ -267,9 +279,9 @@ class Listener:
         try:
             async with self._send_lock:
                 if leaving:
-                    await connection.send_command("UNSUBSCRIBE", *map(topic, leaving), check_health=False)
+                    await connection.send_command(self._keys.unsubscribe, *map(topic, leaving), check_health=False)
                 if joining:
-                    await connection.send_command("SUBSCRIBE", *map(topic, joining), check_health=False)
+                    await connection.send_command(self._keys.subscribe, *map(topic, joining), check_health=False)
         except (RedisError, OSError) as exc:
             # The connection is broken: make the listener notice, reconnect and resubscribe.
             logger.debug("redis subscribe failed: %s", exc)

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, payload_tail
+from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT, payload_tail
 from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
@@ -68,7 +68,7 @@ class Publisher:
     def __init__(self, redis: Redis, keyspace: Keyspace, floor: IdFloor, history_size: int, ttl_seconds: int) -> None:
         self._keys = keyspace
         self._floor = floor
-        self.script = redis.register_script(PUBLISH_SCRIPT)
+        self.script = redis.register_script(SHARDED_PUBLISH_SCRIPT if keyspace.sharded else PUBLISH_SCRIPT)
         # history.size 0 keeps one entry per stream, exactly: enough to know what was lost.
         trim = ("=", 1) if history_size == 0 else ("~", history_size + 1)
         ttl_ms = ttl_seconds * 1000

@@ -1,0 +1,227 @@
+"""``broker.backend: redis-cluster`` on a real 3-master Redis Cluster (``tests.redis_cluster``):
+names in one slot, two hubs sharing the cluster, resumes across hubs, a slot moved while
+publishing. Each test uses a fresh prefix, hence its own hash tag and slot."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.crc import key_slot
+
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.scripts import PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
+from sse_hub.broker.redis_cluster import RedisClusterBroker, slot_owner
+from sse_hub.keys import HUB
+from sse_hub.models import GLOBAL_CHANNEL
+from tests.conftest import HubClientFactory, client_id_of, eventually, make_settings, open_stream, publish, wait_until
+from tests.redis_cluster import Cluster, redis_cluster  # noqa: F401  # the fixture
+from tests.sse_client import Event, EventStream
+
+CHANNELS = ["news", "sport", "room.a", "user:42@eu", "x" * 40]
+
+
+# -- names and topology (no Redis) ------------------------------------------------------
+
+
+def test_every_key_and_shard_channel_of_a_prefix_is_in_one_slot() -> None:
+    keys = Keyspace.for_cluster("sse-hub")
+    names = [keys.seq, keys.clock, keys.instances, keys.tickets, keys.ticket("t0k3n"), keys.inbox("i-1")]
+    names += [keys.summary_prefix + "i-1", keys.clients_prefix + "i-1"]
+    for channel in [*CHANNELS, GLOBAL_CHANNEL, "{braces}", "}{"]:  # braces cannot move the tag
+        names += [keys.history(channel), keys.topic(channel)]
+    assert {key_slot(name.encode()) for name in names} == {key_slot(b"sse-hub")}
+    assert keys.subscribe == "SSUBSCRIBE" and keys.message_kind == b"smessage"
+
+
+def test_the_cluster_publish_script_publishes_to_shard_channels_only() -> None:
+    assert "'PUBLISH'" not in SHARDED_PUBLISH_SCRIPT and "'SPUBLISH'" not in PUBLISH_SCRIPT
+    assert SHARDED_PUBLISH_SCRIPT.replace("SPUBLISH", "PUBLISH") == PUBLISH_SCRIPT
+
+
+def test_prefixes_spread_over_slots() -> None:
+    slots = {Keyspace.for_cluster(f"tenant-{n}").seq for n in range(16)}
+    assert len({key_slot(name.encode()) for name in slots}) == 16
+
+
+def test_slot_owner_reads_a_cluster_slots_reply() -> None:
+    reply: list[object] = [
+        [0, 5460, [b"10.0.0.1", 7000, b"id1"], [b"10.0.0.4", 7003, b"id4"]],
+        [5461, 16383, [b"", 7001, b"id2"]],
+    ]
+    assert slot_owner(reply, 5460, "seed") == (
+        ("10.0.0.1", 7000),
+        [("10.0.0.1", 7000), ("10.0.0.4", 7003), ("seed", 7001)],
+    )
+    assert slot_owner(reply, 9000, "seed")[0] == ("seed", 7001)
+    assert slot_owner([], 1, "seed") == (None, [])
+
+
+def test_a_prefix_with_braces_is_refused_in_cluster_mode() -> None:
+    with pytest.raises(ValueError, match="braces"):
+        make_settings(broker={"backend": "redis-cluster", "prefix": "{a}"})
+    make_settings(broker={"backend": "redis", "prefix": "{a}"})
+
+
+# -- two hubs on the cluster ------------------------------------------------------------
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"rc-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def two_hubs(hub_client: HubClientFactory, redis_cluster: Cluster, prefix: str) -> list[TestClient[Any, Any]]:  # noqa: F811
+    broker = {"backend": "redis-cluster", "redis_url": redis_cluster.url, "prefix": prefix}
+    return [await hub_client(broker=broker), await hub_client(broker=broker)]
+
+
+def broker_of(client: TestClient[Any, Any]) -> RedisClusterBroker:
+    broker = client.app[HUB].broker
+    assert isinstance(broker, RedisClusterBroker)
+    return broker
+
+
+def sse_clients(cluster: Cluster, port: int) -> list[dict[str, Any]]:
+    return [entry for entry in cluster.node(port).client().client_list() if entry["name"].startswith("sse-hub:")]
+
+
+async def test_each_hub_keeps_one_subscriber_connection_on_the_owner_only(
+    two_hubs: list[TestClient[Any, Any]],
+    redis_cluster: Cluster,  # noqa: F811
+) -> None:
+    a, b = two_hubs
+    owner = redis_cluster.owner_of(broker_of(a).slot)
+    assert broker_of(a).owner == broker_of(b).owner == ("127.0.0.1", owner.port)
+    async with open_stream(a, "/events?channels=news,sport"), open_stream(b, "/events/news"):
+        subscribers = [entry for entry in sse_clients(redis_cluster, owner.port) if int(entry["ssub"]) > 0]
+        assert sorted(entry["name"] for entry in subscribers) == sorted(
+            f"sse-hub:{broker_of(hub).instance_id}" for hub in two_hubs
+        )
+        assert all(int(entry["sub"]) == 0 for entry in subscribers), "shard channels, not classic pub/sub"
+
+        async def others_idle() -> bool:
+            return all(not sse_clients(redis_cluster, node.port) for node in redis_cluster.nodes if node is not owner)
+
+        await eventually(others_idle)
+
+
+async def collect(stream: EventStream, count: int) -> list[Event]:
+    return [await stream.next_message() for _ in range(count)]
+
+
+async def test_interleaved_publishes_from_two_hubs_arrive_in_id_order_on_both(
+    two_hubs: list[TestClient[Any, Any]],
+) -> None:
+    a, b = two_hubs
+    async with open_stream(a, "/events?channels=" + ",".join(CHANNELS)) as on_a:
+        async with open_stream(b, "/events?channels=" + ",".join(CHANNELS)) as on_b:
+            bodies = [(a if n % 2 else b, {"channel": CHANNELS[n % len(CHANNELS)], "data": n}) for n in range(60)]
+            receipts = await asyncio.gather(*(publish(hub, body) for hub, body in bodies))
+            published = sorted(int(receipt["id"]) for receipt in receipts)
+            for stream in (on_a, on_b):
+                ids = [int(event.id or 0) for event in await collect(stream, len(published))]
+                assert ids == published
+
+
+async def test_a_multi_channel_stream_resumes_on_the_other_hub_at_random_points(
+    two_hubs: list[TestClient[Any, Any]],
+) -> None:
+    rng = random.Random(16)
+    channels = CHANNELS[:4]
+    path = "/events?channels=" + ",".join(channels)
+    seen: list[int] = []
+    published: list[int] = []
+    last_id = ""
+    for round_number in range(6):
+        hub = two_hubs[round_number % 2]
+        headers = {"Last-Event-ID": last_id} if last_id else None
+        async with open_stream(hub, path, headers=headers) as stream:
+            bodies = [{"channel": rng.choice([*channels, "elsewhere"]), "data": n} for n in range(rng.randint(3, 12))]
+            for receipt in await asyncio.gather(*(publish(rng.choice(two_hubs), body) for body in bodies)):
+                if receipt["channels"] != ["elsewhere"]:
+                    published.append(int(receipt["id"]))
+            owed = sum(1 for n in published if n > (seen[-1] if seen else 0))
+            for event in await collect(stream, rng.randint(0, owed)):
+                seen.append(int(event.id or 0))
+                last_id = event.id or ""
+    async with open_stream(two_hubs[0], path, headers={"Last-Event-ID": last_id} if last_id else None) as stream:
+        rest = sum(1 for n in published if n > (seen[-1] if seen else 0))
+        seen += [int(event.id or 0) for event in await collect(stream, rest)]
+    assert seen == sorted(published), "every message once, in order, across six resumes on alternating hubs"
+
+
+@pytest.mark.parametrize("garbage", ["garbage", "v1.k2x9.7.z", "-3", "99999999999999999999", "1e3"])
+async def test_an_unusable_last_event_id_starts_with_reset(two_hubs: list[TestClient[Any, Any]], garbage: str) -> None:
+    a, _ = two_hubs
+    await publish(a, {"channel": "news", "data": "kept"})
+    async with open_stream(a, "/events/news", headers={"Last-Event-ID": garbage}) as stream:
+        first = await stream.next()
+        assert first.event == "reset" and first.json() == {"reason": "unknown_id", "last_event_id": garbage}
+        assert first.id is None
+
+
+async def test_global_direct_kick_tickets_and_cluster_stats_work_across_hubs(
+    two_hubs: list[TestClient[Any, Any]],
+) -> None:
+    a, b = two_hubs
+    async with open_stream(b, "/events/news") as stream:
+        await publish(a, {"data": "to everyone"})
+        assert (await stream.next_message()).data == "to everyone"
+        await publish(a, {"client_id": client_id_of(stream), "data": "just you"})
+        assert (await stream.next_message()).data == "just you"
+        stats = await (await a.get("/stats?scope=cluster")).json()
+        assert len(stats["instances"]) == 2, stats
+        assert (await a.get("/readyz")).status == 200
+        kicked = await a.delete(f"/clients/{client_id_of(stream)}")
+        assert kicked.status == 200, await kicked.text()
+        assert "event: message" not in await stream.read_until_closed()
+    await broker_of(a).issue_ticket("t-16", ("news",), 60)
+    assert await broker_of(b).redeem_ticket("t-16") == ("news",)
+    assert await broker_of(a).redeem_ticket("t-16") is None
+
+
+async def test_a_slot_moved_while_publishing_loses_nothing(
+    two_hubs: list[TestClient[Any, Any]],
+    redis_cluster: Cluster,  # noqa: F811
+) -> None:
+    a, b = two_hubs
+    slot = broker_of(a).slot
+    source = redis_cluster.owner_of(slot)
+    target = next(node for node in redis_cluster.masters() if node is not source)
+    acknowledged: list[int] = []
+    refused = 0
+    stop = asyncio.Event()
+
+    async def publish_steadily() -> None:
+        nonlocal refused
+        n = 0
+        while not stop.is_set():
+            response = await a.post("/broadcast", json={"channel": "moving", "data": n})
+            if response.status == 202:
+                acknowledged.append(int((await response.json())["id"]))
+            else:
+                assert response.status == 503, await response.text()  # the slot is moving
+                refused += 1
+                await asyncio.sleep(0.01)
+            n += 1
+
+    async with open_stream(b, "/events/moving") as stream:
+        publisher = asyncio.create_task(publish_steadily())
+        try:
+            await wait_until(lambda: len(acknowledged) >= 20)
+            await asyncio.to_thread(redis_cluster.move_slot, slot, target)
+            await wait_until(lambda: broker_of(a).owner == broker_of(b).owner == ("127.0.0.1", target.port))
+            before = len(acknowledged)
+            await wait_until(lambda: len(acknowledged) >= before + 20)
+        finally:
+            stop.set()
+            await publisher
+        received = [int(event.id or 0) for event in await collect(stream, len(acknowledged))]
+    assert received[: len(acknowledged)] == acknowledged, "every acknowledged message, in order"
+    assert broker_of(b).reconnects >= 1 and broker_of(a).reconnects >= 1
