@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from sse_hub.broker.redis_cluster import RedisClusterBroker, slot_owner
 from sse_hub.keys import HUB
 from sse_hub.models import GLOBAL_CHANNEL
 from tests.conftest import HubClientFactory, client_id_of, eventually, make_settings, open_stream, publish, wait_until
-from tests.redis_cluster import Cluster, redis_cluster  # noqa: F401  # the fixture
+from tests.redis_cluster import Cluster, ClusterNode, redis_cluster, running_cluster  # noqa: F401  # the fixture
 from tests.sse_client import Event, EventStream
 
 CHANNELS = ["news", "sport", "room.a", "user:42@eu", "x" * 40]
@@ -111,8 +113,8 @@ async def test_each_hub_keeps_one_subscriber_connection_on_the_owner_only(
         await eventually(others_idle)
 
 
-async def collect(stream: EventStream, count: int) -> list[Event]:
-    return [await stream.next_message() for _ in range(count)]
+async def collect(stream: EventStream, count: int, timeout: float = 5) -> list[Event]:
+    return [await stream.next_message(timeout) for _ in range(count)]
 
 
 async def test_interleaved_publishes_from_two_hubs_arrive_in_id_order_on_both(
@@ -225,3 +227,79 @@ async def test_a_slot_moved_while_publishing_loses_nothing(
         received = [int(event.id or 0) for event in await collect(stream, len(acknowledged))]
     assert received[: len(acknowledged)] == acknowledged, "every acknowledged message, in order"
     assert broker_of(b).reconnects >= 1 and broker_of(a).reconnects >= 1
+
+
+# -- failover: a cluster of this test's own, with a replica per master ---------------------
+
+
+@pytest.fixture
+async def replicated(tmp_path: Path, hub_client: HubClientFactory, prefix: str) -> AsyncIterator[Replicated]:
+    with running_cluster(tmp_path, masters=3, replicas=1) as cluster:
+        broker = {"backend": "redis-cluster", "redis_url": cluster.url, "prefix": prefix}
+        yield cluster, [await hub_client(broker=broker), await hub_client(broker=broker)]
+
+
+Replicated = tuple[Cluster, list[TestClient[Any, Any]]]
+
+
+async def publish_retrying(hub: TestClient[Any, Any], body: object, attempts: int = 500) -> int:
+    """Publish until accepted (503 while the cluster fails over); the message's id."""
+    for _ in range(attempts):
+        response = await hub.post("/broadcast", json=body)
+        if response.status == 202:
+            return int((await response.json())["id"])
+        assert response.status == 503, await response.text()
+        await asyncio.sleep(0.02)
+    raise AssertionError("the hub never accepted the message again")
+
+
+def replicate_now(cluster: Cluster, master: ClusterNode, key: str) -> None:
+    """Return once a replica holds every write the master took so far: WAIT counts this
+    connection's last write, and replication is one ordered stream."""
+    client = master.client()
+    client.set(key, "1")
+    assert client.execute_command("WAIT", 1, 5000) == 1
+
+
+@pytest.mark.parametrize("how", ["kill", "manual"])
+async def test_after_a_failover_hubs_follow_the_new_master_and_lose_nothing_replicated(
+    replicated: Replicated, how: str
+) -> None:
+    cluster, (a, b) = replicated
+    slot = broker_of(a).slot
+    old = cluster.owner_of(slot)
+    async with open_stream(b, "/events?channels=news,sport") as stream:
+        before = [await publish_retrying(a, {"channel": ("news", "sport")[n % 2], "data": n}) for n in range(10)]
+        await asyncio.to_thread(replicate_now, cluster, old, f"{broker_of(a)._keys.prefix}:fence")
+        if how == "kill":
+            old.kill()
+        else:
+            replica = next(node for node in cluster.nodes if node.port in replicas_of(cluster, old))
+            await asyncio.to_thread(replica.client().execute_command, "CLUSTER FAILOVER")
+        after = [await publish_retrying(a, {"channel": "sport", "data": n}) for n in range(10)]
+        await wait_until(lambda: broker_of(b).owner not in (None, ("127.0.0.1", old.port)), timeout=20)
+        received = [int(event.id or 0) for event in await collect(stream, len(before) + len(after), timeout=20)]
+    assert received == before + after, "each acknowledged message once, in order, across the failover"
+    assert broker_of(a).owner == broker_of(b).owner != ("127.0.0.1", old.port)
+    headers = {"Last-Event-ID": str(before[4])}
+    async with open_stream(a, "/events?channels=news,sport", headers=headers) as resumed:
+        assert [int(event.id or 0) for event in await collect(resumed, 15)] == [*before[5:], *after]
+
+
+def replicas_of(cluster: Cluster, master: ClusterNode) -> set[int]:
+    """The ports of ``master``'s replicas (redis-py parses ``CLUSTER REPLICAS`` by address)."""
+    client = master.client()
+    replicas = client.execute_command("CLUSTER REPLICAS", client.execute_command("CLUSTER MYID").decode())
+    return {int(address.rsplit(":", 1)[1]) for address in replicas}
+
+
+async def test_the_topology_watch_reconnects_when_the_slot_owner_is_not_the_one_in_use(
+    two_hubs: list[TestClient[Any, Any]],
+) -> None:
+    a, _ = two_hubs
+    broker = broker_of(a)
+    actual = broker.owner
+    broker.owner = ("127.0.0.1", 1)  # as if the slot had moved with no push reaching us
+    broker._recheck.set()  # what a failed publish does; else the next periodic check
+    await wait_until(lambda: broker.reconnects == 1 and broker.owner == actual, timeout=10)
+    await publish(a, {"channel": "news", "data": "after"})

@@ -12,7 +12,11 @@ the standalone Redis broker with three differences:
 - a slot moved away (``CLUSTER SETSLOT``, resharding) pushes ``sunsubscribe`` of the
   pinned channels: the listener treats it as a lost connection (``listener`` invariant 6),
   so the broker locates the new owner, resubscribes and recovers what it missed from
-  history, as after any reconnect. A failover drops the connection: the same path.
+  history, as after any reconnect. A failover drops the connection: the same path;
+- a watch task asks the cluster for the slot's owner every ``TOPOLOGY_SECONDS``, and at
+  once after a publish failed: when the owner changed while our connection stayed up
+  (a manual ``CLUSTER FAILOVER`` keeps the old master up as a replica, and a replica
+  still delivers shard messages), it drops the subscriber connection to take that path.
 
 Why one slot, and not a slot per channel: a Lua script may touch one slot only, and our
 ids are one cluster-wide integer sequence that the publish script increments, stores and
@@ -36,22 +40,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import NoReturn
 
 from redis.asyncio.connection import ConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from sse_hub.broker import Deliver
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import COMMAND_TIMEOUT_SECONDS, LINGER_SECONDS
 from sse_hub.config import Settings
+from sse_hub.errors import BrokerUnavailable
+from sse_hub.models import Draft, Message
 
 __all__ = ["RedisClusterBroker", "slot_owner"]
 
 logger = logging.getLogger(__name__)
 
 Node = tuple[str, int]
+
+# How often the watch task compares the slot's owner with the one we use.
+TOPOLOGY_SECONDS = 10.0
 
 
 class RedisClusterBroker(RedisBroker):
@@ -65,10 +77,30 @@ class RedisClusterBroker(RedisBroker):
         self._entry: Node = (str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))
         self._known: list[Node] = []
         self.owner: Node | None = None
+        self._recheck = asyncio.Event()
+
+    async def start(self, deliver: Deliver) -> None:
+        await super().start(deliver)
+        self._tasks.append(asyncio.create_task(self._watch(), name="sse-hub-redis-cluster-topology"))
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        try:
+            return await super().publish(drafts)
+        except BrokerUnavailable:
+            self._recheck.set()  # MOVED, or the master is gone: is the slot elsewhere now?
+            raise
 
     async def _locate(self) -> None:
-        """Find the slot's master from the first node that answers (the configured one,
-        then every node seen in an earlier answer) and point the pool at it."""
+        """Point the pool at the slot's master (see ``_find_owner``)."""
+        owner = await self._find_owner()
+        if owner != self.owner:
+            await _retarget(self._redis.connection_pool, owner)
+            logger.info("redis cluster: slot %d is served by %s:%d", self.slot, *owner)
+            self.owner = owner
+
+    async def _find_owner(self) -> Node:
+        """The slot's master, from the first node that answers (the configured one, then
+        every node seen in an earlier answer)."""
         failures: list[str] = []
         for node in dict.fromkeys((self._entry, *self._known)):
             try:
@@ -78,15 +110,29 @@ class RedisClusterBroker(RedisBroker):
                 continue
             owner, nodes = slot_owner(slots, self.slot, node[0])
             self._known = nodes
-            if owner is None:
-                failures.append(f"{node[0]}:{node[1]}: slot {self.slot} has no master")
-                continue
-            if owner != self.owner:
-                await _retarget(self._redis.connection_pool, owner)
-                logger.info("redis cluster: slot %d is served by %s:%d", self.slot, *owner)
-                self.owner = owner
-            return
+            if owner is not None:
+                return owner
+            failures.append(f"{node[0]}:{node[1]}: slot {self.slot} has no master")
         raise RedisConnectionError("no Redis Cluster node told the slot's owner: " + "; ".join(failures))
+
+    async def _watch(self) -> NoReturn:
+        """Drop the subscriber connection when the slot's owner is not the one we use: the
+        listener task then reconnects to the new one and recovers (module docstring)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TOPOLOGY_SECONDS):
+                    await self._recheck.wait()
+            self._recheck.clear()
+            if not self.connected:
+                continue  # reconnecting: that path locates the owner itself
+            try:
+                owner = await self._find_owner()
+            except (RedisError, OSError, TimeoutError) as exc:
+                logger.debug("redis cluster: topology check failed: %s", exc)
+                continue
+            if owner != self.owner and self.connected:
+                logger.warning("redis cluster: slot %d moved to %s:%d; reconnecting", self.slot, *owner)
+                await self.listener.close()
 
     async def _cluster_slots(self, node: Node) -> list[object]:
         pool = self._redis.connection_pool
