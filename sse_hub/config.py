@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sse_hub import config_env
 from sse_hub.config_checks import check_jwt_keys, check_proxy_entry, check_redis_url, read_public_key
@@ -164,6 +173,24 @@ class MercureConfig(Section):
     # None: the same key as publisher_jwt.
     subscriber_jwt: MercureJwtConfig | None = None
     anonymous: bool = False
+    # The hub's URL: URL Pattern base, reserved namespace, 1.0 access token audience.
+    public_url: Annotated[str, Field(pattern=r"^https?://[^/?#\s]+/\S*$")] = "https://localhost/.well-known/mercure"
+    # More accepted ``aud`` values of 1.0 access tokens.
+    audiences: list[str] = []
+    # Accepted ``iss`` of 1.0 access tokens; empty: any (self-issued tokens, the hub's key).
+    issuers: list[str] = []
+    # False: refuse draft-07 tokens (without ``typ: at+jwt``).
+    accept_legacy_tokens: bool = True
+
+    @model_validator(mode="after")
+    def _publisher_key(self) -> MercureConfig:
+        key = self.publisher_jwt
+        if self.enabled and not (key.secret or key.public_key_file):
+            raise ValueError(
+                "enabled: true needs publisher_jwt.secret or publisher_jwt.public_key_file "
+                "(SSE_HUB_MERCURE__PUBLISHER_JWT__SECRET)"
+            )
+        return self
 
 
 class LogConfig(Section):
