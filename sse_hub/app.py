@@ -23,7 +23,7 @@ from sse_hub.keys import AUTH, CLIENT_ADDRESS, CORS, HUB, METRICS, SETTINGS
 from sse_hub.metrics import Metrics
 from sse_hub.middleware import json_errors
 from sse_hub.net import ClientAddress
-from sse_hub.routes import admin, publish, stream, tickets
+from sse_hub.routes import admin, mercure, publish, stream, tickets
 from sse_hub.stats import summary_for_broker
 
 STATIC = Path(__file__).parent / "static"
@@ -97,6 +97,10 @@ def routes(settings: Settings) -> list[Route]:
     ]
     if settings.demo_page:
         table.append(Route("GET", "/", _demo_page, spec.DEMO_PAGE))
+    if settings.mercure.enabled:
+        subscribe, publish_update = mercure.handlers(settings)
+        table.append(Route("GET", mercure.HUB_PATH, subscribe, mercure.SUBSCRIBE))
+        table.append(Route("POST", mercure.HUB_PATH, publish_update, mercure.PUBLISH))
     return table
 
 

@@ -11,6 +11,11 @@ Invariants:
    stream handler's ``finally`` (``Hub.release``).
 5. Every background task has an owner that cancels and awaits it (``start``/``stop``).
 6. Control flow never depends on the log level.
+7. Mercure subscribers are in the registry (limits, heartbeats, drain, stats) and in
+   ``self.mercure`` (their selectors and grant); a Mercure update goes only to the
+   subscribers ``MercureIndex.targets`` picks, and a plain message never reaches a
+   Mercure subscriber (global broadcasts skip them). Plain messages pay one attribute
+   test for this.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 
 from sse_hub import sse
 from sse_hub.broker import Broker, History
@@ -32,6 +38,12 @@ from sse_hub.errors import (
     TooManyConnectionsFromIp,
     UnknownClient,
 )
+from sse_hub.mercure import replay as mercure_replay
+from sse_hub.mercure.fanout import MercureIndex
+from sse_hub.mercure.grants import MercureGrant
+from sse_hub.mercure.ids import Cursor, CursorKind, response_cursor, resume_after
+from sse_hub.mercure.routing import FEED_CHANNEL
+from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message, parse_event_id
 from sse_hub.registry import Registry
 from sse_hub.subscriber import Flusher, Subscriber
@@ -79,6 +91,7 @@ class Hub:
         self.settings = settings
         self.broker = broker
         self.registry = Registry()
+        self.mercure: MercureIndex[Subscriber] = MercureIndex()
         self.counters = Counters(self.registry)
         self.instance_id = instance_id
         self.started_at = time.time()
@@ -211,7 +224,11 @@ class Hub:
 
     async def replay_page(self, subscriber: Subscriber, after_id: int) -> History:
         """The next page of a stream's replay: its channels' and global messages after
-        ``after_id``."""
+        ``after_id`` (a Mercure stream's: the updates of the feed it may see)."""
+        if subscriber in self.mercure:
+            return await mercure_replay.read_page(
+                self.broker, partial(self._mercure_accepts, subscriber), after_id, self.replay_page_size
+            )
         channels = (*subscriber.channels, GLOBAL_CHANNEL)
         return await self.broker.history(channels, after_id, limit=self.replay_page_size)
 
@@ -220,9 +237,47 @@ class Hub:
         data = json.dumps({"reason": reason, "last_event_id": last_event_id}, separators=(",", ":"))
         return sse.chunk(sse.encode_event(data, "reset"))
 
+    # -- Mercure subscribers ------------------------------------------------------------
+
+    def open_mercure(
+        self, subscription: SelectorSet, grant: MercureGrant | None, ip: str, user_agent: str
+    ) -> Subscriber:
+        """Register a Mercure subscriber (in the registry and the Mercure index)."""
+        subscriber = self.open((FEED_CHANNEL,), ip, user_agent)
+        self.mercure.add(subscriber, subscription, grant)
+        return subscriber
+
+    async def prepare_mercure_replay(
+        self, subscriber: Subscriber, cursor: Cursor | None
+    ) -> tuple[list[bytes], History, str | None]:
+        """The preamble, the first replay page and the cursor response header's value
+        (None: no cursor was sent). Attaches the feed first, as ``prepare_replay`` does."""
+        await self.broker.attach(subscriber.channels)
+        preamble = [sse.chunk(b"retry: %d\n\n" % self.settings.sse.retry_ms)]
+        if cursor is None:
+            return preamble, NO_REPLAY, None
+        self.counters.replays += 1
+        resolved = None
+        if cursor.kind is CursorKind.PUBLISHER:
+            resolved = await mercure_replay.resolve_publisher_id(self.broker, cursor.value)
+        start = cursor.sequence if cursor.kind is CursorKind.HUB else resolved
+        history = await self.replay_page(subscriber, start or 0)
+        after = resume_after(cursor, resolved, history.last_id)
+        if after is None and start:
+            history = await self.replay_page(subscriber, 0)  # unknown or from the future
+        if after is not None:
+            subscriber.resume_after(after)
+        header = response_cursor(cursor, after, expired=history.expired, history_empty=history.last_id == 0)
+        return preamble, history, header
+
+    def _mercure_accepts(self, subscriber: Subscriber, message: Message) -> bool:
+        meta = message.mercure
+        return meta is not None and self.mercure.accepts(subscriber, meta.topics, meta.private)
+
     def release(self, subscriber: Subscriber) -> None:
         """Forget a subscriber; called once, from the stream handler's ``finally``."""
         subscriber.close("disconnected")
+        self.mercure.remove(subscriber)
         if self.registry.get(subscriber.client_id) is subscriber:
             self.registry.remove(subscriber)
             self.counters.delivered_to_departed += subscriber.messages_sent
@@ -277,7 +332,11 @@ class Hub:
         observe = self.observe_fanout
         if observe is not None and message.published_at:
             observe(time.time() - message.published_at)
-        targets = self._targets(message)
+        mercure = message.mercure
+        if mercure is None:
+            targets = self._targets(message)
+        else:
+            targets = self.mercure.targets(mercure.topics, mercure.private)
         if not targets:
             return
         chunk = message.chunk
@@ -299,6 +358,8 @@ class Hub:
             return (subscriber,) if subscriber is not None else ()
         channels = message.channels
         if channels == (GLOBAL_CHANNEL,):
+            if self.mercure:  # Mercure streams speak Mercure only
+                return [subscriber for subscriber in registry.all() if subscriber not in self.mercure]
             return registry.all()
         if len(channels) == 1:
             return registry.on_channel(channels[0])

@@ -29,6 +29,7 @@ from operator import attrgetter
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +44,8 @@ from typing_extensions import TypeAliasType
 
 from sse_hub import sse
 from sse_hub.config import CHANNEL_PATTERN
+from sse_hub.mercure.routing import FEED_CHANNEL
+from sse_hub.mercure.update import MercureMeta, MercurePayload
 
 GLOBAL_CHANNEL = "*"
 MAX_CHANNELS_PER_MESSAGE = 100
@@ -54,8 +57,8 @@ ChannelName = TypeAliasType(
     "ChannelName",
     Annotated[str, StringConstraints(pattern=f"^{CHANNEL_PATTERN.pattern}$"), Field(examples=["stocks"])],
 )
-# Where a message goes: a channel, or ``*`` for every client.
-Target = Annotated[str, StringConstraints(pattern=rf"^(\*|{CHANNEL_PATTERN.pattern})$")]
+# Where a message goes: a channel, ``*`` for every client, or the Mercure feed.
+Target = Annotated[str, StringConstraints(pattern=rf"^(\*|{FEED_CHANNEL}|{CHANNEL_PATTERN.pattern})$")]
 EventName = TypeAliasType(
     "EventName",
     Annotated[
@@ -74,6 +77,15 @@ MessageId = Annotated[int, Field(ge=1)]
 Kick = Annotated[bool, Field(exclude_if=lambda kick: not kick)]
 # When the publish request was accepted (epoch seconds), for the fan-out latency metric.
 PublishedAt = float
+
+
+def _check_mercure(meta: MercureMeta) -> MercureMeta:
+    """A Mercure update's metadata from the broker, checked as the publish form is."""
+    return MercurePayload(topics=list(meta.topics), private=meta.private, event_id=meta.event_id).to_meta()
+
+
+# Set when the message is a Mercure update (sse_hub/mercure/update.py).
+Mercure = Annotated[MercureMeta, AfterValidator(_check_mercure)]
 
 
 def _check_utf8(value: str, what: str) -> str:
@@ -212,6 +224,7 @@ class Draft:
     exclude_client_id: ClientId | None = None
     kick: Kick = False
     published_at: PublishedAt = 0.0
+    mercure: Mercure | None = None
 
     def numbered(self, message_id: int) -> Message:
         return Message(*_draft_values(self), id=message_id)
@@ -243,7 +256,9 @@ class Message(Draft):
         return self._frame_bytes
 
     def _encode(self) -> bytes:
-        frame = sse.encode_event(self.data, self.event, str(self.id), self.retry_ms)
+        mercure = self.mercure
+        event_id = str(self.id) if mercure is None else mercure.sse_id(self.id)
+        frame = sse.encode_event(self.data, self.event, event_id, self.retry_ms)
         chunk = sse.chunk(frame)
         # The cache is the one thing set after __init__ (frozen: object.__setattr__).
         object.__setattr__(self, "_frame_bytes", len(frame))

@@ -48,6 +48,9 @@ class MercureIndex(Generic[S]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, subscriber: object) -> bool:
+        return subscriber in self._entries
+
     def add(self, subscriber: S, subscription: SelectorSet, grant: MercureGrant | None) -> None:
         if subscriber in self._entries:
             raise ValueError("this subscriber is already in the index")

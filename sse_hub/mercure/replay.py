@@ -1,0 +1,61 @@
+"""Reading the Mercure history for a resuming subscriber: the feed channel, filtered, paged.
+
+Every Mercure update is stored in one channel, ``routing.FEED_CHANNEL``, so the hub-wide
+cursor Mercure wants is the hub's own sequence read from that one history. A replay keeps
+only what the subscriber may see now (``accepts``: its selectors and its current token,
+so a private update is re-authorized in replay as 1.0 wants).
+
+Paging: ``read_page`` reads the feed a page at a time and returns the first page that
+kept something, or the last one; a page that kept nothing is skipped here, so the
+stream's replay cursor (the last id it queued) always moves forward.
+
+A publisher-supplied id used as a cursor is resolved by ``resolve_publisher_id``: the
+retained feed is scanned from its oldest update, the first update that used the id wins
+(1.0: "a duplicated id resolves to the earliest"). The scan reads every retained update
+in pages, at most ``history.size`` of them: a reconnection with a publisher id costs a
+read of the Mercure history, any instance answers it, and nothing else is stored.
+
+Invariants: every loop is bounded by the retained history (each page starts after the
+last id of the one before, ids only grow); nothing here writes to the broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sse_hub.broker import Broker, History
+from sse_hub.mercure.routing import FEED_CHANNEL
+from sse_hub.models import Message
+
+FEED = (FEED_CHANNEL,)
+SCAN_PAGE = 1000
+
+
+async def read_page(broker: Broker, accepts: Callable[[Message], bool], after_id: int, limit: int) -> History:
+    """The next retained updates after ``after_id`` that ``accepts`` keeps (see above)."""
+    cursor = after_id
+    while True:
+        page = await broker.history(FEED, cursor, limit=limit)
+        kept = [message for message in page.messages if message.mercure is not None and accepts(message)]
+        if kept or page.complete or not page.messages:
+            return History(
+                messages=kept,
+                expired=page.evicted_through > after_id,
+                last_id=page.last_id,
+                complete=page.complete,
+                evicted_through=page.evicted_through,
+            )
+        cursor = page.messages[-1].id
+
+
+async def resolve_publisher_id(broker: Broker, event_id: str) -> int | None:
+    """The sequence of the earliest retained update published with ``event_id``."""
+    cursor = 0
+    while True:
+        page = await broker.history(FEED, cursor, limit=SCAN_PAGE)
+        for message in page.messages:
+            if message.mercure is not None and message.mercure.event_id == event_id:
+                return message.id
+        if page.complete or not page.messages:
+            return None
+        cursor = page.messages[-1].id

@@ -1,0 +1,220 @@
+"""``GET`` and ``POST /.well-known/mercure``: the Mercure protocol (draft-07 and 1.0).
+
+Thin: every rule lives in ``sse_hub.mercure`` (query, form, tokens, grants, ids) and in
+the hub (``open_mercure``, ``prepare_mercure_replay``, the Mercure fan-out). The routes
+exist only when ``mercure.enabled`` (``routes``), each bound to one ``MercureAuthorizer``
+built from the settings.
+
+Subscribe: query -> token (header, then the ``authorization`` query parameter for
+draft-07, then the cookies) -> grant (anonymous, 401) -> capacity -> registered and the
+feed attached -> replay read and the cursor response header known -> headers -> the
+stream, handed over as the channels' streams are (``stream_protocol``); the token's
+``exp`` closes it. Publish: form media type (415) -> body within
+``limits.max_message_bytes`` (413) -> form (400) -> token must grant every topic
+(401/403) -> one hub message on the feed channel -> ``200 text/plain`` with its id.
+
+Invariants: the subscriber is registered (live messages held) before the replay is read
+and before the response headers go out, so an update published once the client saw the
+headers is delivered; a subscriber that was opened is released exactly once (here when
+the stream ends before its handover, else by the stream protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import HttpVersion11, web
+from aiohttp.typedefs import Handler
+
+from sse_hub.api_spec import JsonObject, Operation, ref
+from sse_hub.config import Settings
+from sse_hub.errors import (
+    BrokerUnavailable,
+    HttpVersionNotSupported,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from sse_hub.hub import Hub
+from sse_hub.keys import CLIENT_ADDRESS, HUB, SETTINGS
+from sse_hub.mercure.auth import AccessTokenPolicy, JwtKey, MercureAuthorizer
+from sse_hub.mercure.protocol import HUB_PATH, Protocol
+from sse_hub.mercure.publish_form import parse_publish_form
+from sse_hub.mercure.routing import FEED_CHANNEL
+from sse_hub.mercure.subscribe_query import SubscribeRequest, parse_subscribe_query
+from sse_hub.mercure.tokens import select_token
+from sse_hub.models import Draft
+from sse_hub.routes.stream import SSE_HEADERS, bound_kernel_buffer, feed_replay, retry_later
+from sse_hub.stream_protocol import hand_over
+from sse_hub.subscriber import Subscriber
+
+FORM = "application/x-www-form-urlencoded"
+MERCURE_SSE_HEADERS = {
+    **SSE_HEADERS,
+    # As the reference hub: no cache, shared or private, keeps a stream.
+    "Cache-Control": "private, no-cache, no-store, must-revalidate, max-age=0, no-transform",
+    "Access-Control-Expose-Headers": "Last-Event-ID, Mercure-Last-Event-ID",
+}
+TEXT: JsonObject = {"type": "string"}
+SUBSCRIBE = Operation(
+    "subscribe",
+    "Mercure: subscribe to topics (docs/mercure.md)",
+    TEXT,
+    media="text/event-stream",
+    errors={400: "Bad selectors or cursor.", 401: "A token is needed, or the token is not valid."},
+    error_body=ref("ErrorBody"),
+)
+PUBLISH = Operation(
+    "publish",
+    "Mercure: publish an update (form-encoded; docs/mercure.md)",
+    TEXT,
+    media="text/plain",
+    errors={
+        400: "Bad form fields.",
+        401: "No token, or the token is not valid.",
+        403: "The token does not grant every topic.",
+        413: "The body is over `limits.max_message_bytes`, or too many fields.",
+        415: "The body is not `application/x-www-form-urlencoded`.",
+    },
+)
+
+
+def authorizer(settings: Settings) -> MercureAuthorizer:
+    config = settings.mercure
+    publisher_key = JwtKey.from_config(config.publisher_jwt)
+    if publisher_key is None:  # config.MercureConfig refuses this at load time
+        raise ValueError("mercure.enabled needs mercure.publisher_jwt")
+    subscriber_key = JwtKey.from_config(config.subscriber_jwt) if config.subscriber_jwt else None
+    return MercureAuthorizer(
+        publisher_key=publisher_key,
+        subscriber_key=subscriber_key,
+        policy=AccessTokenPolicy(frozenset({config.public_url, *config.audiences}), frozenset(config.issuers)),
+        base_url=config.public_url,
+        anonymous=config.anonymous,
+        accept_legacy_tokens=config.accept_legacy_tokens,
+    )
+
+
+def handlers(settings: Settings) -> tuple[Handler, Handler]:
+    """The subscribe and publish handlers, bound to one authorizer."""
+    auth = authorizer(settings)
+
+    async def subscribe_handler(request: web.Request) -> web.StreamResponse:
+        return await subscribe(request, auth)
+
+    async def publish_handler(request: web.Request) -> web.Response:
+        return await publish(request, auth)
+
+    return subscribe_handler, publish_handler
+
+
+async def subscribe(request: web.Request, auth: MercureAuthorizer) -> web.StreamResponse:
+    hub_url = request.app[SETTINGS].mercure.public_url
+    query = parse_subscribe_query(request.query.items(), request.headers.get("Last-Event-ID"), hub_url)
+    if request.version < HttpVersion11:
+        raise HttpVersionNotSupported("SSE streams need HTTP/1.1 (nginx: proxy_http_version 1.1)")
+    token = select_token(
+        request.headers.get("Authorization"),
+        query.query_token,
+        request.cookies,
+        allow_query=query.protocol is Protocol.DRAFT_07,
+    )
+    grant = auth.authorize_subscriber(token)
+    hub = request.app[HUB]
+    ip = request.app[CLIENT_ADDRESS].resolve(
+        request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
+    )
+    hub.check_capacity(ip)
+    if request.method == "HEAD":
+        head = web.StreamResponse(headers=MERCURE_SSE_HEADERS)
+        await head.prepare(request)
+        return head
+    subscriber = hub.open_mercure(query.subscription, grant, ip, request.headers.get("User-Agent", "")[:256])
+    expiry = None
+    if grant is not None and grant.expires_at is not None:
+        delay = max(0.0, grant.expires_at - time.time())
+        expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, "token_expired")
+    handed_over = False
+    try:
+        response, handed_over = await serve(request, hub, subscriber, query, expiry)
+        return response
+    finally:
+        if not handed_over:
+            if expiry is not None:
+                expiry.cancel()
+            hub.release(subscriber)
+
+
+async def serve(
+    request: web.Request,
+    hub: Hub,
+    subscriber: Subscriber,
+    query: SubscribeRequest,
+    expiry: asyncio.TimerHandle | None,
+) -> tuple[web.StreamResponse, bool]:
+    """As ``routes.stream.serve``, with Mercure's replay and cursor response header."""
+    settings = request.app[SETTINGS]
+    try:
+        preamble, replay, cursor_header = await hub.prepare_mercure_replay(subscriber, query.cursor)
+    except BrokerUnavailable:
+        return await retry_later(request, settings.sse.retry_ms), False
+    headers = dict(MERCURE_SSE_HEADERS)
+    if cursor_header is not None:
+        headers[query.cursor_response_header] = cursor_header
+    response = web.StreamResponse(headers=headers)
+    response.enable_chunked_encoding()
+    response.force_close()
+    await response.prepare(request)
+    transport = request.transport
+    if transport is None:
+        return response, False
+    bound_kernel_buffer(transport, settings.limits.client_buffer_bytes)
+    subscriber.go_live(transport, preamble, replay.messages, replay.complete)
+    told_through = replay.evicted_through
+    del preamble, replay
+    if subscriber.replaying:
+        await feed_replay(hub, subscriber, request.writer, told_through)
+    if subscriber.close_reason is None and hand_over(request, hub, subscriber, expiry):
+        return response, True
+    await subscriber.wait_closed()
+    return response, False
+
+
+async def publish(request: web.Request, auth: MercureAuthorizer) -> web.Response:
+    settings = request.app[SETTINGS]
+    if request.content_type != FORM:
+        raise UnsupportedMediaType(f"send Content-Type: {FORM}", {"content_type": request.content_type})
+    body = await read_body(request, settings.limits.max_message_bytes, settings.server.request_header_timeout)
+    form = parse_publish_form(body, settings.mercure.public_url)
+    token = select_token(request.headers.get("Authorization"), None, request.cookies, allow_query=False)
+    auth.authorize_publish(token, form.topics)
+    meta = form.meta()
+    draft = Draft(
+        event=form.event_type or "message",
+        data=form.data,
+        channels=(FEED_CHANNEL,),
+        retry_ms=form.retry_ms,
+        published_at=time.time(),
+        mercure=meta,
+    )
+    [message] = await request.app[HUB].publish([draft])
+    return web.Response(text=meta.sse_id(message.id), content_type="text/plain", charset="utf-8")
+
+
+async def read_body(request: web.Request, max_bytes: int, seconds: float) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(seconds):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    except TimeoutError as exc:
+        raise RequestTimeout("the request body did not arrive in time") from exc
+    return bytes(body)
+
+
+__all__ = ["HUB_PATH", "PUBLISH", "SUBSCRIBE", "handlers"]
