@@ -79,9 +79,9 @@ def serve(settings: Settings, workers: int = 1) -> int:
         print("sse-hub: --workers must be at least 1", file=sys.stderr)
         return EXIT_CONFIG
     if workers > 1:
-        if settings.broker.backend != "redis":
+        if settings.broker.backend == "memory":
             print(
-                "sse-hub: --workers > 1 needs the Redis broker (broker.backend: redis, "
+                "sse-hub: --workers > 1 needs the Redis broker (broker.backend: redis or redis-cluster, "
                 "or SSE_HUB_BROKER__BACKEND=redis): each worker is a separate hub instance",
                 file=sys.stderr,
             )

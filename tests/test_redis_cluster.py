@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.crc import key_slot
@@ -20,7 +21,17 @@ from sse_hub.broker.redis.scripts import PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
 from sse_hub.broker.redis_cluster import RedisClusterBroker, slot_owner
 from sse_hub.keys import HUB
 from sse_hub.models import GLOBAL_CHANNEL
-from tests.conftest import HubClientFactory, client_id_of, eventually, make_settings, open_stream, publish, wait_until
+from tests.conftest import (
+    HubClientFactory,
+    HubProcess,
+    broadcast,
+    client_id_of,
+    eventually,
+    make_settings,
+    open_stream,
+    publish,
+    wait_until,
+)
 from tests.redis_cluster import Cluster, ClusterNode, redis_cluster, running_cluster  # noqa: F401  # the fixture
 from tests.sse_client import Event, EventStream
 
@@ -303,3 +314,31 @@ async def test_the_topology_watch_reconnects_when_the_slot_owner_is_not_the_one_
     broker._recheck.set()  # what a failed publish does; else the next periodic check
     await wait_until(lambda: broker.reconnects == 1 and broker.owner == actual, timeout=10)
     await publish(a, {"channel": "news", "data": "after"})
+
+
+# -- the real command -------------------------------------------------------------------
+
+
+async def test_sse_hub_workers_run_on_a_cluster_configured_by_environment(
+    hub_process: Callable[..., HubProcess],
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    env = {
+        "SSE_HUB_BROKER__BACKEND": "redis-cluster",
+        "SSE_HUB_BROKER__REDIS_URL": redis_cluster.url,
+        "SSE_HUB_BROKER__PREFIX": prefix,
+    }
+    hub = hub_process(env=env, args=["--workers", "2"])
+    async with aiohttp.ClientSession() as session:
+
+        async def both_workers_announced() -> bool:
+            async with session.get(f"{hub.url}/stats?scope=cluster") as response:
+                return response.status == 200 and len((await response.json())["instances"]) == 2
+
+        await eventually(both_workers_announced, timeout=15)
+        async with session.get(f"{hub.url}/readyz") as response:
+            assert response.status == 200
+        receipt = await broadcast(session, hub.url, {"channel": "news", "data": "from a process"})
+        assert int(receipt["id"]) >= 1
+    assert "broker=redis-cluster" in hub.log()
