@@ -249,3 +249,27 @@ async def test_the_endpoint_exists_only_when_enabled(aiohttp_client: Any) -> Non
 def test_enabled_needs_a_publisher_key() -> None:
     with pytest.raises(ConfigError, match="publisher_jwt"):
         load_settings(environ={"SSE_HUB_MERCURE__ENABLED": "true"})
+
+
+async def test_a_hostile_template_subscription_does_not_stall_the_hub(hubs: Hubs) -> None:
+    """Twenty adjacent expressions and a long topic that fails at its end: a backtracking
+    engine would hold the event loop (dispatch is synchronous) far past the test timeout;
+    on RE2 the marker published next arrives."""
+    template = "https://example.com/" + "".join(f"{{v{i}}}" for i in range(20)) + "/end"
+    async with hubs.subscribe([("topic", template)]) as (stream, _):
+        await hubs.publish(["https://example.com/" + "a," * 1000 + "!end"], "hostile")
+        await hubs.publish(["https://example.com/x/end"], "marker")
+        assert (await stream.next()).data == "marker"
+
+
+async def test_cors_allows_credentials_only_for_listed_origins(aiohttp_client: Any) -> None:
+    origin = "https://app.example.com"
+    listed = await aiohttp_client(create_app(make_settings(mercure=MERCURE, server={"cors_origins": [origin]})))
+    async with Hubs(listed, listed).subscribe([("topic", "a")], {"Origin": origin}) as (_, response):
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+        assert response.headers["Access-Control-Allow-Credentials"] == "true"
+        assert "Mercure-Last-Event-ID" in response.headers["Access-Control-Expose-Headers"]
+    anyone = await aiohttp_client(create_app(make_settings(mercure=MERCURE, server={"cors_origins": ["*"]})))
+    async with Hubs(anyone, anyone).subscribe([("topic", "a")], {"Origin": origin}) as (_, response):
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Access-Control-Allow-Credentials" not in response.headers
