@@ -33,5 +33,8 @@ SUB_PATH=/events/bench
 PUB_PATH=/broadcast
 PUB_CT=application/json
 PUB_BODY='{"channels":["bench"],"event":"tick","data":{"t":{{T}},"seq":{{SEQ}},"pad":"{{PAD}}"}}'
+SUB_PATH_S5='/events/{{CH}}'
+PUB_PATH_S5=/broadcast
+PUB_BODY_S5='{"channels":["{{CH}}"],"event":"tick","data":{"t":{{T}},"seq":{{SEQ}},"pad":"{{PAD}}"}}'
 EOF
 }
