@@ -273,3 +273,11 @@ async def test_cors_allows_credentials_only_for_listed_origins(aiohttp_client: A
     async with Hubs(anyone, anyone).subscribe([("topic", "a")], {"Origin": origin}) as (_, response):
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+async def test_openapi_lists_the_endpoint_when_enabled(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(make_settings(mercure=MERCURE)))
+    document = await (await client.get("/openapi.json")).json()
+    operations = document["paths"][HUB]
+    assert set(operations) == {"get", "post"}
+    assert "topic" in {parameter["name"] for parameter in operations["get"]["parameters"]}

@@ -57,11 +57,27 @@ MERCURE_SSE_HEADERS = {
     "Access-Control-Expose-Headers": "Last-Event-ID, Mercure-Last-Event-ID",
 }
 TEXT: JsonObject = {"type": "string"}
+
+
+def _parameter(name: str, where: str, description: str) -> JsonObject:
+    return {"name": name, "in": where, "description": description, "schema": TEXT}
+
+
+SUBSCRIBE_PARAMETERS = (
+    _parameter("topic", "query", "draft-07 selector (repeatable): `*`, an exact topic or an RFC 6570 URI template."),
+    _parameter("match", "query", "1.0 exact selector (repeatable), or `*`."),
+    _parameter("match_urlpattern", "query", "1.0 WHATWG URL Pattern selector (repeatable)."),
+    _parameter("Last-Event-ID", "header", "Resume after this id (wins over the query forms); `earliest`: all."),
+    _parameter("lastEventID", "query", "draft-07 form of the cursor."),
+    _parameter("last_event_id", "query", "1.0 form of the cursor."),
+    _parameter("authorization", "query", "draft-07 only: the subscriber's JWT."),
+)
 SUBSCRIBE = Operation(
     "subscribe",
     "Mercure: subscribe to topics (docs/mercure.md)",
     TEXT,
     media="text/event-stream",
+    parameters=SUBSCRIBE_PARAMETERS,
     errors={400: "Bad selectors or cursor.", 401: "A token is needed, or the token is not valid."},
     error_body=ref("ErrorBody"),
 )
