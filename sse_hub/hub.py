@@ -41,7 +41,7 @@ from sse_hub.errors import (
 from sse_hub.mercure import replay as mercure_replay
 from sse_hub.mercure.fanout import MercureIndex
 from sse_hub.mercure.grants import MercureGrant
-from sse_hub.mercure.ids import Cursor, CursorKind, response_cursor, resume_after
+from sse_hub.mercure.ids import Cursor
 from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message, parse_event_id
@@ -257,17 +257,9 @@ class Hub:
         if cursor is None:
             return preamble, NO_REPLAY, None
         self.counters.replays += 1
-        resolved = None
-        if cursor.kind is CursorKind.PUBLISHER:
-            resolved = await mercure_replay.resolve_publisher_id(self.broker, cursor.value)
-        start = cursor.sequence if cursor.kind is CursorKind.HUB else resolved
-        history = await self.replay_page(subscriber, start or 0)
-        after = resume_after(cursor, resolved, history.last_id)
-        if after is None and start:
-            history = await self.replay_page(subscriber, 0)  # unknown or from the future
+        history, after, header = await mercure_replay.start(self.broker, cursor, partial(self.replay_page, subscriber))
         if after is not None:
             subscriber.resume_after(after)
-        header = response_cursor(cursor, after, expired=history.expired, history_empty=history.last_id == 0)
         return preamble, history, header
 
     def _mercure_accepts(self, subscriber: Subscriber, message: Message) -> bool:

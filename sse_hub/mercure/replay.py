@@ -21,14 +21,33 @@ last id of the one before, ids only grow); nothing here writes to the broker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sse_hub.broker import Broker, History
+from sse_hub.mercure.ids import Cursor, CursorKind, response_cursor, resume_after
 from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.models import Message
 
 FEED = (FEED_CHANNEL,)
 SCAN_PAGE = 1000
+
+
+async def start(
+    broker: Broker, cursor: Cursor, read: Callable[[int], Awaitable[History]]
+) -> tuple[History, int | None, str]:
+    """Where a resuming subscriber's replay starts: its first page (``read``: the
+    subscriber's ``read_page``), the sequence it continues after (None: from the oldest
+    retained update) and the cursor response header's value (``ids.response_cursor``)."""
+    resolved = None
+    if cursor.kind is CursorKind.PUBLISHER:
+        resolved = await resolve_publisher_id(broker, cursor.value)
+    begin = cursor.sequence if cursor.kind is CursorKind.HUB else resolved
+    history = await read(begin or 0)
+    after = resume_after(cursor, resolved, history.last_id)
+    if after is None and begin:
+        history = await read(0)  # an unknown id, or one from the future
+    header = response_cursor(cursor, after, expired=history.expired, history_empty=history.last_id == 0)
+    return history, after, header
 
 
 async def read_page(broker: Broker, accepts: Callable[[Message], bool], after_id: int, limit: int) -> History:
