@@ -93,16 +93,26 @@ class Hubs:
             response.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def hubs(request: pytest.FixtureRequest, aiohttp_client: Any) -> Hubs:
+async def start_hubs(request: pytest.FixtureRequest, aiohttp_client: Any, **sections: Any) -> Hubs:
     if request.param == "memory":
-        client = await aiohttp_client(create_app(make_settings(mercure=MERCURE)))
+        client = await aiohttp_client(create_app(make_settings(mercure=MERCURE, **sections)))
         return Hubs(client, client)
     redis_url = request.getfixturevalue("redis_server")
     broker = {"backend": "redis", "redis_url": redis_url, "prefix": f"mercure-{secrets.token_hex(4)}"}
-    a = await aiohttp_client(create_app(make_settings(mercure=MERCURE, broker=broker), "a"))
-    b = await aiohttp_client(create_app(make_settings(mercure=MERCURE, broker=broker), "b"))
+    a = await aiohttp_client(create_app(make_settings(mercure=MERCURE, broker=broker, **sections), "a"))
+    b = await aiohttp_client(create_app(make_settings(mercure=MERCURE, broker=broker, **sections), "b"))
     return Hubs(a, b)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def hubs(request: pytest.FixtureRequest, aiohttp_client: Any) -> Hubs:
+    return await start_hubs(request, aiohttp_client)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def paged_hubs(request: pytest.FixtureRequest, aiohttp_client: Any) -> Hubs:
+    """Replays read two updates a page (client_buffer_bytes // max_message_bytes)."""
+    return await start_hubs(request, aiohttp_client, limits={"max_message_bytes": 4096, "client_buffer_bytes": 8192})
 
 
 async def test_draft07_templates_and_exact_topics_deliver_once_with_hub_ids(hubs: Hubs) -> None:
@@ -281,3 +291,15 @@ async def test_openapi_lists_the_endpoint_when_enabled(aiohttp_client: Any) -> N
     operations = document["paths"][HUB]
     assert set(operations) == {"get", "post"}
     assert "topic" in {parameter["name"] for parameter in operations["get"]["parameters"]}
+
+
+async def test_a_paged_replay_skips_pages_the_subscriber_may_not_see(paged_hubs: Hubs) -> None:
+    topic = f"{BOOKS}/1"
+    first = await paged_hubs.publish([topic], "0")
+    for index in range(1, 8):  # pages of two: the second and third hold only private updates
+        await paged_hubs.publish([topic], str(index), **({"private": "on"} if 1 <= index <= 4 else {}))
+    async with paged_hubs.subscribe([("topic", topic), ("lastEventID", first)]) as (stream, response):
+        assert response.headers["Last-Event-ID"] == first
+        assert [event.data for event in await stream.take(3)] == ["5", "6", "7"]
+        await paged_hubs.publish([topic], "live")
+        assert (await stream.next()).data == "live"
