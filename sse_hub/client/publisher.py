@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import NotRequired, Self, TypeAlias, TypedDict, cast
+from typing import NotRequired, TypeAlias, TypedDict, cast
 
 import aiohttp
 
 from sse_hub.client.errors import PublishError, body_of, connection_error, hub_url
+from sse_hub.client.resource import AsyncResource
 
 JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 
@@ -68,7 +68,7 @@ class Publication:
         return body
 
 
-class Publisher:
+class Publisher(AsyncResource):
     """Publishes to one hub over ``POST /broadcast``. Use ``async with`` (or ``aclose()``).
 
     ``timeout`` bounds each request (connect, send and the answer). Pass ``session`` to
@@ -92,14 +92,6 @@ class Publisher:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:

@@ -26,12 +26,12 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, Sequence
-from types import TracebackType
 from typing import Self
 
 import aiohttp
 
 from sse_hub.client.errors import SubscribeError, body_of, describe_error, hub_url
+from sse_hub.client.resource import AsyncResource
 from sse_hub.client.sse_parser import Event, SseParser
 
 # `sse-hub tail` shows this logger's reconnection lines: client.cli configures its parent,
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class Subscription:
+class Subscription(AsyncResource):
     """An async iterator of the events of some channels that reconnects by itself.
 
     ``client_id`` is the hub's id for the current connection (from its ``connected``
@@ -93,14 +93,6 @@ class Subscription:
 
     async def __anext__(self) -> Event:
         return await self._events.__anext__()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection (and the session, if the subscription made it)."""
