@@ -7,8 +7,9 @@ Invariants:
    (``Message.chunk``: SSE frame and HTTP chunk framing) and hands the same bytes to
    every subscriber.
 3. Every per-subscriber buffer is bounded; overflow closes that subscriber as ``slow``.
-4. A subscriber is registered before its response headers go out and removed in the
-   stream handler's ``finally`` (``Hub.release``).
+4. A subscriber is registered before its response headers go out and released once
+   (``Hub.release``): by the stream handler's ``finally`` when the stream ends before it
+   is live, else by the ``StreamProtocol`` that holds its connection, when it closes.
 5. Every background task has an owner that cancels and awaits it (``start``/``stop``).
 6. Control flow never depends on the log level.
 7. Mercure subscribers are in the registry (limits, heartbeats, drain, stats) and in
@@ -38,6 +39,7 @@ from sse_hub.errors import (
     TooManyConnectionsFromIp,
     UnknownClient,
 )
+from sse_hub.flusher import Flusher
 from sse_hub.mercure import replay as mercure_replay
 from sse_hub.mercure.fanout import MercureIndex
 from sse_hub.mercure.grants import MercureGrant
@@ -46,7 +48,7 @@ from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message, parse_event_id
 from sse_hub.registry import Registry
-from sse_hub.subscriber import Flusher, Subscriber
+from sse_hub.subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +269,7 @@ class Hub:
         return meta is not None and self.mercure.accepts(subscriber, meta.topics, meta.private)
 
     def release(self, subscriber: Subscriber) -> None:
-        """Forget a subscriber; called once, from the stream handler's ``finally``."""
+        """Forget a subscriber; called once per subscriber (invariant 4)."""
         subscriber.close("disconnected")
         self.mercure.remove(subscriber)
         if self.registry.get(subscriber.client_id) is subscriber:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from sse_hub import sse
+from sse_hub.flusher import Flusher
 from sse_hub.models import Message
 
 HEARTBEAT_CHUNK = sse.chunk(sse.HEARTBEAT)
@@ -57,43 +58,6 @@ class Transport(Protocol):
     def abort(self) -> None: ...
     def get_write_buffer_size(self) -> int: ...
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
-
-
-# Sockets written per loop iteration. A message to 10,000 subscribers is 10,000 writes
-# (~100 ms of one core); writing them in rounds lets the loop read the next publishes in
-# between, and whatever they add to a subscriber still waiting joins its outbox, so one
-# write carries several messages (bench: S4 p99 about halved; docs/performance.md).
-MAX_WRITES_PER_ROUND = 1000
-
-
-class Flusher:
-    """Writes every dirty subscriber's outbox once, in rounds of at most
-    ``MAX_WRITES_PER_ROUND`` sockets per loop iteration, oldest first."""
-
-    __slots__ = ("_dirty", "_scheduled")
-
-    def __init__(self) -> None:
-        self._dirty: list[Subscriber] = []
-        self._scheduled = False
-
-    def mark(self, subscriber: Subscriber) -> None:
-        self._dirty.append(subscriber)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        dirty = self._dirty
-        if len(dirty) > MAX_WRITES_PER_ROUND:
-            batch = dirty[:MAX_WRITES_PER_ROUND]
-            del dirty[:MAX_WRITES_PER_ROUND]
-            asyncio.get_running_loop().call_soon(self.flush)  # still scheduled: the rest next iteration
-        else:
-            batch, self._dirty = dirty, []
-            self._scheduled = False
-        now = time.time()
-        for subscriber in batch:
-            subscriber.flush(now)
 
 
 class Subscriber:

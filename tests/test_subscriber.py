@@ -13,8 +13,9 @@ import asyncio
 import pytest
 
 from sse_hub import sse
+from sse_hub.flusher import MAX_WRITES_PER_ROUND, Flusher
 from sse_hub.models import Draft, Message
-from sse_hub.subscriber import MAX_WRITES_PER_ROUND, REPLAY_WINDOW_BYTES, Flusher, Subscriber
+from sse_hub.subscriber import REPLAY_WINDOW_BYTES, Subscriber
 from tests.sse_client import parse
 
 PREAMBLE = sse.chunk(b"retry: 3000\n" + sse.encode_event('{"client_id":"c_test","channels":["a"]}', "connected"))
