@@ -34,6 +34,7 @@ from functools import partial
 from sse_hub import sse
 from sse_hub.broker import Broker, History
 from sse_hub.config import Settings
+from sse_hub.counters import Counters
 from sse_hub.errors import (
     TooManyConnections,
     TooManyConnectionsFromIp,
@@ -53,39 +54,6 @@ from sse_hub.subscriber import Subscriber
 logger = logging.getLogger(__name__)
 
 NO_REPLAY = History(messages=(), expired=False, last_id=0)
-
-
-class Counters:
-    """Hub-wide counters, kept per message or per connection, never per delivery.
-
-    ``messages_delivered`` is the sum of every client's ``messages_sent``, open or gone
-    (live and replayed messages alike), so the hub-wide and per-client figures agree.
-    """
-
-    __slots__ = (
-        "_registry",
-        "connects",
-        "delivered_to_departed",
-        "disconnects",
-        "messages_published",
-        "replays",
-        "resets",
-        "slow_disconnects",
-    )
-
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-        self.connects = 0
-        self.disconnects: dict[str, int] = {}  # by close reason: disconnected, slow, kicked, shutdown
-        self.messages_published = 0
-        self.delivered_to_departed = 0
-        self.slow_disconnects = 0
-        self.replays = 0
-        self.resets = 0
-
-    @property
-    def messages_delivered(self) -> int:
-        return self.delivered_to_departed + sum(subscriber.messages_sent for subscriber in self._registry.all())
 
 
 class Hub:
