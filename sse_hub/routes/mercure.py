@@ -30,24 +30,20 @@ from aiohttp.typedefs import Handler
 from sse_hub.api_spec import JsonObject, Operation, ref
 from sse_hub.config import Settings
 from sse_hub.errors import (
-    BrokerUnavailable,
     HttpVersionNotSupported,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
 )
-from sse_hub.hub import Hub
 from sse_hub.keys import CLIENT_ADDRESS, HUB, SETTINGS
 from sse_hub.mercure.auth import AccessTokenPolicy, JwtKey, MercureAuthorizer
 from sse_hub.mercure.protocol import HUB_PATH, Protocol
 from sse_hub.mercure.publish_form import parse_publish_form
 from sse_hub.mercure.routing import FEED_CHANNEL
-from sse_hub.mercure.subscribe_query import SubscribeRequest, parse_subscribe_query
+from sse_hub.mercure.subscribe_query import parse_subscribe_query
 from sse_hub.mercure.tokens import select_token
 from sse_hub.models import Draft
-from sse_hub.routes.stream import SSE_HEADERS, bound_kernel_buffer, feed_replay, retry_later
-from sse_hub.stream_protocol import hand_over
-from sse_hub.subscriber import Subscriber
+from sse_hub.routes.stream import SSE_HEADERS, Opening, run_stream
 
 FORM = "application/x-www-form-urlencoded"
 MERCURE_SSE_HEADERS = {
@@ -147,54 +143,15 @@ async def subscribe(request: web.Request, auth: MercureAuthorizer) -> web.Stream
         await head.prepare(request)
         return head
     subscriber = hub.open_mercure(query.subscription, grant, ip, request.headers.get("User-Agent", "")[:256])
-    expiry = None
-    if grant is not None and grant.expires_at is not None:
-        delay = max(0.0, grant.expires_at - time.time())
-        expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, "token_expired")
-    handed_over = False
-    try:
-        response, handed_over = await serve(request, hub, subscriber, query, expiry)
-        return response
-    finally:
-        if not handed_over:
-            if expiry is not None:
-                expiry.cancel()
-            hub.release(subscriber)
 
-
-async def serve(
-    request: web.Request,
-    hub: Hub,
-    subscriber: Subscriber,
-    query: SubscribeRequest,
-    expiry: asyncio.TimerHandle | None,
-) -> tuple[web.StreamResponse, bool]:
-    """As ``routes.stream.serve``, with Mercure's replay and cursor response header."""
-    settings = request.app[SETTINGS]
-    try:
+    async def start() -> Opening:
         preamble, replay, cursor_header = await hub.prepare_mercure_replay(subscriber, query.cursor)
-    except BrokerUnavailable:
-        return await retry_later(request, settings.sse.retry_ms), False
-    headers = dict(MERCURE_SSE_HEADERS)
-    if cursor_header is not None:
-        headers[query.cursor_response_header] = cursor_header
-    response = web.StreamResponse(headers=headers)
-    response.enable_chunked_encoding()
-    response.force_close()
-    await response.prepare(request)
-    transport = request.transport
-    if transport is None:
-        return response, False
-    bound_kernel_buffer(transport, settings.limits.client_buffer_bytes)
-    subscriber.go_live(transport, preamble, replay.messages, replay.complete)
-    told_through = replay.evicted_through
-    del preamble, replay
-    if subscriber.replaying:
-        await feed_replay(hub, subscriber, request.writer, told_through)
-    if subscriber.close_reason is None and hand_over(request, hub, subscriber, expiry):
-        return response, True
-    await subscriber.wait_closed()
-    return response, False
+        headers = dict(MERCURE_SSE_HEADERS)
+        if cursor_header is not None:
+            headers[query.cursor_response_header] = cursor_header
+        return Opening(preamble, replay, headers)
+
+    return await run_stream(request, hub, subscriber, grant.expires_at if grant is not None else None, start)
 
 
 async def publish(request: web.Request, auth: MercureAuthorizer) -> web.Response:

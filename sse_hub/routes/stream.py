@@ -7,6 +7,8 @@ import contextlib
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
@@ -14,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from sse_hub.auth import OPEN_GRANT, TOKEN_COOKIE, Grant, bearer_token
 from sse_hub.auth import check_channels as check_grant
+from sse_hub.broker import History
 from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupported, InvalidChannel, Unauthorized
 from sse_hub.hub import Hub
 from sse_hub.keys import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
@@ -104,14 +107,41 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         return head
     grant = await authorize(request, channels)
     subscriber = hub.open(channels, ip, request.headers.get("User-Agent", "")[:256])
+
+    async def start() -> Opening:
+        preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
+        return Opening(preamble, replay, SSE_HEADERS)
+
+    return await run_stream(request, hub, subscriber, grant.expires_at, start)
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a stream starts with: its preamble, the first page of its replay, its headers."""
+
+    preamble: list[bytes]
+    replay: History
+    headers: Mapping[str, str]
+
+
+async def run_stream(
+    request: web.Request,
+    hub: Hub,
+    subscriber: Subscriber,
+    expires_at: float | None,
+    start: Callable[[], Awaitable[Opening]],
+) -> web.StreamResponse:
+    """Serve a registered subscriber's stream to its end, or until it is handed over, and
+    release it if it was not; the stream closes when its token expires (``expires_at``),
+    and the client reconnects with a fresh one. ``start`` reads what the stream starts
+    with (a ``BrokerUnavailable`` from it answers "retry later")."""
     expiry = None
-    if grant.expires_at is not None:
-        # The stream ends when its token does; the client reconnects with a fresh one.
-        delay = max(0.0, grant.expires_at - time.time())
+    if expires_at is not None:
+        delay = max(0.0, expires_at - time.time())
         expiry = asyncio.get_running_loop().call_later(delay, subscriber.close, "token_expired")
     handed_over = False
     try:
-        response, handed_over = await serve(request, hub, subscriber, expiry)
+        response, handed_over = await serve(request, hub, subscriber, start, expiry)
         return response
     finally:
         if not handed_over:
@@ -121,17 +151,23 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
 
 
 async def serve(
-    request: web.Request, hub: Hub, subscriber: Subscriber, expiry: asyncio.TimerHandle | None
+    request: web.Request,
+    hub: Hub,
+    subscriber: Subscriber,
+    start: Callable[[], Awaitable[Opening]],
+    expiry: asyncio.TimerHandle | None,
 ) -> tuple[web.StreamResponse, bool]:
     """Write the stream's head, preamble and replay, then hand the live stream over to a
     protocol of ours (True: from then on it owns the connection, the expiry timer and the
     release, and aiohttp frees its request: sse_hub/stream_protocol.py). False: the
     stream ended first, here (the caller releases it; aiohttp writes its last chunk)."""
     try:
-        preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
+        opening = await start()
     except BrokerUnavailable:
         return await retry_later(request, request.app[SETTINGS].sse.retry_ms), False
-    response = web.StreamResponse(headers=SSE_HEADERS)
+    preamble, replay = opening.preamble, opening.replay
+    response = web.StreamResponse(headers=opening.headers)
+    del opening
     response.enable_chunked_encoding()
     response.force_close()  # "Connection: close": the connection ends with the stream
     await response.prepare(request)
