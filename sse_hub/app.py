@@ -1,4 +1,10 @@
-"""The aiohttp application factory: wires settings, broker, hub, routes and lifecycle."""
+"""The aiohttp application factory: wires settings, broker, hub, routes and lifecycle.
+
+Invariants: ``routes`` is the one route table: every route is added from it with its
+OpenAPI ``Operation``, so ``/openapi.json`` cannot miss one. The hub (and so the broker)
+is started and stopped by ``cleanup_ctx``: setup before ``yield``, teardown after, also
+when start-up failed half-way.
+"""
 
 from __future__ import annotations
 

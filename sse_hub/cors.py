@@ -1,4 +1,9 @@
-"""CORS (Fetch standard, "CORS protocol") for every response, streams included."""
+"""CORS (Fetch standard, "CORS protocol") for every response, streams included.
+
+Invariants: credentials are allowed only for an origin listed in ``server.cors_origins``
+(never with ``*``); an origin that is not allowed gets no CORS header at all; the headers
+are added in ``on_response_prepare``, so every response, stream or error, carries them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Typed keys for the state kept on the ``web.Application``."""
+"""Typed keys for the state kept on the ``web.Application``.
+
+Invariant: the app's state lives under these keys only, set once by ``create_app`` (no
+module-level singletons); handlers read it, they never replace it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""``GET /events/{channel}``, ``GET /events?channel=a&channel=b`` and the configured aliases."""
+"""``GET /events/{channel}``, ``GET /events?channel=a&channel=b`` and the configured aliases.
+
+Invariants:
+
+1. Checks come before registration, capacity before auth (a refused stream must not use
+   up its one-time ticket), and nothing is written before the subscriber is registered
+   and its channels attached: a stream misses nothing published after ``connected``.
+2. A broker that cannot read history answers 200 with ``retry:`` and an end, never a
+   status EventSource would treat as final.
+3. The subscriber is released exactly once: here when the stream ends before it is live,
+   else by the ``StreamProtocol`` it is handed over to (``run_stream``).
+"""
 
 from __future__ import annotations
 
