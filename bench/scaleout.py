@@ -3,6 +3,7 @@
     .venv/bin/python bench/scaleout.py --instances 1 2 4 --channels 1000 --messages 100000
     .venv/bin/python bench/scaleout.py --shape idle-b --messages 100000   # the issue's A/B case
     .venv/bin/python bench/scaleout.py --smoke                            # tiny, checks the script
+    .venv/bin/python bench/scaleout.py --out bench/results/scaleout.jsonl # also keep the lines (bench/plots.py)
 
 Shapes (one JSON line per point on stdout):
 
@@ -19,7 +20,9 @@ Shapes (one JSON line per point on stdout):
 Measured per point: each instance's CPU seconds (utime+stime from /proc), its deliveries
 (``messages_delivered`` in /stats) and received payloads (``/metrics``
 ``sse_hub_broker_messages_received_total``, when exported); Redis's CPU and output bytes
-(INFO) per published message. Do not run it on a shared machine and compare numbers
+(INFO) per published message; the publishing window's deliveries/s (all instances), the
+machine's busy % in the second before the point (``bg_busy_pct``) and its start ``time``
+(UTC). Do not run it on a shared machine and compare numbers
 from different runs: only ratios within one run mean anything.
 """
 
@@ -59,6 +62,20 @@ def free_port() -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_pct(seconds: float = 1.0) -> float:
+    """Busy % of all cores over ``seconds`` (from /proc/stat), taken before a point starts."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1)
 
 
 def wait_port(port: int, timeout: float = 15) -> None:
@@ -137,6 +154,7 @@ async def redis_figures(redis: Redis) -> tuple[float, int]:
 
 
 async def run_point(args: argparse.Namespace, shape: str, count: int) -> dict[str, object]:
+    bg_busy_pct, started = machine_busy_pct(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with processes(count, args.redis_url) as (redis_url, hubs):
         redis = Redis.from_url(redis_url)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -149,7 +167,9 @@ async def run_point(args: argparse.Namespace, shape: str, count: int) -> dict[st
                 await asyncio.wait_for(ready.wait(), 10)
             before = [(cpu_seconds(p.pid), *await hub_figures(session, base)) for base, p in hubs]
             redis_before = await redis_figures(redis)
+            window = time.monotonic()
             published = await publish_all(session, hubs, targets, args)
+            window = time.monotonic() - window
             await asyncio.sleep(args.settle)  # let the last deliveries go out before reading CPU
             after = [(cpu_seconds(p.pid), *await hub_figures(session, base)) for base, p in hubs]
             redis_after = await redis_figures(redis)
@@ -157,7 +177,11 @@ async def run_point(args: argparse.Namespace, shape: str, count: int) -> dict[st
                 task.cancel()
             await asyncio.gather(*holders, return_exceptions=True)
         await redis.aclose()
-    return report(shape, count, published, before, after, redis_before, redis_after)
+    point = report(shape, count, published, before, after, redis_before, redis_after)
+    delivered = sum(after[n][1] - before[n][1] for n in range(count))
+    point.update(time=started, bg_busy_pct=bg_busy_pct, publish_s=round(window, 3))
+    point["deliveries_per_s"] = round(delivered / window, 1) if window > 0 else None
+    return point
 
 
 def plan(shape: str, count: int, args: argparse.Namespace) -> tuple[list[tuple[int, str]], list[str]]:
@@ -233,6 +257,7 @@ def main() -> None:
     parser.add_argument("--data-bytes", type=int, default=100)
     parser.add_argument("--settle", type=float, default=1.0)
     parser.add_argument("--redis-url", default=None, help="use this Redis instead of starting one")
+    parser.add_argument("--out", type=Path, default=None, help="also append each point's JSON line to this file")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that the script works")
     args = parser.parse_args()
     # SIGTERM (e.g. from timeout) unwinds like Ctrl-C, so the hubs and Redis are stopped.
@@ -242,7 +267,11 @@ def main() -> None:
         args.shape = ["many", "broadcast", "idle-b"]
     for shape in args.shape:
         for count in [2] if shape == "idle-b" else args.instances:
-            print(json.dumps(asyncio.run(run_point(args, shape, count))), flush=True)
+            line = json.dumps(asyncio.run(run_point(args, shape, count)))
+            print(line, flush=True)
+            if args.out is not None:
+                with args.out.open("a") as out:
+                    out.write(line + "\n")
 
 
 if __name__ == "__main__":
