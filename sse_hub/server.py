@@ -29,6 +29,7 @@ from sse_hub.access_log import AccessLogger
 from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable
+from sse_hub.front import FrontProtocol, FrontSite
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB, METRICS
 from sse_hub.stream_protocol import StreamProtocol
@@ -99,7 +100,8 @@ async def run_server(settings: Settings, reuse_port: bool = False, group: Worker
     await runner.setup()
     metrics_socket = await serve_local(group, app[METRICS].render) if group is not None else None
     try:
-        site = web.TCPSite(
+        # Plain publishes are answered below aiohttp, all else by it (sse_hub/front.py).
+        site = FrontSite(
             runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None, backlog=2048
         )
         await site.start()
@@ -110,6 +112,7 @@ async def run_server(settings: Settings, reuse_port: bool = False, group: Worker
         await wait_for_signal(app[HUB])
         await drain(runner, app[HUB], settings.server.shutdown_timeout)
     finally:
+        FrontProtocol.close_all()
         await runner.cleanup()
         if metrics_socket is not None:
             metrics_socket.close()
@@ -147,15 +150,16 @@ async def drain(runner: web.AppRunner, hub: Hub, limit_seconds: float) -> None:
         return
     for connection in list(server.connections):
         connection.close()  # an idle keep-alive connection now, a busy one after its response
+    FrontProtocol.close_all()  # the same for the connections still answered below aiohttp
     # aiohttp signals no connection's end, so look a few times a second (bounded). A live
     # stream's connection is not aiohttp's any more (sse_hub/stream_protocol.py).
     for _ in range(math.ceil(limit_seconds / DRAIN_POLL_SECONDS)):
-        if not server.connections and not StreamProtocol.open_connections:
+        if not server.connections and not StreamProtocol.open_connections and not FrontProtocol.live:
             return
         await asyncio.sleep(DRAIN_POLL_SECONDS)
     logger.warning(
         "shutting down: %d connections still open after %gs",
-        len(server.connections) + StreamProtocol.open_connections,
+        len(server.connections) + StreamProtocol.open_connections + len(FrontProtocol.live),
         limit_seconds,
     )
 
