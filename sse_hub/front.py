@@ -26,9 +26,11 @@ Invariants:
 3. One request at a time, in order (HTTP/1.1 pipelining): bytes that arrive while a
    publish runs wait in the buffer; reading pauses when the buffer or the write buffer
    is full.
-4. An idle connection (no request since ``request_header_timeout``, counted as aiohttp's
-   keep-alive timeout is) is closed; an incomplete request is aiohttp's at once, so
-   aiohttp's header and body timeouts bound it.
+4. An idle connection (no whole request within ``request_header_timeout`` of its start or
+   of its last answer, as aiohttp's keep-alive timeout counts) is closed, also when what
+   it sent so far may still become a plain request's head (slowloris: the handover must
+   not restart aiohttp's count). A request whose head is whole but not plain, or whose
+   body is still arriving, is aiohttp's at once, under aiohttp's body timeout.
 5. The drain (``sse_hub/server.py``) sees these connections: ``live`` lists them, and
    ``close`` closes an idle one now and a busy one after its answer.
 """
@@ -45,7 +47,7 @@ from typing import ClassVar, cast
 from aiohttp import web
 
 from sse_hub.errors import HubError
-from sse_hub.front_http import MAX_HEAD_BYTES, Plain, plain_request, response_bytes
+from sse_hub.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
 from sse_hub.keys import AUTH, CORS, HUB, SETTINGS
 from sse_hub.models import Draft
 from sse_hub.routes.publish import parse_items, receipt
@@ -143,7 +145,7 @@ class FrontProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         timeout = self._app[SETTINGS].server.request_header_timeout
         if not self._busy and loop.time() - self._idle_since >= timeout:
-            transport.close()
+            transport.close()  # a partial head in the buffer is dropped unanswered, as aiohttp does
             return
         self._arm(loop.time() if self._busy else self._idle_since)
 
@@ -157,6 +159,8 @@ class FrontProtocol(asyncio.Protocol):
             return
         app = self._app
         request = plain_request(self._buffer, app[SETTINGS].limits.max_message_bytes)
+        if request is None and head_incomplete(self._buffer):
+            return  # the rest of the head is awaited under the idle timer (invariant 4)
         parsed = self._drafts(request) if request is not None else None
         if request is None or parsed is None:
             self._hand_over(eof=False)

@@ -63,6 +63,17 @@ def plain_request(buffer: bytes, max_body: int) -> Plain | None:
     )
 
 
+_PLAIN_STARTS = (b"POST /broadcast HTTP/1.1\r\n", b"POST /api/broadcast HTTP/1.1\r\n")
+
+
+def head_incomplete(buffer: bytes) -> bool:
+    """Whether ``buffer`` may still become a plain request's head: no blank line yet, under
+    the head limit, and the start of a plain request line so far."""
+    if b"\r\n\r\n" in buffer or len(buffer) >= MAX_HEAD_BYTES:
+        return False
+    return any(buffer.startswith(start) or start.startswith(buffer) for start in _PLAIN_STARTS)
+
+
 _date: tuple[int, str] = (0, "")
 
 

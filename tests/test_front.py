@@ -143,6 +143,35 @@ async def test_an_idle_connection_is_closed_after_the_header_timeout(front_hub: 
     assert not FrontProtocol.live
 
 
+@pytest.mark.parametrize("partial", [b"P", b"POST /broadcast HTTP/1.1\r\nHost: x\r\nContent-Type: appl"])
+async def test_a_plain_head_that_never_ends_is_dropped_by_the_front(front_hub: Start, partial: bytes) -> None:
+    """Kept, not handed over: aiohttp's header timeout would start again at the handover."""
+    port = await front_hub(server={"request_header_timeout": 0.5})
+    handed_over = FrontProtocol.handed_over
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(partial)
+        async with asyncio.timeout(READ_TIMEOUT):
+            assert await reader.read() == b""
+    finally:
+        writer.close()
+    assert FrontProtocol.handed_over == handed_over
+
+
+async def test_a_head_split_over_writes_is_still_answered(front_hub: Start) -> None:
+    port = await front_hub()
+    request = post({"channel": "news", "data": "split"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for piece in (request[:3], request[3:30], request[30:]):
+            writer.write(piece)
+            await writer.drain()
+        status, _, body = await read_answer(reader)
+    finally:
+        writer.close()
+    assert (status, body["channels"]) == (202, ["news"])
+
+
 async def test_the_drain_closes_an_idle_front_connection_and_the_access_line_is_written(
     hub_process: Callable[..., HubProcess],
 ) -> None:
