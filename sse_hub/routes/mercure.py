@@ -21,7 +21,6 @@ the stream ends before its handover, else by the stream protocol).
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import HttpVersion11, web
@@ -31,8 +30,6 @@ from sse_hub.api_spec import JsonObject, Operation, ref
 from sse_hub.config import Settings
 from sse_hub.errors import (
     HttpVersionNotSupported,
-    PayloadTooLarge,
-    RequestTimeout,
     UnsupportedMediaType,
 )
 from sse_hub.keys import CLIENT_ADDRESS, HUB, SETTINGS
@@ -43,6 +40,7 @@ from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.subscribe_query import parse_subscribe_query
 from sse_hub.mercure.tokens import select_token
 from sse_hub.models import Draft
+from sse_hub.routes.publish import read_body
 from sse_hub.routes.stream import SSE_HEADERS, Opening, run_stream
 
 FORM = "application/x-www-form-urlencoded"
@@ -158,7 +156,7 @@ async def publish(request: web.Request, auth: MercureAuthorizer) -> web.Response
     settings = request.app[SETTINGS]
     if request.content_type != FORM:
         raise UnsupportedMediaType(f"send Content-Type: {FORM}", {"content_type": request.content_type})
-    body = await read_body(request, settings.limits.max_message_bytes, settings.server.request_header_timeout)
+    body = await read_body(request, settings.limits.max_message_bytes)
     form = parse_publish_form(body, settings.mercure.public_url)
     token = select_token(request.headers.get("Authorization"), None, request.cookies, allow_query=False)
     auth.authorize_publish(token, form.topics)
@@ -173,21 +171,6 @@ async def publish(request: web.Request, auth: MercureAuthorizer) -> web.Response
     )
     [message] = await request.app[HUB].publish([draft])
     return web.Response(text=meta.sse_id(message.id), content_type="text/plain", charset="utf-8")
-
-
-async def read_body(request: web.Request, max_bytes: int, seconds: float) -> bytes:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
-    body = bytearray()
-    try:
-        async with asyncio.timeout(seconds):
-            while chunk := await request.content.readany():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
-    except TimeoutError as exc:
-        raise RequestTimeout("the request body did not arrive in time") from exc
-    return bytes(body)
 
 
 __all__ = ["HUB_PATH", "PUBLISH", "SUBSCRIBE", "handlers"]

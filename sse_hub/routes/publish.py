@@ -28,6 +28,12 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
     content_type = request.content_type
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType("send Content-Type: application/json", {"content_type": content_type})
+    return await read_body(request, max_bytes)
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The request body, at most ``max_bytes`` (else 413), within
+    ``server.request_header_timeout`` (else 408)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is over {max_bytes} bytes")
     content = request.content
