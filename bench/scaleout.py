@@ -157,7 +157,9 @@ async def run_point(args: argparse.Namespace, shape: str, count: int) -> dict[st
     bg_busy_pct, started = machine_busy_pct(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with processes(count, args.redis_url) as (redis_url, hubs):
         redis = Redis.from_url(redis_url)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60), connector=aiohttp.TCPConnector(limit=0)
+        ) as session:
             streams, targets = plan(shape, count, args)
             holders = []
             for instance, channel in streams:
