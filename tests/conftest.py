@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,12 +22,13 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from sse_hub.app import create_app
 from sse_hub.broker import Broker
 from sse_hub.config import Settings
 from sse_hub.keys import HUB
-from sse_hub.models import Message
+from sse_hub.models import Draft, Message
 from tests.sse_client import EventStream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,6 +192,26 @@ async def publish_until_dropped(client: TestClient[Any, Any], body: object, max_
 
 
 # -- brokers without the app ------------------------------------------------------------
+
+
+def draft(*channels: str, data: str = "x") -> Draft:
+    """A plain draft to ``channels``, as the broker tests publish them."""
+    return Draft(event="message", data=data, channels=channels)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh Redis key prefix, so tests sharing one redis-server never see each other."""
+    return f"test-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def redis(redis_server: str) -> AsyncIterator[Redis]:
+    """A plain client on the test Redis, to look at and tamper with the broker's keys."""
+    client = Redis.from_url(redis_server, protocol=2)
+    yield client
+    await client.aclose()
+
 
 AnyBroker = TypeVar("AnyBroker", bound=Broker)
 

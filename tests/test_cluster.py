@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,12 +16,13 @@ from redis.asyncio import Redis
 
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import Draft, Message
+from sse_hub.models import Message
 from tests.conftest import (
     HubProcess,
     StartedBrokers,
     broadcast,
     client_id_of,
+    draft,
     eventually,
     free_port,
     make_settings,
@@ -33,23 +33,6 @@ from tests.conftest import (
 StartBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Message]]]]
 HubFactory = Callable[..., HubProcess]
 TIMEOUT = 5
-
-
-def draft(*channels: str, data: str = "x") -> Draft:
-    return Draft(event="message", data=data, channels=channels)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"cluster-{secrets.token_hex(4)}"
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    """A plain client on the test Redis, to look at and tamper with the broker's keys."""
-    client = Redis.from_url(redis_server, protocol=2)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,26 +13,10 @@ from redis.asyncio import Redis
 
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.errors import BrokerUnavailable, TooManyTickets
-from sse_hub.models import Draft, Message
-from tests.conftest import RedisProcess, StartedBrokers, eventually, make_settings, wait_until
+from sse_hub.models import Message
+from tests.conftest import RedisProcess, StartedBrokers, draft, eventually, make_settings, wait_until
 
 StartBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Message]]]]
-
-
-def draft(*channels: str, data: str = "x") -> Draft:
-    return Draft(event="message", data=data, channels=channels)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"bounds-{secrets.token_hex(4)}"
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server, protocol=2)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

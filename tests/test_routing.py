@@ -6,7 +6,6 @@ publish order, so once a later marker message arrived, anything before it would 
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.conftest import (
     HubClientFactory,
     StartedBrokers,
     client_id_of,
+    draft,
     eventually,
     make_settings,
     open_stream,
@@ -30,22 +30,6 @@ from tests.redis_proxy import redis_proxy
 from tests.sse_client import Event
 
 StartBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Message]]]]
-
-
-def draft(*channels: str, data: str = "x") -> Draft:
-    return Draft(event="message", data=data, channels=channels)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"routing-{secrets.token_hex(4)}"
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server, protocol=2)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
