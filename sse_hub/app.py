@@ -23,9 +23,10 @@ from sse_hub.auth import Authenticator
 from sse_hub.broker import Broker
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.config import Settings
+from sse_hub.connections import Connections
 from sse_hub.cors import Cors
 from sse_hub.hub import Hub
-from sse_hub.keys import AUTH, CLIENT_ADDRESS, CORS, HUB, METRICS, SETTINGS
+from sse_hub.keys import AUTH, CLIENT_ADDRESS, CONNECTIONS, CORS, HUB, METRICS, SETTINGS
 from sse_hub.metrics import Metrics
 from sse_hub.middleware import json_errors
 from sse_hub.net import ClientAddress
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     metrics = Metrics(hub)
     hub.observe_fanout = metrics.fanout_latency.observe
     app[METRICS] = metrics
+    app[CONNECTIONS] = Connections()
     app.cleanup_ctx.append(_run_hub)
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(cors.on_response_prepare)

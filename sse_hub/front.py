@@ -31,7 +31,7 @@ Invariants:
    it sent so far may still become a plain request's head (slowloris: the handover must
    not restart aiohttp's count). A request whose head is whole but not plain, or whose
    body is still arriving, is aiohttp's at once, under aiohttp's body timeout.
-5. The drain (``sse_hub/server.py``) sees these connections: ``live`` lists them, and
+5. The drain (``sse_hub/server.py``) sees these connections: the app's ``Connections`` lists them, and
    ``close`` closes an idle one now and a busy one after its answer.
 """
 
@@ -42,13 +42,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import ClassVar, cast
+from typing import cast
 
 from aiohttp import web
 
 from sse_hub.errors import HubError
 from sse_hub.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
-from sse_hub.keys import AUTH, CORS, HUB, SETTINGS
+from sse_hub.keys import AUTH, CONNECTIONS, CORS, HUB, SETTINGS
 from sse_hub.models import Draft
 from sse_hub.routes.publish import parse_items, receipt
 from sse_hub.schemas import RECEIPT, RECEIPTS
@@ -60,14 +60,10 @@ access_logger = logging.getLogger("sse_hub.access")
 class FrontProtocol(asyncio.Protocol):
     """A connection's first owner: see the module docstring."""
 
-    live: ClassVar[set[FrontProtocol]] = set()
-    # Requests answered here, and connections given to aiohttp (for tests and profiles).
-    answered: ClassVar[int] = 0
-    handed_over: ClassVar[int] = 0
-
     def __init__(self, make_handler: Callable[[], asyncio.Protocol], app: web.Application) -> None:
         self._make_handler = make_handler
         self._app = app
+        self._connections = app[CONNECTIONS]
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._busy = False
@@ -80,7 +76,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        FrontProtocol.live.add(self)
+        self._connections.fronts.add(self)
         self._idle_since = asyncio.get_running_loop().time()
         self._arm(self._idle_since)
 
@@ -111,11 +107,6 @@ class FrontProtocol(asyncio.Protocol):
         if not self._busy:
             self._next()
 
-    @classmethod
-    def close_all(cls) -> None:
-        for front in list(cls.live):
-            front.close()
-
     def close(self) -> None:
         """For the drain: close now when idle, after the answer in hand when busy."""
         self._closing = True
@@ -126,7 +117,7 @@ class FrontProtocol(asyncio.Protocol):
         return 2 * (self._app[SETTINGS].limits.max_message_bytes + MAX_HEAD_BYTES)
 
     def _forget(self) -> None:
-        FrontProtocol.live.discard(self)
+        self._connections.fronts.discard(self)
         self._transport = None
         if self._timer is not None:
             self._timer.cancel()
@@ -219,7 +210,7 @@ class FrontProtocol(asyncio.Protocol):
         if self._closing:
             headers["Connection"] = "close"
         transport.write(response_bytes(status, body, headers))
-        FrontProtocol.answered += 1
+        self._connections.answered += 1
         if access_logger.isEnabledFor(logging.INFO):
             peer = transport.get_extra_info("peername")
             remote = peer[0] if isinstance(peer, tuple) else None
@@ -234,7 +225,7 @@ class FrontProtocol(asyncio.Protocol):
         self._forget()
         if transport is None:
             return False
-        FrontProtocol.handed_over += 1
+        self._connections.handed_over += 1
         handler = self._make_handler()
         transport.set_protocol(handler)
         handler.connection_made(transport)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from sse_hub.auth import Authenticator
 from sse_hub.config import Settings
+from sse_hub.connections import Connections
 from sse_hub.cors import Cors
 from sse_hub.hub import Hub
 from sse_hub.metrics import Metrics
@@ -21,3 +22,4 @@ CLIENT_ADDRESS = web.AppKey("client_address", ClientAddress)
 CORS = web.AppKey("cors", Cors)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
+CONNECTIONS = web.AppKey("connections", Connections)

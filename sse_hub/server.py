@@ -28,11 +28,11 @@ from aiohttp import web
 from sse_hub.access_log import AccessLogger
 from sse_hub.app import create_app
 from sse_hub.config import Settings
+from sse_hub.connections import Connections
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.front import FrontProtocol, FrontSite
+from sse_hub.front import FrontSite
 from sse_hub.hub import Hub
-from sse_hub.keys import HUB, METRICS
-from sse_hub.stream_protocol import StreamProtocol
+from sse_hub.keys import CONNECTIONS, HUB, METRICS
 from sse_hub.worker_metrics import WorkerGroup, serve_local
 
 logger = logging.getLogger("sse_hub")
@@ -110,9 +110,9 @@ async def run_server(settings: Settings, reuse_port: bool = False, group: Worker
             "listening on http://%s:%d broker=%s", settings.server.host, settings.server.port, settings.broker.backend
         )
         await wait_for_signal(app[HUB])
-        await drain(runner, app[HUB], settings.server.shutdown_timeout)
+        await drain(runner, app[HUB], app[CONNECTIONS], settings.server.shutdown_timeout)
     finally:
-        FrontProtocol.close_all()
+        app[CONNECTIONS].close_fronts()
         await runner.cleanup()
         if metrics_socket is not None:
             metrics_socket.close()
@@ -140,7 +140,7 @@ async def wait_for_signal(hub: Hub) -> None:
     await stop.wait()
 
 
-async def drain(runner: web.AppRunner, hub: Hub, limit_seconds: float) -> None:
+async def drain(runner: web.AppRunner, hub: Hub, ours: Connections, limit_seconds: float) -> None:
     """Tell every stream to reconnect, then wait (at most ``limit_seconds``) until every
     connection has closed, the listener still open."""
     logger.info("shutting down: draining streams=%d", len(hub.registry))
@@ -150,16 +150,16 @@ async def drain(runner: web.AppRunner, hub: Hub, limit_seconds: float) -> None:
         return
     for connection in list(server.connections):
         connection.close()  # an idle keep-alive connection now, a busy one after its response
-    FrontProtocol.close_all()  # the same for the connections still answered below aiohttp
+    ours.close_fronts()  # the same for the connections still answered below aiohttp
     # aiohttp signals no connection's end, so look a few times a second (bounded). A live
     # stream's connection is not aiohttp's any more (sse_hub/stream_protocol.py).
     for _ in range(math.ceil(limit_seconds / DRAIN_POLL_SECONDS)):
-        if not server.connections and not StreamProtocol.open_connections and not FrontProtocol.live:
+        if not server.connections and not ours:
             return
         await asyncio.sleep(DRAIN_POLL_SECONDS)
     logger.warning(
         "shutting down: %d connections still open after %gs",
-        len(server.connections) + StreamProtocol.open_connections + len(FrontProtocol.live),
+        len(server.connections) + len(ours),
         limit_seconds,
     )
 

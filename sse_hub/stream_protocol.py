@@ -18,8 +18,8 @@ connections. tests/test_stream_protocol.py pins this against the installed aioht
 Invariants:
 
 1. After the handover aiohttp holds nothing of the connection: the transport calls this
-   protocol only, and the server's ``connections`` no longer lists it (the drain counts
-   live streams by ``Hub.registry``).
+   protocol only, and the server's ``connections`` no longer lists it (the drain counts it in the
+   app's ``Connections``).
 2. Exactly one writer per socket: ``Subscriber.flush`` while the stream is open; once the
    subscriber is closed (it never writes again), this protocol writes the chunked
    terminator, once, unless the transport is already closing (an abort, a lost client).
@@ -33,11 +33,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 from aiohttp import web
 
+from sse_hub.connections import Connections
 from sse_hub.hub import Hub
+from sse_hub.keys import CONNECTIONS
 from sse_hub.subscriber import Subscriber
 
 # The last chunk of a chunked body (RFC 9112, 7.1): the stream ended as a complete response.
@@ -48,19 +49,23 @@ class StreamProtocol(asyncio.Protocol):
     """Owns a live stream's transport: ends the response and releases the subscriber when
     the subscriber closes; closes the subscriber when the connection is lost."""
 
-    __slots__ = ("_expiry", "_hub", "_subscriber", "_transport")
-
-    # Handed-over connections of this process not lost yet: the drain waits for them.
-    open_connections: ClassVar[int] = 0
+    __slots__ = ("_connections", "_expiry", "_hub", "_subscriber", "_transport")
 
     def __init__(
-        self, hub: Hub, subscriber: Subscriber, transport: asyncio.Transport, expiry: asyncio.TimerHandle | None
+        self,
+        hub: Hub,
+        subscriber: Subscriber,
+        transport: asyncio.Transport,
+        expiry: asyncio.TimerHandle | None,
+        connections: Connections,
     ) -> None:
         self._hub = hub
         self._subscriber = subscriber
         self._transport = transport
         self._expiry = expiry
-        StreamProtocol.open_connections += 1
+        # Counted until the connection is lost: the drain waits for it (sse_hub/connections.py).
+        self._connections = connections
+        connections.streams += 1
 
     def data_received(self, data: bytes) -> None:
         """A stream takes no request body and answers no further request: dropped."""
@@ -69,7 +74,7 @@ class StreamProtocol(asyncio.Protocol):
         """The client closed its side: close ours too (as aiohttp does), which ends the stream."""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        StreamProtocol.open_connections -= 1
+        self._connections.streams -= 1
         self._subscriber.close("disconnected")
 
     def subscriber_closed(self, _closed: asyncio.Future[str]) -> None:
@@ -94,7 +99,7 @@ def hand_over(request: web.Request, hub: Hub, subscriber: Subscriber, expiry: as
     transport = request.transport
     if transport is None or transport.is_closing():
         return False
-    protocol = StreamProtocol(hub, subscriber, transport, expiry)
+    protocol = StreamProtocol(hub, subscriber, transport, expiry, request.app[CONNECTIONS])
     transport.set_protocol(protocol)
     # What aiohttp's own connection_lost does first: from here the request handler sees a
     # connection that is gone, for writing (the final chunk), reading and closing.

@@ -19,11 +19,17 @@ from aiohttp import web
 
 from sse_hub.access_log import AccessLogger
 from sse_hub.app import create_app
-from sse_hub.front import FrontProtocol, FrontSite
+from sse_hub.connections import Connections
+from sse_hub.front import FrontSite
+from sse_hub.keys import CONNECTIONS
 from tests.conftest import HubProcess, free_port, make_settings
 
 READ_TIMEOUT = 10.0
 Start = Callable[..., Awaitable[int]]
+
+
+# The ``Connections`` of each app a test started, by its port.
+connections: dict[int, Connections] = {}
 
 
 @pytest.fixture
@@ -43,10 +49,12 @@ async def front_hub() -> AsyncIterator[Start]:
         runners.append(runner)
         port = free_port()
         await FrontSite(runner, "127.0.0.1", port).start()
+        connections[port] = runner.app[CONNECTIONS]
         return port
 
     yield start
-    FrontProtocol.close_all()
+    for ours in connections.values():
+        ours.close_fronts()
     for runner in runners:
         await runner.cleanup()
 
@@ -71,7 +79,8 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]
 
 async def test_pipelined_requests_are_answered_in_order_by_both(front_hub: Start) -> None:
     port = await front_hub()
-    answered, handed_over = FrontProtocol.answered, FrontProtocol.handed_over
+    ours = connections[port]
+    answered, handed_over = ours.answered, ours.handed_over
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         plain = [post({"channel": f"c{n}", "data": n}) for n in range(3)]
@@ -84,8 +93,8 @@ async def test_pipelined_requests_are_answered_in_order_by_both(front_hub: Start
         assert (status, last["id"], last["channels"]) == (202, "4", ["last"])
     finally:
         writer.close()
-    assert FrontProtocol.answered - answered == 3
-    assert FrontProtocol.handed_over - handed_over == 1
+    assert ours.answered - answered == 3
+    assert ours.handed_over - handed_over == 1
 
 
 async def test_a_plain_answer_has_the_headers_aiohttp_gives(front_hub: Start) -> None:
@@ -146,7 +155,7 @@ async def test_an_idle_connection_is_closed_after_the_header_timeout(front_hub: 
 async def test_a_plain_head_that_never_ends_is_dropped_by_the_front(front_hub: Start, partial: bytes) -> None:
     """Kept, not handed over: aiohttp's header timeout would start again at the handover."""
     port = await front_hub(server={"request_header_timeout": 0.5})
-    handed_over = FrontProtocol.handed_over
+    handed_over = connections[port].handed_over
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(partial)
@@ -154,7 +163,7 @@ async def test_a_plain_head_that_never_ends_is_dropped_by_the_front(front_hub: S
             assert await reader.read() == b""
     finally:
         writer.close()
-    assert FrontProtocol.handed_over == handed_over
+    assert connections[port].handed_over == handed_over
 
 
 async def test_a_head_split_over_writes_is_still_answered(front_hub: Start) -> None:

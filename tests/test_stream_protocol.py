@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web_protocol import RequestHandler
 
-from sse_hub.keys import HUB
-from sse_hub.stream_protocol import CHUNKED_END, StreamProtocol
+from sse_hub.keys import CONNECTIONS, HUB
+from sse_hub.stream_protocol import CHUNKED_END
 from tests.conftest import client_id_of, open_stream, publish, wait_until
 
 
@@ -85,14 +85,15 @@ async def test_a_kicked_stream_ends_with_the_chunked_terminator_then_its_connect
 
 async def test_a_client_that_leaves_releases_its_stream_and_its_connection(client: TestClient[Any, Any]) -> None:
     hub = client.server.app[HUB]
-    open_before = StreamProtocol.open_connections
+    ours = client.server.app[CONNECTIONS]
+    open_before = ours.streams
     _, writer, _ = await raw_stream(client, "/events/news")
     await wait_until(lambda: aiohttp_connections(client) == 0)
-    assert StreamProtocol.open_connections == open_before + 1
+    assert ours.streams == open_before + 1
     writer.write(b"bytes after a stream request are ignored")
     writer.close()
     await writer.wait_closed()
-    await wait_until(lambda: len(hub.registry) == 0 and StreamProtocol.open_connections == open_before)
+    await wait_until(lambda: len(hub.registry) == 0 and ours.streams == open_before)
     assert hub.counters.disconnects == {"disconnected": 1}
     await publish(client, {"channel": "news", "data": "nobody listens"})
 
