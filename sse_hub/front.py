@@ -49,9 +49,9 @@ from aiohttp import web
 from sse_hub.errors import HubError
 from sse_hub.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
 from sse_hub.keys import AUTH, CONNECTIONS, CORS, HUB, SETTINGS
+from sse_hub.middleware import INTERNAL_ERROR, hub_error_body
 from sse_hub.models import Draft
-from sse_hub.routes.publish import parse_items, receipt
-from sse_hub.schemas import RECEIPT, RECEIPTS
+from sse_hub.routes.publish import parse_items, receipts_body
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("sse_hub.access")
@@ -180,20 +180,13 @@ class FrontProtocol(asyncio.Protocol):
         try:
             messages = await self._app[HUB].publish(drafts)
         except HubError as exc:
-            log_error(path, exc)
-            detail = exc.message if exc.status >= 500 or exc.detail is None else exc.detail
-            body = json.dumps({"error": exc.code, "detail": detail}).encode()
+            body = json.dumps(hub_error_body(exc, path)).encode()
             self._answer(path, exc.status, body, exc.headers, started)
         except Exception:
             logger.exception("unhandled error path=%s", path)
-            body = json.dumps({"error": "internal_error", "detail": "internal server error"}).encode()
-            self._answer(path, 500, body, {}, started)
+            self._answer(path, 500, json.dumps(INTERNAL_ERROR).encode(), {}, started)
         else:
-            if batch:
-                body = RECEIPTS.dump_json([receipt(message) for message in messages])
-            else:
-                body = RECEIPT.dump_json(receipt(messages[0]))
-            self._answer(path, 202, body, {}, started)
+            self._answer(path, 202, receipts_body(messages, batch), {}, started)
         self._busy = False
         self._task = None
         self._idle_since = asyncio.get_running_loop().time()
@@ -236,14 +229,6 @@ class FrontProtocol(asyncio.Protocol):
         if buffer:
             handler.data_received(buffer)
         return bool(handler.eof_received()) if eof else False
-
-
-def log_error(path: str, exc: HubError) -> None:
-    """As ``middleware.json_errors`` logs an error it answers."""
-    if exc.status >= 500:
-        logger.warning("request failed path=%s status=%d code=%s: %s", path, exc.status, exc.code, exc.message)
-    else:
-        logger.info("request rejected path=%s status=%d code=%s", path, exc.status, exc.code)
 
 
 class FrontSite(web.TCPSite):

@@ -17,10 +17,18 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(
-    status: int, code: str, detail: object = None, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+#: The body of a 500: what went wrong is logged, never sent.
+INTERNAL_ERROR: dict[str, object] = {"error": "internal_error", "detail": "internal server error"}
+
+
+def hub_error_body(exc: HubError, path: str) -> dict[str, object]:
+    """Log a request answered with ``exc`` and return its JSON body: a 5xx's detail is its
+    message only (the rest is logged), a 4xx's its ``detail`` when it has one."""
+    if exc.status >= 500:
+        logger.warning("request failed path=%s status=%d code=%s: %s", path, exc.status, exc.code, exc.message)
+        return {"error": exc.code, "detail": exc.message}
+    logger.info("request rejected path=%s status=%d code=%s", path, exc.status, exc.code)
+    return {"error": exc.code, "detail": exc.detail if exc.detail is not None else exc.message}
 
 
 @web.middleware
@@ -32,26 +40,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except HubError as exc:
-        if exc.status >= 500:
-            logger.warning(
-                "request failed path=%s status=%d code=%s: %s",
-                redacted_path(request),
-                exc.status,
-                exc.code,
-                exc.message,
-            )
-            return error_response(exc.status, exc.code, exc.message, exc.headers)
-        logger.info("request rejected path=%s status=%d code=%s", redacted_path(request), exc.status, exc.code)
-        detail = exc.detail if exc.detail is not None else exc.message
-        return error_response(exc.status, exc.code, detail, exc.headers)
+        body = hub_error_body(exc, redacted_path(request))
+        return web.json_response(body, status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = (exc.reason or "error").lower().replace(" ", "_")
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return error_response(exc.status, code, exc.reason, headers)
+        return web.json_response({"error": code, "detail": exc.reason}, status=exc.status, headers=headers)
     except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("unhandled error path=%s", redacted_path(request))
-        return error_response(500, "internal_error", "internal server error")
+        return web.json_response(INTERNAL_ERROR, status=500)

@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import time
 
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from sse_hub.api_spec import JsonObject, Operation, ref
 from sse_hub.config import Settings
 from sse_hub.errors import (
-    HttpVersionNotSupported,
     UnsupportedMediaType,
 )
-from sse_hub.keys import CLIENT_ADDRESS, HUB, SETTINGS
+from sse_hub.keys import HUB, SETTINGS
 from sse_hub.mercure.auth import AccessTokenPolicy, JwtKey, MercureAuthorizer
 from sse_hub.mercure.protocol import HUB_PATH, Protocol
 from sse_hub.mercure.publish_form import parse_publish_form
@@ -41,7 +40,15 @@ from sse_hub.mercure.subscribe_query import parse_subscribe_query
 from sse_hub.mercure.tokens import select_token
 from sse_hub.models import Draft
 from sse_hub.routes.publish import read_body
-from sse_hub.routes.stream import SSE_HEADERS, Opening, run_stream
+from sse_hub.routes.stream import (
+    SSE_HEADERS,
+    Opening,
+    client_ip,
+    head_only,
+    require_http11,
+    run_stream,
+    user_agent,
+)
 
 FORM = "application/x-www-form-urlencoded"
 MERCURE_SSE_HEADERS = {
@@ -122,8 +129,7 @@ def handlers(settings: Settings) -> tuple[Handler, Handler]:
 async def subscribe(request: web.Request, auth: MercureAuthorizer) -> web.StreamResponse:
     hub_url = request.app[SETTINGS].mercure.public_url
     query = parse_subscribe_query(request.query.items(), request.headers.get("Last-Event-ID"), hub_url)
-    if request.version < HttpVersion11:
-        raise HttpVersionNotSupported("SSE streams need HTTP/1.1 (nginx: proxy_http_version 1.1)")
+    require_http11(request)
     token = select_token(
         request.headers.get("Authorization"),
         query.query_token,
@@ -132,15 +138,11 @@ async def subscribe(request: web.Request, auth: MercureAuthorizer) -> web.Stream
     )
     grant = auth.authorize_subscriber(token)
     hub = request.app[HUB]
-    ip = request.app[CLIENT_ADDRESS].resolve(
-        request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
-    )
+    ip = client_ip(request)
     hub.check_capacity(ip)
     if request.method == "HEAD":
-        head = web.StreamResponse(headers=MERCURE_SSE_HEADERS)
-        await head.prepare(request)
-        return head
-    subscriber = hub.open_mercure(query.subscription, grant, ip, request.headers.get("User-Agent", "")[:256])
+        return await head_only(request, MERCURE_SSE_HEADERS)
+    subscriber = hub.open_mercure(query.subscription, grant, ip, user_agent(request))
 
     async def start() -> Opening:
         preamble, replay, cursor_header = await hub.prepare_mercure_replay(subscriber, query.cursor)

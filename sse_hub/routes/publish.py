@@ -12,6 +12,7 @@ validation of our own output).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -95,6 +96,13 @@ def receipt(message: Message) -> Receipt:
     return {"id": str(message.id), "channels": list(message.channels)}
 
 
+def receipts_body(messages: Sequence[Message], batch: bool) -> bytes:
+    """The 202's body: the receipts of a batch, or the receipt of one message."""
+    if batch:
+        return RECEIPTS.dump_json([receipt(message) for message in messages])
+    return RECEIPT.dump_json(receipt(messages[0]))
+
+
 async def broadcast(request: web.Request) -> web.Response:
     app = request.app  # a property that walks the match info: read once
     app[AUTH].require_publisher(request.headers.get("Authorization"))
@@ -106,6 +114,4 @@ async def broadcast(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     messages = await app[HUB].publish(drafts)
-    if batch:
-        return json_answer(RECEIPTS.dump_json([receipt(message) for message in messages]), 202)
-    return json_answer(RECEIPT.dump_json(receipt(messages[0])), 202)
+    return json_answer(receipts_body(messages, batch), 202)

@@ -95,29 +95,46 @@ def bound_kernel_buffer(transport: asyncio.BaseTransport, buffer_bytes: int) -> 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
 
 
-async def stream(request: web.Request, channel_names: list[str]) -> web.StreamResponse:
-    channels = check_channels(request, channel_names)
+def require_http11(request: web.Request) -> None:
     if request.version < HttpVersion11:
         # The stream is sent as HTTP/1.1 chunks, encoded once for every subscriber.
         raise HttpVersionNotSupported("SSE streams need HTTP/1.1 (nginx: proxy_http_version 1.1)")
-    hub = request.app[HUB]
-    ip = request.app[CLIENT_ADDRESS].resolve(
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address, through ``server.trusted_proxies``."""
+    return request.app[CLIENT_ADDRESS].resolve(
         request.remote, request.headers.get("X-Forwarded-For"), request.headers.get("X-Real-IP")
     )
+
+
+def user_agent(request: web.Request) -> str:
+    return request.headers.get("User-Agent", "")[:256]
+
+
+async def head_only(request: web.Request, headers: Mapping[str, str]) -> web.StreamResponse:
+    """aiohttp routes HEAD to GET handlers; the hub writes stream bytes straight to the
+    socket, which a HEAD response must not carry (RFC 9110, 9.3.2): headers only."""
+    head = web.StreamResponse(headers=headers)
+    await head.prepare(request)
+    return head
+
+
+async def stream(request: web.Request, channel_names: list[str]) -> web.StreamResponse:
+    channels = check_channels(request, channel_names)
+    require_http11(request)
+    hub = request.app[HUB]
+    ip = client_ip(request)
     # Capacity first: a refused connection must not use up its one-time ticket.
     hub.check_capacity(ip)
     if request.method == "HEAD":
-        # aiohttp routes HEAD to GET handlers; the hub writes stream bytes straight to the
-        # socket, which a HEAD response must not carry (RFC 9110, 9.3.2): headers only. A
-        # one-time ticket is left for the GET it was issued for (a link checker or a
+        # A one-time ticket is left for the GET it was issued for (a link checker or a
         # prefetch must not use it up); a token is still checked.
         if "ticket" not in request.query:
             await authorize(request, channels)
-        head = web.StreamResponse(headers=SSE_HEADERS)
-        await head.prepare(request)
-        return head
+        return await head_only(request, SSE_HEADERS)
     grant = await authorize(request, channels)
-    subscriber = hub.open(channels, ip, request.headers.get("User-Agent", "")[:256])
+    subscriber = hub.open(channels, ip, user_agent(request))
 
     async def start() -> Opening:
         preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
