@@ -73,19 +73,13 @@ def test_removed_subscribers_are_forgotten_everywhere() -> None:
     assert len(index) == 0
     assert index.targets((BOOK1,), private=False) == []
     assert index._by_topic == {} and index._patterned == {}
-    assert index.grant_of("template") is None and not index.accepts("exact", (BOOK1,), False)
+    assert not index.accepts("exact", (BOOK1,), False)
 
 
 def test_a_subscriber_is_added_once() -> None:
     index = index_of(a=(topics(BOOK1), None))
     with pytest.raises(ValueError):
         index.add("a", topics(BOOK2), None)
-
-
-def test_the_grant_the_stream_was_opened_with_is_kept() -> None:
-    token_grant = MercureGrant(Protocol.V1, EMPTY, topics("*"), payload={"user": 1}, expires_at=123.0)
-    index = index_of(s=(topics(BOOK1), token_grant))
-    assert index.grant_of("s") is token_grant
 
 
 # -- the metadata of a Mercure message --------------------------------------------------------

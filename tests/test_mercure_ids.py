@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sse_hub.mercure.ids import (
-    BoundedIdIndex,
     Cursor,
     CursorKind,
     InvalidEventId,
@@ -82,24 +81,3 @@ def test_the_response_header_repeats_the_cursor_only_when_nothing_was_lost() -> 
     assert response_cursor(cursor, 42, expired=False, history_empty=True) == "earliest"
     assert response_cursor(cursor, None, expired=False, history_empty=False) == "earliest"
     assert response_cursor(parse_cursor("earliest"), None, expired=False, history_empty=False) == "earliest"
-
-
-async def test_the_memory_index_keeps_the_earliest_publication_of_an_id() -> None:
-    index = BoundedIdIndex(10)
-    index.record("a", 1)
-    index.record("a", 5)
-    index.record("b", 6)
-    assert await index.resolve("a") == 1
-    assert await index.resolve("b") == 6
-    assert await index.resolve("c") is None
-
-
-async def test_the_memory_index_is_bounded_and_forgets_the_oldest() -> None:
-    index = BoundedIdIndex(3)
-    for sequence in range(1, 11):
-        index.record(f"id-{sequence}", sequence)
-    assert len(index) == 3
-    assert await index.resolve("id-7") is None
-    assert [await index.resolve(f"id-{n}") for n in (8, 9, 10)] == [8, 9, 10]
-    with pytest.raises(ValueError):
-        BoundedIdIndex(0)

@@ -19,7 +19,6 @@ from sse_hub.errors import Forbidden, JsonDetail, Unauthorized
 
 INVALID_TOKEN = "invalid_token"
 INSUFFICIENT_SCOPE = "insufficient_scope"
-INVALID_REQUEST = "invalid_request"
 
 
 def _quoted(value: str) -> str:

@@ -73,10 +73,6 @@ class MercureIndex(Generic[S]):
                 if not holders:
                     del self._by_topic[topic]
 
-    def grant_of(self, subscriber: S) -> MercureGrant | None:
-        entry = self._entries.get(subscriber)
-        return None if entry is None else entry.token_grant
-
     def targets(self, topics: Sequence[str], private: bool) -> list[S]:
         """The subscribers this update is for, each once."""
         candidates: dict[S, None] = dict.fromkeys(self._patterned)

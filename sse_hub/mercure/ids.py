@@ -13,8 +13,8 @@ message, and its id is chosen as follows:
   conformance suite checks ``lastEventId``) and returned as the publish answer. It may
   not start with ``#`` (both specs), so it can never be mistaken for a hub id; it may not
   be ``earliest`` (the reserved cursor), nor carry CR, LF or NUL (SSE framing).
-- A cursor that is neither ``earliest`` nor a hub id is looked up in the publisher-id
-  index (``PublisherIdIndex``): publisher id -> hub sequence, earliest publication wins
+- A cursor that is neither ``earliest`` nor a hub id is a publisher id, resolved by
+  scanning the retained history (``mercure/replay.py``): the earliest publication wins
   (1.0: "a duplicated id resolves to the earliest").
 
 Replay and the response header (``Last-Event-ID`` in draft-07, ``Mercure-Last-Event-ID``
@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
 
 from sse_hub.mercure.protocol import EARLIEST
 from sse_hub.sse import FieldError, check_field
@@ -109,42 +107,3 @@ def response_cursor(cursor: Cursor, after: int | None, *, expired: bool, history
     if after is None or expired or history_empty:
         return EARLIEST
     return cursor.value
-
-
-class PublisherIdIndex(Protocol):
-    """The contract of the publisher-id store each broker provides.
-
-    - ``record`` happens atomically with the publication that numbers the update (in the
-      Redis broker: inside the same Lua script, ``HSETNX``-like), and only if the id is not
-      yet known: the earliest publication keeps the id.
-    - An entry lives at least as long as its update stays in the Mercure history (same
-      count and age bounds), and is dropped with it or later, never earlier.
-    - ``resolve`` is answered from any instance of the cluster.
-    """
-
-    async def resolve(self, event_id: str) -> int | None: ...
-
-
-class BoundedIdIndex:
-    """A single-process ``PublisherIdIndex`` for the memory broker: it keeps the ids of the
-    last ``max_entries`` recorded updates (the Mercure history's size), earliest wins."""
-
-    def __init__(self, max_entries: int) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self._max_entries = max_entries
-        self._sequences: OrderedDict[str, int] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._sequences)
-
-    def record(self, event_id: str, sequence: int) -> None:
-        """Remember ``event_id`` for ``sequence`` (called in publish order)."""
-        if event_id in self._sequences:
-            return
-        self._sequences[event_id] = sequence
-        while len(self._sequences) > self._max_entries:
-            self._sequences.popitem(last=False)
-
-    async def resolve(self, event_id: str) -> int | None:
-        return self._sequences.get(event_id)

@@ -31,7 +31,6 @@ LEGACY_TOKEN_PARAM = "authorization"
 LEGACY_TOPIC_PARAM = "topic"
 LEGACY_CURSOR_PARAM = "lastEventID"
 CURSOR_PARAM = "last_event_id"
-CURSOR_HEADER = "Last-Event-ID"
 
 
 class Protocol(enum.Enum):

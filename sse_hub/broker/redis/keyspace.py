@@ -76,10 +76,6 @@ class Keyspace:
     def clock(self) -> str:
         return f"{self.prefix}:clock"
 
-    @property
-    def history_prefix(self) -> str:
-        return f"{self.prefix}:history:"
-
     def history(self, channel: str) -> str:
         return f"{self.prefix}:history:{channel}"
 
