@@ -11,9 +11,9 @@ One module per job, all pure (no aiohttp, no broker), so every rule is tested di
 - ``errors``: 401/403 in RFC 6750 form (``bearer_challenge``).
 - ``publish_form``: the form-encoded publish body -> ``UpdateForm``.
 - ``subscribe_query``: the subscribe query -> ``SubscribeRequest``.
-- ``ids``: hub ids (``#<n>``), publisher ids, cursors and the publisher-id index contract.
+- ``ids``: hub ids (``#<n>``), publisher ids and cursors.
 - ``update``: the metadata a hub message carries when it is a Mercure update.
-- ``routing``: internal channel names for topics, and the feed channel.
+- ``routing``: the internal feed channel every update rides on.
 - ``fanout``: the index that picks a Mercure update's local subscribers.
 
 See docs/mercure.md for what is supported and how the endpoint will be integrated.
