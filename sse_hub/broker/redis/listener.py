@@ -251,7 +251,8 @@ class Listener:
 
     def sweep(self, now: float) -> None:
         """Unsubscribe (on the subscription task) every channel lingering since before
-        ``now - linger_seconds``; ``maintain`` calls it a few times per linger period."""
+        ``now - linger_seconds``, as ``maintain`` does on its own clock: lets a caller (the
+        linger tests) pick the moment instead of waiting for it."""
         self._expire(now)
         self._wake.set()
 
