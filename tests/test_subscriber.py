@@ -243,12 +243,18 @@ async def test_slow_while_replaying_closes_when_the_held_messages_overflow() -> 
     assert transport.aborted
 
 
-async def test_a_stream_whose_client_reads_nothing_is_closed_as_stalled(harness: Harness) -> None:
+def backlogged(harness: Harness, data_bytes: int) -> tuple[Subscriber, FakeTransport]:
+    """A live stream with one message of ``data_bytes`` written into a 100-byte kernel."""
     transport = FakeTransport(kernel_bytes=100)
     subscriber = harness.subscriber
     subscriber.go_live(transport, [PREAMBLE])
-    harness.offer(message(1, data="s" * 500))
+    harness.offer(message(1, data="s" * data_bytes))
     harness.flush()
+    return subscriber, transport
+
+
+async def test_a_stream_whose_client_reads_nothing_is_closed_as_stalled(harness: Harness) -> None:
+    subscriber, transport = backlogged(harness, 500)
     assert transport.get_write_buffer_size() > 0
     subscriber.tick(now=1000.0, ping_before=0, stalled_before=900.0)  # progress noted at 1000
     subscriber.tick(now=1030.0, ping_before=0, stalled_before=970.0)  # no progress, not yet stalled
@@ -259,11 +265,7 @@ async def test_a_stream_whose_client_reads_nothing_is_closed_as_stalled(harness:
 
 
 async def test_a_client_that_reads_slowly_is_not_stalled(harness: Harness) -> None:
-    transport = FakeTransport(kernel_bytes=100)
-    subscriber = harness.subscriber
-    subscriber.go_live(transport, [PREAMBLE])
-    harness.offer(message(1, data="s" * 5000))
-    harness.flush()
+    subscriber, transport = backlogged(harness, 5000)
     for step in range(1, 10):
         transport.read(10)  # a trickle: the kernel takes a little more each time
         subscriber.tick(now=1000.0 + 61 * step, ping_before=0, stalled_before=1000.0 + 61 * step - 60)
