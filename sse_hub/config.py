@@ -64,6 +64,9 @@ class ServerConfig(Section):
 class BrokerConfig(Section):
     backend: Literal["memory", "redis", "redis-cluster"] = "memory"
     redis_url: str = "redis://localhost:6379/0"
+    # redis-cluster only. sharded: channels spread over every master, ids are per-channel
+    # places; one-slot: everything on one master, ids one integer sequence (docs/scaling.md).
+    cluster_mode: Literal["sharded", "one-slot"] = "sharded"
     prefix: Annotated[str, Field(min_length=1)] = "sse-hub"
 
     @field_validator("redis_url")
@@ -209,6 +212,20 @@ class Settings(Section):
     demo_page: bool = True
     log: LogConfig = LogConfig()
     mercure: MercureConfig = MercureConfig()
+
+    @property
+    def sharded(self) -> bool:
+        """Ids are per-channel places (the sharded Redis Cluster broker)."""
+        return self.broker.backend == "redis-cluster" and self.broker.cluster_mode == "sharded"
+
+    @model_validator(mode="after")
+    def _mercure_needs_one_sequence(self) -> Settings:
+        if self.mercure.enabled and self.sharded:
+            raise ValueError(
+                "mercure.enabled needs one id sequence: with broker.backend redis-cluster, "
+                "set broker.cluster_mode: one-slot (SSE_HUB_BROKER__CLUSTER_MODE=one-slot)"
+            )
+        return self
 
 
 class ConfigError(Exception):

@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
 
-from sse_hub import sse
+from sse_hub import sharded_replay, sse
 from sse_hub.broker import Broker, History
+from sse_hub.broker.sharded_contract import ShardedBroker
 from sse_hub.config import Settings
 from sse_hub.counters import Counters
 from sse_hub.errors import (
@@ -48,7 +49,9 @@ from sse_hub.mercure.ids import Cursor
 from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message, parse_event_id
+from sse_hub.positions import Places
 from sse_hub.registry import Registry
+from sse_hub.sharded_subscriber import Encoded, ShardedSubscriber
 from sse_hub.subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ class Hub:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.broker.start(self.dispatch)
+        await self.broker.start(self.dispatch_part if self.broker.sharded else self.dispatch)
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
 
     def begin_drain(self) -> None:
@@ -123,7 +126,8 @@ class Hub:
         """Register a new subscriber (holding live messages until ``go_live``)."""
         self.check_capacity(ip)
         limits = self.settings.limits
-        subscriber = Subscriber(
+        kind = ShardedSubscriber if self.broker.sharded else Subscriber
+        subscriber = kind(
             client_id=f"c_{secrets.token_urlsafe(12)}",
             channels=channels,
             ip=ip,
@@ -132,6 +136,8 @@ class Hub:
             max_buffer_bytes=limits.client_buffer_bytes,
             on_close=self._closed,
         )
+        if isinstance(subscriber, ShardedSubscriber):
+            subscriber.start_at(Places(channels, {}))  # until prepare_replay reads where they are
         self.registry.add(subscriber)
         self.counters.connects += 1
         self.broker.client_connected(subscriber.client_id)
@@ -164,33 +170,48 @@ class Hub:
         # to them reaches this instance, so nothing after `connected` is missed (the
         # broker's attach contract; release detaches, also when attach raised).
         await self.broker.attach(subscriber.channels)
-        connected = json.dumps(
-            {"client_id": subscriber.client_id, "channels": list(subscriber.channels)},
-            separators=(",", ":"),
-        )
-        # retry first, in the block of the connected event: the stream's first bytes set the
-        # reconnection delay before anything else can go wrong.
-        retry = b"retry: %d\n" % self.settings.sse.retry_ms
-        preamble = [sse.chunk(retry + sse.encode_event(connected, "connected"))]
+        if isinstance(subscriber, ShardedSubscriber):
+            return await sharded_replay.prepare(self, self._sharded, subscriber, last_event_id)
+        preamble = self.open_preamble(subscriber)
         if not last_event_id:
             return preamble, NO_REPLAY
         self.counters.replays += 1
         after_id = parse_event_id(last_event_id)
         if after_id is None:
-            preamble.append(self._reset("unknown_id", last_event_id))
+            preamble.append(self.reset_chunk("unknown_id", last_event_id))
             return preamble, NO_REPLAY
         history = await self.replay_page(subscriber, after_id)
         if after_id > history.last_id:
             # Not an id of this cluster: no floor from it, or live ids up to it would be lost.
-            preamble.append(self._reset("unknown_id", last_event_id))
+            preamble.append(self.reset_chunk("unknown_id", last_event_id))
             return preamble, history
         # The client has everything up to after_id, wherever it read it: a live message at
         # or below it (this instance's listener may lag the one the client came from) is
         # not sent again.
         subscriber.resume_after(after_id)
         if history.expired:
-            preamble.append(self._reset("history_expired", last_event_id))
+            preamble.append(self.reset_chunk("history_expired", last_event_id))
         return preamble, history
+
+    def open_preamble(self, subscriber: Subscriber) -> list[bytes]:
+        """``retry`` and the ``connected`` event, in one chunk: the stream's first bytes
+        set the reconnection delay before anything else can go wrong."""
+        connected = json.dumps(
+            {"client_id": subscriber.client_id, "channels": list(subscriber.channels)},
+            separators=(",", ":"),
+        )
+        retry = b"retry: %d\n" % self.settings.sse.retry_ms
+        return [sse.chunk(retry + sse.encode_event(connected, "connected"))]
+
+    async def next_replay_page(self, subscriber: Subscriber, told_through: int) -> History | None:
+        """The page after what the stream has queued, or None when history it is owed was
+        trimmed since its first page (``told_through``: what that page reported)."""
+        if isinstance(subscriber, ShardedSubscriber):
+            return await sharded_replay.next_page(self, self._sharded, subscriber)
+        page = await self.replay_page(subscriber, subscriber.replay_cursor)
+        if page.evicted_through > max(told_through, subscriber.replay_cursor):
+            return None
+        return page
 
     async def replay_page(self, subscriber: Subscriber, after_id: int) -> History:
         """The next page of a stream's replay: its channels' and global messages after
@@ -202,7 +223,7 @@ class Hub:
         channels = (*subscriber.channels, GLOBAL_CHANNEL)
         return await self.broker.history(channels, after_id, limit=self.replay_page_size)
 
-    def _reset(self, reason: str, last_event_id: str) -> bytes:
+    def reset_chunk(self, reason: str, last_event_id: str) -> bytes:
         self.counters.resets += 1
         data = json.dumps({"reason": reason, "last_event_id": last_event_id}, separators=(",", ":"))
         return sse.chunk(sse.encode_event(data, "reset"))
@@ -312,6 +333,28 @@ class Hub:
             for subscriber in targets:
                 if subscriber.client_id != exclude:
                     subscriber.offer(message_id, chunk, frame_bytes)
+
+    def dispatch_part(self, message: Message) -> None:
+        """``dispatch`` for the sharded broker: each stream decides by its places, and
+        streams that show the same id share one encoding (sharded_subscriber.py)."""
+        if message.kick:
+            self.dispatch(message)
+            return
+        observe = self.observe_fanout
+        if observe is not None and message.published_at:
+            observe(time.time() - message.published_at)
+        encoded: Encoded = {}
+        exclude = message.exclude_client_id
+        for subscriber in self._targets(message):
+            if subscriber.client_id != exclude and isinstance(subscriber, ShardedSubscriber):
+                subscriber.offer_part(message, encoded)
+
+    @property
+    def _sharded(self) -> ShardedBroker:
+        broker = self.broker
+        if not isinstance(broker, ShardedBroker):
+            raise TypeError("a sharded stream needs the sharded broker")
+        return broker
 
     def _targets(self, message: Message) -> Collection[Subscriber]:
         registry = self.registry

@@ -72,7 +72,13 @@ RetryMs = Annotated[
     int,
     Field(strict=True, ge=0, le=MAX_RETRY_MS, description="Sent as `retry:`: the client's reconnection delay in ms."),
 ]
-MessageId = Annotated[int, Field(ge=1)]
+# 0 only for a message the sharded broker does not number (a direct message or a kick).
+MessageId = Annotated[int, Field(ge=0)]
+# Where a message sits in one channel with the sharded Redis Cluster broker: (channel, seq,
+# epoch). ``seq`` counts that channel's messages from 1; ``epoch`` (4 base36 characters)
+# changes when the channel's counter had to start again (Redis lost it).
+ChannelPosition = tuple[str, Annotated[int, Field(ge=1)], Annotated[str, StringConstraints(pattern=r"^[0-9a-z]{4}$")]]
+Positions = Annotated[tuple[ChannelPosition, ...], Field(exclude_if=lambda positions: not positions)]
 # A control message: disconnect ``client_id`` wherever it is connected (DELETE /clients).
 Kick = Annotated[bool, Field(exclude_if=lambda kick: not kick)]
 # When the publish request was accepted (epoch seconds), for the fan-out latency metric.
@@ -240,6 +246,10 @@ class Message(Draft):
     __hash__ = object.__hash__
 
     id: MessageId = field(kw_only=True)
+    # Sharded broker only (sse_hub/positions.py): this part's place in each of its channels,
+    # and the places of the parts of the same publish that went out before it.
+    pos: Positions = field(default=(), kw_only=True)
+    prior: Positions = field(default=(), kw_only=True)
     _chunk: Annotated[bytes | None, Field(exclude=True)] = field(default=None, repr=False, init=False)
     _frame_bytes: Annotated[int, Field(exclude=True)] = field(default=0, repr=False, init=False)
 

@@ -145,6 +145,14 @@ class Subscriber:
         self.messages_sent += 1
         self.bytes_sent += frame_bytes
 
+    def _queue(self, chunk: bytes, frame_bytes: int) -> None:
+        """Queue a published message's chunk (``offer`` does the same inline: hot path)."""
+        if not self._outbox:
+            self._flusher.mark(self)
+        self._outbox.append(chunk)
+        self.messages_sent += 1
+        self.bytes_sent += frame_bytes
+
     def flush(self, now: float) -> None:
         """Write the outbox (while replaying, with the next slice of the replay after it)."""
         transport = self._transport
@@ -181,13 +189,22 @@ class Subscriber:
                 if self._replay_complete:
                     self._release_held()
                 return
-            if message.id <= self._floor:
+            taken = self._take_replayed(message)
+            if taken is None:
                 continue
-            self._floor = message.id
-            outbox.append(message.chunk)
-            budget -= len(message.chunk)
+            chunk, frame_bytes = taken
+            outbox.append(chunk)
+            budget -= len(chunk)
             self.messages_sent += 1
-            self.bytes_sent += message.frame_bytes
+            self.bytes_sent += frame_bytes
+
+    def _take_replayed(self, message: Message) -> tuple[bytes, int] | None:
+        """A replayed message's chunk and frame length, unless the stream is past it
+        (then None); moves the floor past it."""
+        if message.id <= self._floor:
+            return None
+        self._floor = message.id
+        return message.chunk, message.frame_bytes
 
     def _release_held(self) -> None:
         held, self._held = self._held or [], None

@@ -61,7 +61,7 @@ async def start_broker(request: pytest.FixtureRequest) -> AsyncIterator[StartBro
             cluster = request.param == "redis-cluster"
             url = request.getfixturevalue("redis_cluster").url if cluster else request.getfixturevalue("redis_server")
             settings = make_settings(
-                broker={"backend": request.param, "redis_url": url, "prefix": prefix},
+                broker={"backend": request.param, "cluster_mode": "one-slot", "redis_url": url, "prefix": prefix},
                 history={"size": history_size, "ttl_seconds": ttl_seconds},
                 limits={"max_tickets": max_tickets},
             )

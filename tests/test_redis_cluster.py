@@ -90,7 +90,7 @@ def prefix() -> str:
 
 @pytest.fixture
 async def two_hubs(hub_client: HubClientFactory, redis_cluster: Cluster, prefix: str) -> list[TestClient[Any, Any]]:  # noqa: F811
-    broker = {"backend": "redis-cluster", "redis_url": redis_cluster.url, "prefix": prefix}
+    broker = {"backend": "redis-cluster", "cluster_mode": "one-slot", "redis_url": redis_cluster.url, "prefix": prefix}
     return [await hub_client(broker=broker), await hub_client(broker=broker)]
 
 
@@ -246,7 +246,7 @@ async def test_a_slot_moved_while_publishing_loses_nothing(
 @pytest.fixture
 async def replicated(tmp_path: Path, hub_client: HubClientFactory, prefix: str) -> AsyncIterator[Replicated]:
     with running_cluster(tmp_path, masters=3, replicas=1) as cluster:
-        broker = {"backend": "redis-cluster", "redis_url": cluster.url, "prefix": prefix}
+        broker = {"backend": "redis-cluster", "cluster_mode": "one-slot", "redis_url": cluster.url, "prefix": prefix}
         yield cluster, [await hub_client(broker=broker), await hub_client(broker=broker)]
 
 
@@ -326,6 +326,7 @@ async def test_sse_hub_workers_run_on_a_cluster_configured_by_environment(
 ) -> None:
     env = {
         "SSE_HUB_BROKER__BACKEND": "redis-cluster",
+        "SSE_HUB_BROKER__CLUSTER_MODE": "one-slot",
         "SSE_HUB_BROKER__REDIS_URL": redis_cluster.url,
         "SSE_HUB_BROKER__PREFIX": prefix,
     }

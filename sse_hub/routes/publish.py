@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sse_hub.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from sse_hub.keys import AUTH, HUB, SETTINGS
 from sse_hub.models import PUBLISH_BATCH, Message, PublishItem
+from sse_hub.positions import receipt_id
 from sse_hub.schemas import RECEIPT, RECEIPTS, Receipt
 
 MAX_ERRORS_SHOWN = 20
@@ -91,9 +92,11 @@ def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
 
 
 def receipt(message: Message) -> Receipt:
+    # The sharded broker has no cluster-wide id: a message's id is its places (positions.py).
+    message_id = receipt_id(message) if message.pos else str(message.id)
     if message.client_id is not None:
-        return {"id": str(message.id), "channels": [], "client_id": message.client_id}
-    return {"id": str(message.id), "channels": list(message.channels)}
+        return {"id": message_id, "channels": [], "client_id": message.client_id}
+    return {"id": message_id, "channels": list(message.channels)}
 
 
 def receipts_body(messages: Sequence[Message], batch: bool) -> bytes:

@@ -229,11 +229,11 @@ async def feed_replay(hub: Hub, subscriber: Subscriber, writer: AbstractStreamWr
     while subscriber.replaying:
         if subscriber.needs_page:
             try:
-                page = await hub.replay_page(subscriber, subscriber.replay_cursor)
+                page = await hub.next_replay_page(subscriber, told_through)
             except BrokerUnavailable:
                 subscriber.close("disconnected")  # the client resumes from its last id
                 return
-            if page.evicted_through > max(told_through, subscriber.replay_cursor):
+            if page is None:
                 # Trimmed while this client was reading slowly: rather than a gap, end the
                 # stream; it reconnects with its last id and is told (reset).
                 subscriber.close("slow")
