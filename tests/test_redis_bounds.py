@@ -59,6 +59,38 @@ async def test_a_failure_that_is_not_a_redis_error_still_resolves_every_publishe
     assert message.id >= 1
 
 
+async def test_publishes_made_while_a_group_is_in_flight_go_out_together_after_it(start_broker: StartBroker) -> None:
+    """Publisher invariant 5: one group in flight; what arrives meanwhile is the next group."""
+    broker, delivered = await start_broker()
+    await broker.attach(["a"])
+    script = broker.publisher.script
+    calls: list[int] = []
+    answer = asyncio.Event()
+
+    async def held(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["keys"]) - 2)  # the streams written: one per message here
+        if len(calls) == 1:
+            await answer.wait()
+        return await script(**kwargs)
+
+    broker.publisher.script = held  # type: ignore[assignment]
+    first = asyncio.ensure_future(broker.publish([draft("a", data="first")]))
+    await wait_until(lambda: calls == [1], 5)
+    later = []
+    for n in range(5):  # each in a loop iteration of its own
+        later.append(asyncio.ensure_future(broker.publish([draft("a", data=f"later {n}")])))
+        await asyncio.sleep(0)
+    assert calls == [1], "nothing else is sent while a group is in flight"
+    answer.set()
+    async with asyncio.timeout(5):
+        results = [await first, *[await publish for publish in later]]
+    assert calls == [1, 5], "the five went out as one group, once the first was answered"
+    ids = [messages[0].id for messages in results]
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    await wait_until(lambda: [message.id for message in delivered] == ids, 5)
+    broker.detach(["a"])
+
+
 async def test_a_draft_that_cannot_be_encoded_fails_only_its_own_publish(start_broker: StartBroker) -> None:
     broker, _ = await start_broker()
     good, bad = await asyncio.gather(
