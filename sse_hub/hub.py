@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
 
-from sse_hub import sharded_replay, sse
+from sse_hub import replay, sharded_replay, sse
 from sse_hub.broker import Broker, History
 from sse_hub.broker.sharded_contract import ShardedBroker
 from sse_hub.config import Settings
@@ -48,15 +48,13 @@ from sse_hub.mercure.grants import MercureGrant
 from sse_hub.mercure.ids import Cursor
 from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.selectors import SelectorSet
-from sse_hub.models import GLOBAL_CHANNEL, Draft, Message, parse_event_id
+from sse_hub.models import GLOBAL_CHANNEL, Draft, Message
 from sse_hub.positions import Places
 from sse_hub.registry import Registry
 from sse_hub.sharded_subscriber import Encoded, ShardedSubscriber
 from sse_hub.subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
-
-NO_REPLAY = History(messages=(), expired=False, last_id=0)
 
 
 class Hub:
@@ -162,36 +160,15 @@ class Hub:
         return max(1, limits.client_buffer_bytes // limits.max_message_bytes)
 
     async def prepare_replay(self, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
-        """The stream's preamble (retry, ``connected``, maybe ``reset``) and the messages
-        to replay. Reads history after registration, so nothing published meanwhile is
-        lost (the subscriber holds it) or sent twice (the subscriber's floor: nothing at or
-        below the id the client resumed from, or an id it was already sent)."""
+        """The stream's preamble (retry, ``connected``, maybe ``reset``) and the first page
+        of its replay (``replay``, or ``sharded_replay`` for per-channel places)."""
         # Receive the stream's channels first: once attach returns, everything published
         # to them reaches this instance, so nothing after `connected` is missed (the
         # broker's attach contract; release detaches, also when attach raised).
         await self.broker.attach(subscriber.channels)
         if isinstance(subscriber, ShardedSubscriber):
             return await sharded_replay.prepare(self, self._sharded, subscriber, last_event_id)
-        preamble = self.open_preamble(subscriber)
-        if not last_event_id:
-            return preamble, NO_REPLAY
-        self.counters.replays += 1
-        after_id = parse_event_id(last_event_id)
-        if after_id is None:
-            preamble.append(self.reset_chunk("unknown_id", last_event_id))
-            return preamble, NO_REPLAY
-        history = await self.replay_page(subscriber, after_id)
-        if after_id > history.last_id:
-            # Not an id of this cluster: no floor from it, or live ids up to it would be lost.
-            preamble.append(self.reset_chunk("unknown_id", last_event_id))
-            return preamble, history
-        # The client has everything up to after_id, wherever it read it: a live message at
-        # or below it (this instance's listener may lag the one the client came from) is
-        # not sent again.
-        subscriber.resume_after(after_id)
-        if history.expired:
-            preamble.append(self.reset_chunk("history_expired", last_event_id))
-        return preamble, history
+        return await replay.prepare(self, subscriber, last_event_id)
 
     def open_preamble(self, subscriber: Subscriber) -> list[bytes]:
         """``retry`` and the ``connected`` event, in one chunk: the stream's first bytes
@@ -208,10 +185,7 @@ class Hub:
         trimmed since its first page (``told_through``: what that page reported)."""
         if isinstance(subscriber, ShardedSubscriber):
             return await sharded_replay.next_page(self, self._sharded, subscriber)
-        page = await self.replay_page(subscriber, subscriber.replay_cursor)
-        if page.evicted_through > max(told_through, subscriber.replay_cursor):
-            return None
-        return page
+        return await replay.next_page(self, subscriber, told_through)
 
     async def replay_page(self, subscriber: Subscriber, after_id: int) -> History:
         """The next page of a stream's replay: its channels' and global messages after
@@ -246,7 +220,7 @@ class Hub:
         await self.broker.attach(subscriber.channels)
         preamble = [sse.chunk(b"retry: %d\n\n" % self.settings.sse.retry_ms)]
         if cursor is None:
-            return preamble, NO_REPLAY, None
+            return preamble, replay.NO_REPLAY, None
         self.counters.replays += 1
         history, after, header = await mercure_replay.start(self.broker, cursor, partial(self.replay_page, subscriber))
         if after is not None:

@@ -19,16 +19,13 @@ Invariant: a later page that finds a new gap ends the stream (``None`` from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from sse_hub.broker import History
 from sse_hub.broker.sharded_contract import ChannelPage, Position, ShardedBroker
 from sse_hub.models import GLOBAL_CHANNEL, Message
 from sse_hub.positions import Places
+from sse_hub.replay import Hub
 from sse_hub.sharded_subscriber import ShardedSubscriber
-
-if TYPE_CHECKING:
-    from sse_hub.hub import Hub
 
 
 async def prepare(
