@@ -1,0 +1,63 @@
+"""Every Redis key and shard channel name of the sharded broker, in one place.
+
+With ``P`` = ``broker.prefix`` and ``t`` = ``TAGS[partition(c)]`` (``partitions``):
+
+- ``P:{t}:m:<c>``: channel ``c``'s meta HASH: ``s`` its last seq (``HINCRBY``), ``e`` its
+  epoch (4 base36 characters, set when ``s`` starts again). Expires
+  ``history.ttl_seconds`` + 1 day after the last publish, so a counter outlives its history.
+- ``P:{t}:h:<c>``: its history STREAM, entry id ``<seq>-0``, fields ``m`` (the payload) and
+  ``t`` (Redis ms at publish); trimmed to ``history.size`` (``MAXLEN ~``), expires
+  ``history.ttl_seconds`` after the last publish.
+- ``P:{t}:c:<c>``: its shard channel (``SPUBLISH``/``SSUBSCRIBE``).
+- ``P:{T[partition(i)]}:inbox:<i>``: the shard channel of instance ``i`` (direct messages,
+  kicks).
+- The directory, presence and tickets: ``Keyspace.for_cluster(P)``, under ``{P}`` (one
+  slot, so their multi-key scripts stay legal).
+
+The global channel ``*`` is an ordinary channel here, in its own partition.
+
+Invariant: every name of one channel (and of one partition) hashes to the partition's slot,
+so one script call touches one slot, ``SPUBLISH`` included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.sharded.partition_tags import TAGS
+from sse_hub.broker.sharded.partitions import partition, tag_of
+
+
+@dataclass(frozen=True, slots=True)
+class ShardKeys:
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("broker.prefix must not contain braces in redis-cluster mode")
+
+    def meta(self, channel: str) -> str:
+        return f"{self.prefix}:{{{tag_of(channel)}}}:m:{channel}"
+
+    def stream(self, channel: str) -> str:
+        return f"{self.prefix}:{{{tag_of(channel)}}}:h:{channel}"
+
+    def shard_channel(self, channel: str) -> str:
+        return f"{self.prefix}:{{{tag_of(channel)}}}:c:{channel}"
+
+    def inbox(self, instance_id: str) -> str:
+        return f"{self.prefix}:{{{TAGS[partition(instance_id)]}}}:inbox:{instance_id}"
+
+    def channel_of(self, shard_channel: str) -> str | None:
+        """The channel a shard channel carries, or None (an inbox, or not ours)."""
+        head, _, rest = shard_channel.partition(":{")
+        if head != self.prefix:
+            return None
+        _, _, rest = rest.partition("}:")
+        kind, _, channel = rest.partition(":")
+        return channel if kind == "c" and channel else None
+
+    def directory(self) -> Keyspace:
+        """Directory, presence and tickets: the standalone layout under ``{P}``."""
+        return Keyspace.for_cluster(self.prefix)

@@ -1,0 +1,213 @@
+"""Publishing on the sharded broker: split drafts by partition, one script call per
+partition per round, and the Lua script that numbers, stores and ``SPUBLISH``es.
+
+A draft's channels are split into *parts*, one per partition (channel order kept; the
+partitions in the order their first channel appears). Parts go out in *rounds*: part k of
+a draft goes in a round after part k-1 returned, and its payload's ``prior`` holds the
+positions the earlier parts got. Parts of one round in one partition share one script
+call, in batch order. Invariants:
+
+1. A part is all or nothing: one script call on one slot (keys and shard channels, see
+   ``keys``), checked before it writes. A publish whose channels share one partition
+   (``{tag}`` names) is therefore atomic; across partitions a failure of a later round
+   raises ``BrokerUnavailable`` after the earlier rounds were applied (the publisher is
+   told 503; those parts were stored and delivered).
+2. Per channel, messages are numbered in batch order: a draft's part never goes in an
+   earlier round than a part of an earlier draft in the same partition (``plan_rounds``).
+3. No hidden retries: the cluster client has none for connection errors, so a part is
+   never applied twice by the broker (a lost reply may still have been applied). MOVED is
+   followed by redis-py: Redis refused the script before it ran.
+4. The payload is what ``message_from_payload`` parses: ``{"id":<seq of the part's first
+   channel>,"pos":[[c,seq,epoch],...],"prior":[...],`` then the draft's fields with
+   ``channels`` = the part's channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import RedisCluster
+from redis.exceptions import RedisError
+
+from sse_hub.broker.sharded.keys import ShardKeys
+from sse_hub.broker.sharded.partitions import partition
+from sse_hub.errors import BrokerUnavailable
+from sse_hub.models import DRAFT_FIELDS, ChannelPosition, Draft, Message
+
+# Meta hashes outlive their stream by a day, so a counter is still there when its
+# history expired, and a resume is told "expired", not "epoch changed".
+META_EXTRA_TTL_SECONDS = 86_400
+
+# KEYS: per part, per channel: meta, stream.
+# ARGV: history size (0: no stream), history ttl s, meta ttl s, number of parts; then per
+# part: channel count, the prior JSON (`,"prior":[...]` or empty), the payload tail (the
+# draft's JSON fields after `{`), then per channel its JSON name and its shard channel.
+# Returns per part, per channel: seq, epoch.
+PUBLISH_SCRIPT = """#!lua
+-- Phase 1: check the types; an error here leaves Redis as it was.
+for k = 1, #KEYS, 2 do
+  local meta_type = redis.call('TYPE', KEYS[k])['ok']
+  local stream_type = redis.call('TYPE', KEYS[k + 1])['ok']
+  if (meta_type ~= 'none' and meta_type ~= 'hash') or (stream_type ~= 'none' and stream_type ~= 'stream') then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' or ' .. KEYS[k + 1] .. ' has the wrong type')
+  end
+end
+local size, ttl, meta_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local t = redis.call('TIME')
+local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local fresh
+local function new_epoch()
+  if not fresh then
+    -- Redis TIME in microseconds, mod 36^4, as 4 base36 digits.
+    local n = ((tonumber(t[1]) % 1679616) * 1000000 + tonumber(t[2])) % 1679616
+    local digits, text = '0123456789abcdefghijklmnopqrstuvwxyz', ''
+    for _ = 1, 4 do
+      local d = n % 36
+      text = string.sub(digits, d + 1, d + 1) .. text
+      n = math.floor(n / 36)
+    end
+    fresh = text
+  end
+  return fresh
+end
+local out, a, k = {}, 5, 1
+for _ = 1, tonumber(ARGV[4]) do
+  local n, prior, tail = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2]
+  local pos, seqs = {}, {}
+  for j = 0, n - 1 do
+    local meta, stream = KEYS[k + 2 * j], KEYS[k + 2 * j + 1]
+    local seq = redis.call('HINCRBY', meta, 's', 1)
+    local epoch = redis.call('HGET', meta, 'e')
+    if seq == 1 or not epoch then
+      -- A counter that starts again must not collide with entries of the old one.
+      epoch = new_epoch()
+      redis.call('HSET', meta, 'e', epoch)
+      redis.call('DEL', stream)
+    end
+    seqs[j + 1] = string.format('%d', seq)
+    pos[j + 1] = '[' .. ARGV[a + 3 + 2 * j] .. ',' .. seqs[j + 1] .. ',"' .. epoch .. '"]'
+    out[#out + 1] = seq
+    out[#out + 1] = epoch
+  end
+  local payload = '{"id":' .. seqs[1] .. ',"pos":[' .. table.concat(pos, ',') .. ']' .. prior .. ',' .. tail
+  for j = 0, n - 1 do
+    local meta, stream = KEYS[k + 2 * j], KEYS[k + 2 * j + 1]
+    if size > 0 then
+      redis.call('XADD', stream, 'MAXLEN', '~', size, seqs[j + 1] .. '-0', 'm', payload, 't', ms)
+      redis.call('EXPIRE', stream, ttl)
+    end
+    redis.call('EXPIRE', meta, meta_ttl)
+  end
+  for j = 0, n - 1 do
+    redis.call('SPUBLISH', ARGV[a + 4 + 2 * j], payload)
+  end
+  a = a + 3 + 2 * n
+  k = k + 2 * n
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """The channels of one draft (``index`` in the batch) that share a partition."""
+
+    index: int
+    partition: int
+    channels: tuple[str, ...]
+
+
+def split(index: int, draft: Draft) -> list[Part]:
+    """The draft's parts, by partition in order of first appearance, channel order kept."""
+    groups: dict[int, list[str]] = {}
+    for channel in draft.channels:
+        groups.setdefault(partition(channel), []).append(channel)
+    return [Part(index, number, tuple(channels)) for number, channels in groups.items()]
+
+
+def plan_rounds(drafts: Sequence[Draft]) -> list[dict[int, list[Part]]]:
+    """Rounds of parts, each round by partition (invariant 2)."""
+    rounds: list[dict[int, list[Part]]] = []
+    last_round: dict[int, int] = {}  # partition -> latest round an earlier draft used
+    for index, draft in enumerate(drafts):
+        previous = -1
+        for part in split(index, draft):
+            number = max(previous + 1, last_round.get(part.partition, 0))
+            while len(rounds) <= number:
+                rounds.append({})
+            rounds[number].setdefault(part.partition, []).append(part)
+            last_round[part.partition] = previous = number
+    return rounds
+
+
+def script_call(
+    keys: ShardKeys, parts: Sequence[tuple[Part, Draft, Sequence[ChannelPosition]]], size: int, ttl_seconds: int
+) -> tuple[list[str], list[str | int | bytes]]:
+    """KEYS and ARGV of one script call: ``parts`` are (part, its draft, its prior)."""
+    script_keys: list[str] = []
+    args: list[str | int | bytes] = [size, ttl_seconds, ttl_seconds + META_EXTRA_TTL_SECONDS, len(parts)]
+    for part, draft, prior in parts:
+        tail = DRAFT_FIELDS.dump_json(dataclasses.replace(draft, channels=part.channels), exclude_none=True)[1:]
+        prior_json = ',"prior":' + json.dumps([list(position) for position in prior], separators=(",", ":"))
+        args += [len(part.channels), prior_json if prior else "", tail]
+        for channel in part.channels:
+            script_keys += [keys.meta(channel), keys.stream(channel)]
+            args += [json.dumps(channel), keys.shard_channel(channel)]
+    return script_keys, args
+
+
+def read_positions(parts: Sequence[Part], reply: Sequence[object]) -> list[list[ChannelPosition]]:
+    """The script's reply as each part's positions."""
+    positions: list[list[ChannelPosition]] = []
+    at = 0
+    for part in parts:
+        places: list[ChannelPosition] = []
+        for channel in part.channels:
+            seq, epoch = reply[at], reply[at + 1]
+            places.append((channel, int(str(seq)), epoch.decode() if isinstance(epoch, bytes) else str(epoch)))
+            at += 2
+        positions.append(places)
+    return positions
+
+
+class Publisher:
+    """Runs the rounds of a batch of channel drafts (module docstring)."""
+
+    def __init__(self, cluster: RedisCluster, keys: ShardKeys, history_size: int, ttl_seconds: int) -> None:
+        self._keys = keys
+        self._size = history_size
+        self._ttl = ttl_seconds
+        self._script = cluster.register_script(PUBLISH_SCRIPT)
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        """One message per draft: all its channels and positions, in part order."""
+        placed: list[list[ChannelPosition]] = [[] for _ in drafts]
+        for round_parts in plan_rounds(drafts):
+            calls = [self._call(parts, drafts, placed) for parts in round_parts.values()]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            failures = [result for result in results if isinstance(result, BaseException)]
+            for parts, result in zip(round_parts.values(), results, strict=True):
+                if not isinstance(result, BaseException):
+                    for part, positions in zip(parts, result, strict=True):
+                        placed[part.index] += positions
+            if failures:
+                error = failures[0]
+                if isinstance(error, RedisError | OSError):
+                    raise BrokerUnavailable(f"Redis Cluster did not take the message: {error}") from error
+                raise error
+        return [
+            dataclasses.replace(draft.numbered(positions[0][1]), pos=tuple(positions))
+            for draft, positions in zip(drafts, placed, strict=True)
+        ]
+
+    async def _call(
+        self, parts: Sequence[Part], drafts: Sequence[Draft], placed: Sequence[Sequence[ChannelPosition]]
+    ) -> list[list[ChannelPosition]]:
+        entries = [(part, drafts[part.index], tuple(placed[part.index])) for part in parts]
+        script_keys, args = script_call(self._keys, entries, self._size, self._ttl)
+        reply = await self._script(keys=script_keys, args=args)
+        return read_positions(parts, reply)
