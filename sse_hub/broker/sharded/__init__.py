@@ -1,0 +1,324 @@
+"""Sharded Redis Cluster broker (``broker.backend: redis-cluster``, ``cluster_mode: sharded``):
+each channel numbered on its own, in the slot of its partition, with sharded pub/sub.
+
+The parts, one job each (names in ``keys``):
+
+- ``partitions`` (+ the generated ``partition_tags``): channel -> partition -> slot;
+- ``publish``: drafts split into parts by partition, rounds of script calls, the script;
+- ``history``: positions and replay pages (``history_after``), recovery reads;
+- ``topology``: the slot map (``CLUSTER SLOTS``);
+- ``link``: one subscriber connection per master and its reader task;
+- ``subscriptions``: routing by interest, placement of shard channels on masters, linger;
+- ``delivery``: each position once, in order, around recoveries;
+- reused from the standalone broker: ``Directory`` (presence, client directory),
+  ``Tickets``, ``cancel_and_wait``, ``backoff_delays``, on ``Keyspace.for_cluster``.
+
+Invariants of the whole:
+
+1. Per channel, parts are numbered, stored and published by one script on one master, and
+   read from one FIFO connection per master: ``deliver`` gets each channel's parts in seq
+   order, each position at most once per instance (``delivery``).
+2. A publish is all or nothing per partition; across partitions, parts go out in rounds
+   and a failed round raises ``BrokerUnavailable`` after the earlier rounds were applied
+   (``publish``). No command is retried by the client after a connection error.
+3. After a slot moved (a pushed ``sunsubscribe``), a lost subscriber connection (a
+   failover), a failed publish, or every ``TOPOLOGY_SECONDS``, the repair task re-reads the
+   slot map, subscribes every misplaced channel on its new master, then reads each one's
+   history after the last position delivered and hands it over before the live parts
+   held meanwhile: no gap, as long as the history still holds it (a master that died
+   before replicating loses what it had not replicated).
+4. ``connected`` is False while no cluster node answers the slot map.
+5. The broker owns its tasks (repair, linger sweep, directory upkeep, the links' readers);
+   ``stop`` cancels and awaits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import NoReturn, cast
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from sse_hub.broker import Deliver
+from sse_hub.broker.redis import redacted
+from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.recovery import backoff_delays
+from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
+from sse_hub.broker.redis.tickets import Tickets
+from sse_hub.broker.sharded.delivery import Delivery
+from sse_hub.broker.sharded.history import read_after, read_positions
+from sse_hub.broker.sharded.keys import ShardKeys
+from sse_hub.broker.sharded.publish import Publisher
+from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
+from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Topology
+from sse_hub.broker.sharded_contract import NOWHERE, ChannelPage, Position, ShardedBroker
+from sse_hub.config import Settings
+from sse_hub.errors import BrokerUnavailable, UnknownClient
+from sse_hub.models import Draft, Message
+
+__all__ = ["ShardedClusterBroker"]
+
+logger = logging.getLogger(__name__)
+
+TOPOLOGY_SECONDS = 10.0
+# At most this many parts per channel are recovered after a topology change.
+MAX_RECOVERED = 10_000
+
+
+class ShardedClusterBroker(ShardedBroker):
+    """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
+    more stays subscribed (tests shorten it)."""
+
+    def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
+        self.instance_id = instance_id
+        self.reconnects = 0
+        self._url = settings.broker.redis_url
+        self.keys = keys = ShardKeys(settings.broker.prefix)
+        # No hidden retries: a publish must fail fast (503) rather than be applied twice.
+        # RESP2, as the standalone broker (subscriptions are plain replies).
+        self._cluster: RedisCluster = RedisCluster.from_url(
+            self._url,
+            protocol=2,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=COMMAND_TIMEOUT_SECONDS,
+            socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
+            client_name=f"sse-hub:{instance_id}",
+        )
+        url = parse_url(self._url)
+        link_kwargs: dict[str, object] = {
+            "username": url.get("username"),
+            "password": url.get("password"),
+            "protocol": 2,
+            "socket_connect_timeout": COMMAND_TIMEOUT_SECONDS,
+            "socket_timeout": COMMAND_TIMEOUT_SECONDS,
+            "client_name": f"sse-hub-sub:{instance_id}",
+        }
+        self.topology = Topology((str(url.get("host", "localhost")), int(str(url.get("port", 6379)))), link_kwargs)
+        self.delivery = Delivery(lambda: self.subscriptions.names)
+        self.subscriptions = Subscriptions(
+            keys, self.topology, link_kwargs, instance_id, self.delivery.receive, self._wake_repair, linger_seconds
+        )
+        self.publisher = Publisher(self._cluster, keys, settings.history.size, settings.history.ttl_seconds)
+        # Directory and Tickets take a Redis; the cluster client has the same methods, and
+        # every key they use is under {prefix}: one slot (their scripts stay legal).
+        redis = cast(Redis, self._cluster)
+        directory_keys = keys.directory()
+        self.directory = Directory(redis, directory_keys, instance_id, lambda: self.summary_source)
+        self.tickets = Tickets(redis, directory_keys, settings.limits.max_tickets)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = False
+        self._announced = False
+        self._repair_wake = asyncio.Event()
+        self._unrecovered: set[str] = set()
+
+    @property
+    def messages_received(self) -> int:  # a counter kept by delivery
+        return self.delivery.messages_received
+
+    @messages_received.setter
+    def messages_received(self, value: int) -> None:
+        self.delivery.messages_received = value
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self, deliver: Deliver) -> None:
+        self.delivery.deliver = deliver
+        try:
+            await self.topology.refresh()
+            await self.subscriptions.place(self.subscriptions.pinned)
+            await self.directory.write()
+            await self.directory.refresh_presence()
+            self._announced = True
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"cannot use Redis Cluster at {redacted(self._url)}: {exc}") from exc
+        self._connected = True
+        linger = self.subscriptions.linger_seconds
+        self._tasks = [
+            asyncio.create_task(self._repair_loop(), name="sse-hub-sharded-repair"),
+            asyncio.create_task(self._sweep_loop(min(1.0, max(linger / 4, 0.01))), name="sse-hub-sharded-linger"),
+            asyncio.create_task(self.directory.upkeep(lambda: self._connected), name="sse-hub-sharded-upkeep"),
+        ]
+        logger.info(
+            "redis cluster broker (sharded) connected url=%s instance=%s", redacted(self._url), self.instance_id
+        )
+
+    async def stop(self) -> None:
+        self._connected = False
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
+        if self._announced:
+            self._announced = False
+            await self.directory.leave()
+        await self.subscriptions.close()
+        await self._cluster.aclose()
+        self.delivery.deliver = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- interest ---------------------------------------------------------------------
+
+    async def attach(self, channels: Collection[str]) -> None:
+        await self.subscriptions.attach(channels)
+
+    def detach(self, channels: Collection[str]) -> None:
+        self.subscriptions.detach(channels)
+
+    async def _sweep_loop(self, period: float) -> NoReturn:
+        loop = asyncio.get_running_loop()
+        while True:
+            raise_if_cancelled()
+            await asyncio.sleep(period)
+            try:
+                self.delivery.forget(await self.subscriptions.sweep(loop.time()))
+            except Exception:  # task boundary: subscriptions must keep being swept
+                logger.exception("redis cluster: linger sweep failed")
+
+    # -- publish and read -------------------------------------------------------------
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        """Channel drafts go out in rounds (``publish``); direct messages and kicks to the
+        inbox of the instance holding their client, not stored, id 0 (``UnknownClient``
+        before anything of the batch is sent when no instance holds one)."""
+        if not drafts:
+            return []
+        if not self._connected:
+            raise BrokerUnavailable("Redis Cluster is not reachable")
+        try:
+            inboxes = {index: await self._inbox(draft) for index, draft in enumerate(drafts) if draft.client_id}
+            channel_drafts = [draft for index, draft in enumerate(drafts) if index not in inboxes]
+            published = iter(await self.publisher.publish(channel_drafts))
+            messages: list[Message] = []
+            for index, draft in enumerate(drafts):
+                if index in inboxes:
+                    message = draft.numbered(0)
+                    await self._cluster.spublish(inboxes[index], message.to_payload())
+                    messages.append(message)
+                else:
+                    messages.append(next(published))
+        except (RedisError, OSError) as exc:
+            self._wake_repair()
+            raise BrokerUnavailable(f"Redis Cluster did not take the message: {exc}") from exc
+        except BrokerUnavailable:
+            self._wake_repair()  # MOVED, or a master is gone: has the map changed?
+            raise
+        return messages
+
+    async def _inbox(self, draft: Draft) -> str:
+        client_id = draft.client_id or ""
+        instance = await self.directory.locate(client_id)
+        if instance is None:
+            raise UnknownClient(f"no client {client_id!r} is connected", {"client_id": client_id})
+        return self.keys.inbox(instance)
+
+    async def positions(self, channels: Collection[str]) -> dict[str, Position]:
+        try:
+            return await read_positions(self._cluster, self.keys, channels)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"cannot read positions from Redis Cluster: {exc}") from exc
+
+    async def history_after(self, after: Mapping[str, Position], limit: int) -> ChannelPage:
+        try:
+            return await read_after(self._cluster, self.keys, after, limit)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"cannot read history from Redis Cluster: {exc}") from exc
+
+    async def client_exists(self, client_id: str) -> bool:
+        if client_id in self.directory.clients:
+            return True
+        try:
+            return await self.directory.locate(client_id) is not None
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable("cannot look the client up in Redis Cluster") from exc
+
+    async def cluster_summaries(self) -> list[dict[str, object]] | None:
+        try:
+            return await self.directory.summaries()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable("cannot read the cluster from Redis Cluster") from exc
+
+    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
+        await self.tickets.issue(ticket, patterns, ttl_seconds)
+
+    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
+        return await self.tickets.redeem(ticket)
+
+    def client_connected(self, client_id: str) -> None:
+        self.directory.client_connected(client_id)
+
+    def client_disconnected(self, client_id: str) -> None:
+        self.directory.client_disconnected(client_id)
+
+    # -- topology changes -------------------------------------------------------------
+
+    def _wake_repair(self) -> None:
+        self._repair_wake.set()
+
+    async def _repair_loop(self) -> NoReturn:
+        delays: Iterator[float] | None = None
+        wait = TOPOLOGY_SECONDS
+        while True:
+            raise_if_cancelled()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._repair_wake.wait()
+            self._repair_wake.clear()
+            try:
+                repaired = await self._repair()
+            except Exception:  # task boundary: repairs must go on
+                logger.exception("redis cluster: repair failed")
+                repaired = False
+            if repaired:
+                delays, wait = None, TOPOLOGY_SECONDS
+            else:
+                delays = delays or backoff_delays()
+                wait = next(delays)
+
+    async def _repair(self) -> bool:
+        """Re-read the slot map; place and recover every misplaced channel. True when
+        nothing is left to do."""
+        try:
+            await self.topology.refresh()
+        except (RedisError, OSError) as exc:
+            if self._connected:
+                logger.warning("redis cluster: no node answers (%s); publishing is unavailable", exc)
+            self._connected = False
+            return False
+        self._connected = True
+        misplaced = self.subscriptions.misplaced()
+        wanted = self.subscriptions.wanted
+        channels = self._unrecovered | {c for sc in misplaced if (c := wanted.get(sc)) is not None}
+        if not channels and not misplaced:
+            await self.subscriptions.close_idle()
+            return True
+        delivery = self.delivery
+        delivery.recovering.update(channels)
+        try:
+            await self.subscriptions.place(misplaced)
+            after = {
+                channel: delivery.seen.get(channel, NOWHERE)
+                for channel in channels
+                if channel in self.subscriptions.names
+            }
+            page = await read_after(self._cluster, self.keys, after, MAX_RECOVERED)
+        except (BrokerUnavailable, RedisError, OSError) as exc:
+            logger.debug("redis cluster: resubscribing failed: %s", exc)
+            self._unrecovered |= channels
+            delivery.recovery_failed()
+            return False
+        if not page.complete:
+            logger.warning("redis cluster: more than %d messages were missed; not all recovered", MAX_RECOVERED)
+        self._unrecovered -= channels
+        delivery.recovered(channels, page.messages)
+        self.reconnects += 1
+        await self.subscriptions.close_idle()
+        logger.info("redis cluster: resubscribed channels=%d recovered_messages=%d", len(channels), len(page.messages))
+        return True

@@ -1,0 +1,129 @@
+"""Reading positions and history on the sharded broker.
+
+Invariants:
+
+1. Reads go through the cluster client's pipeline, which sends each command to the
+   master owning its slot (one round trip per master, concurrently).
+2. A channel's meta is read before its stream, on the same master: the stream holds at
+   least what the meta counts (entries may be newer; they are returned too).
+3. ``read_after`` never reports a channel complete when it returned less than what the
+   stream holds past the position (it asks ``limit + 1`` entries per channel), and names
+   every channel whose history past the position is partly gone (``gaps``: trimmed,
+   expired, or an epoch change).
+4. A part stored under several requested channels is returned once; parts are merged by
+   Redis publish time, then the order of ``after``'s channels; per channel in seq order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Collection, Mapping, Sequence
+
+from pydantic import ValidationError
+from redis.asyncio import RedisCluster
+
+from sse_hub.broker.redis.scripts import describe
+from sse_hub.broker.sharded.keys import ShardKeys
+from sse_hub.broker.sharded_contract import NOWHERE, ChannelPage, Position
+from sse_hub.models import Message, message_from_payload
+
+logger = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+# (Redis ms, channel order, seq, message): how parts are merged.
+Stored = tuple[int, int, int, Message]
+
+
+def _position(reply: Sequence[bytes | None]) -> Position:
+    seq, epoch = reply
+    if seq is None or epoch is None:
+        return NOWHERE
+    return (int(seq), epoch.decode())
+
+
+async def read_positions(cluster: RedisCluster, keys: ShardKeys, channels: Collection[str]) -> dict[str, Position]:
+    """Each channel's current position (NOWHERE when it has none). Raises RedisError/OSError."""
+    names = list(dict.fromkeys(channels))
+    if not names:
+        return {}
+    async with cluster.pipeline() as pipe:
+        for channel in names:
+            pipe.hmget(keys.meta(channel), ["s", "e"])
+        replies = await pipe.execute()
+    return {channel: _position(reply) for channel, reply in zip(names, replies, strict=True)}
+
+
+async def _read(
+    cluster: RedisCluster, keys: ShardKeys, ranges: Mapping[str, str], count: int
+) -> dict[str, tuple[Position, list[Entry]]]:
+    """Per channel: its meta, then its stream from ``ranges[channel]`` (an XRANGE start)."""
+    async with cluster.pipeline() as pipe:
+        for channel, start in ranges.items():
+            pipe.hmget(keys.meta(channel), ["s", "e"])
+            pipe.xrange(keys.stream(channel), min=start, max="+", count=count)
+        replies = await pipe.execute()
+    return {channel: (_position(replies[2 * at]), list(replies[2 * at + 1])) for at, channel in enumerate(ranges)}
+
+
+def _start(position: Position) -> str:
+    return "-" if position == NOWHERE else f"({position[0]}-0"
+
+
+async def read_after(cluster: RedisCluster, keys: ShardKeys, after: Mapping[str, Position], limit: int) -> ChannelPage:
+    """The page of retained parts past ``after`` (see ``sharded_contract``). Raises
+    RedisError/OSError."""
+    if not after:
+        return ChannelPage(messages=(), complete=True)
+    read = await _read(cluster, keys, {channel: _start(position) for channel, position in after.items()}, limit + 1)
+    # A channel whose epoch changed since ``after``: everything it holds is new to the reader.
+    changed = {c: "-" for c, (current, _) in read.items() if after[c] != NOWHERE and current[1] != after[c][1]}
+    if changed:
+        read.update(await _read(cluster, keys, changed, limit + 1))
+    runs: list[list[Stored]] = []
+    gaps: dict[str, int] = {}
+    complete = True
+    for order, (channel, (current, entries)) in enumerate(read.items()):
+        complete = complete and len(entries) <= limit
+        seqs = [_seq(entry) for entry in entries]
+        gap = _gap(after[channel], current, seqs[0] if seqs else None, channel in changed)
+        if gap is not None:
+            gaps[channel] = gap
+        runs.append(_parse(channel, order, entries))
+    messages: list[Message] = []
+    taken: set[tuple[tuple[str, int, str], ...]] = set()
+    for *_, message in heapq.merge(*runs):
+        if message.pos not in taken:
+            taken.add(message.pos)
+            messages.append(message)
+    if len(messages) > limit:
+        messages, complete = messages[:limit], False
+    current_places = {channel: current for channel, (current, _) in read.items()}
+    return ChannelPage(messages=messages, complete=complete, gaps=gaps, current=current_places)
+
+
+def _gap(after: Position, current: Position, first: int | None, epoch_changed: bool) -> int | None:
+    """The highest seq past ``after`` that is no longer retained, or None (module docstring)."""
+    if epoch_changed:
+        return first - 1 if first is not None else current[0]
+    if first is not None:
+        return first - 1 if first > after[0] + 1 else None
+    return current[0] if current[0] > after[0] and current[1] == (after[1] or current[1]) else None
+
+
+def _seq(entry: Entry) -> int:
+    return int(entry[0].partition(b"-")[0])
+
+
+def _parse(channel: str, order: int, entries: Sequence[Entry]) -> list[Stored]:
+    parsed: list[Stored] = []
+    for entry_id, fields in entries:
+        try:
+            message = message_from_payload(fields[b"m"])
+            parsed.append((int(fields.get(b"t", b"0")), order, _seq((entry_id, fields)), message))
+        except (KeyError, ValueError, ValidationError) as exc:
+            reason = describe(exc) if isinstance(exc, ValidationError | KeyError) else str(exc)
+            logger.warning(
+                "skipping malformed history entry %s of %s: %s", entry_id.decode(errors="replace"), channel, reason
+            )
+    return parsed

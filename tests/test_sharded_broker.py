@@ -1,0 +1,400 @@
+"""The sharded Redis Cluster broker (``sse_hub.broker.sharded``), at the broker level: two
+``ShardedClusterBroker``s on a real 3-master cluster (``tests.redis_cluster``), each with a
+``deliver`` that appends to a list. Channel names pick partitions (hence slots) whatever the
+prefix, so tests that move slots or kill nodes run on a cluster of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from sse_hub.broker.sharded import ShardedClusterBroker
+from sse_hub.broker.sharded.keys import ShardKeys
+from sse_hub.broker.sharded.partition_tags import TAGS
+from sse_hub.broker.sharded.partitions import PARTITIONS, partition, partition_slot
+from sse_hub.broker.sharded.publish import plan_rounds, script_call, split
+from sse_hub.broker.sharded_contract import NOWHERE
+from sse_hub.errors import BrokerUnavailable, UnknownClient
+from sse_hub.models import Draft, Message
+from tests.conftest import draft, eventually, wait_until
+from tests.redis_cluster import Cluster, ClusterNode, redis_cluster, running_cluster  # noqa: F401  # the fixture
+from tests.sharded_helpers import seqs, two_brokers
+
+# -- partitions, keys, scripts (no Redis) ---------------------------------------------------
+
+
+def test_each_partition_tag_hashes_to_its_partitions_slot() -> None:
+    assert len(TAGS) == PARTITIONS == 1024
+    assert [key_slot(tag.encode()) for tag in TAGS] == [partition_slot(p) for p in range(PARTITIONS)]
+    assert all(len(tag) <= 4 and "{" not in tag and "}" not in tag for tag in TAGS)
+
+
+def test_a_channel_partition_follows_the_redis_hash_tag_rule() -> None:
+    for name in ["news", "{room}.chat", "a{}b", "x{y", "*"]:
+        assert partition(name) == key_slot(name.encode()) % PARTITIONS
+    assert partition("{room7}.chat") == partition("{room7}.typing") == partition("room7")
+
+
+def create_ranges(masters: int) -> list[range]:
+    """The slot ranges ``redis-cli --cluster create`` gives ``masters`` equal masters
+    (clusterManagerCommandCreate, redis-cli.c)."""
+    per_node = REDIS_CLUSTER_HASH_SLOTS / masters
+    ranges, first, cursor = [], 0, 0.0
+    for index in range(masters):
+        last = round(cursor + per_node - 1)
+        if last > REDIS_CLUSTER_HASH_SLOTS or index == masters - 1:
+            last = REDIS_CLUSTER_HASH_SLOTS - 1
+        ranges.append(range(first, max(last, first) + 1))
+        first, cursor = max(last, first) + 1, cursor + per_node
+    return ranges
+
+
+@pytest.mark.parametrize("masters", range(3, 17))
+def test_the_partitions_spread_evenly_over_equal_masters(masters: int) -> None:
+    counts = [sum(1 for p in range(PARTITIONS) if partition_slot(p) in slots) for slots in create_ranges(masters)]
+    assert sum(counts) == PARTITIONS
+    assert max(counts) - min(counts) <= 1, counts
+
+
+def test_every_script_call_has_its_keys_and_shard_channels_in_one_slot() -> None:
+    keys = ShardKeys("sse-hub")
+    rng = random.Random(16)
+    names = [f"ch{n}" for n in range(200)] + ["*", "{t}.a", "{t}.b", "user:42@eu"]
+    drafts = [draft(*rng.sample(names, rng.randint(1, 8))) for _ in range(100)]
+    calls = 0
+    for round_parts in plan_rounds(drafts):
+        for number, parts in round_parts.items():
+            entries = [(part, drafts[part.index], ()) for part in parts]
+            script_keys, args = script_call(keys, entries, 10, 60)
+            shard_channels = [keys.shard_channel(c) for part in parts for c in part.channels]
+            assert all(channel in args for channel in shard_channels)
+            slots = {key_slot(name.encode()) for name in [*script_keys, *shard_channels]}
+            assert slots == {partition_slot(number)}
+            calls += 1
+    assert calls > 100
+    assert key_slot(keys.inbox("instance-1").encode()) == partition_slot(partition("instance-1"))
+    directory = keys.directory()
+    assert {key_slot(name.encode()) for name in [directory.instances, directory.tickets]} == {key_slot(b"sse-hub")}
+
+
+def test_a_draft_splits_by_partition_in_channel_order_and_a_tag_keeps_it_whole() -> None:
+    assert [part.channels for part in split(0, draft("{r}.a", "{r}.b", "{r}.c"))] == [("{r}.a", "{r}.b", "{r}.c")]
+    a, b = "news", next(f"c{n}" for n in range(100) if partition(f"c{n}") != partition("news"))
+    parts = split(0, draft(a, b, a + "x"))
+    assert [part.channels[0] for part in parts][:2] == [a, b]
+    assert sorted(c for part in parts for c in part.channels) == sorted([a, b, a + "x"])
+
+
+def test_rounds_keep_batch_order_within_a_partition() -> None:
+    a, b = "news", next(f"c{n}" for n in range(100) if partition(f"c{n}") != partition("news"))
+    rounds = plan_rounds([draft(b, a), draft(a)])
+    # The first draft's part on ``a`` goes in round 1, so the second draft's must not go earlier.
+    where = {(part.index, part.channels): n for n, parts in enumerate(rounds) for ps in parts.values() for part in ps}
+    assert where[(0, (b,))] == 0 and where[(0, (a,))] == 1 and where[(1, (a,))] >= 1
+
+
+# -- two brokers on the shared cluster ----------------------------------------------------
+
+
+def spread_channels(cluster: Cluster, count: int) -> list[str]:
+    """``count`` channels, as many on each master as on the others (within one)."""
+    masters = [node.port for node in cluster.masters()]
+    picked: dict[int, list[str]] = {port: [] for port in masters}
+    for n in range(10_000):
+        name = f"room.{n}"
+        port = cluster.owner_of(partition_slot(partition(name))).port
+        if len(picked[port]) < -(-count // len(masters)):
+            picked[port].append(name)
+        if sum(map(len, picked.values())) == count:
+            break
+    return [name for names in picked.values() for name in names]
+
+
+async def test_interleaved_publishes_from_two_brokers_arrive_in_order_once_on_every_channel(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    channels = spread_channels(redis_cluster, 30)
+    rng = random.Random(7)
+    async with two_brokers(redis_cluster.url, prefix) as [(a, got_a), (b, got_b)]:
+        await asyncio.gather(a.attach(channels), b.attach(channels))
+        plan = [(rng.choice((a, b)), rng.sample(channels, rng.choice((1, 1, 2, 3)))) for _ in range(300)]
+        await asyncio.gather(*(broker.publish([draft(*names)]) for broker, names in plan))
+        counts = {channel: sum(channel in names for _, names in plan) for channel in channels}
+        for got in (got_a, got_b):
+            await wait_until(lambda got=got: all(len(seqs(got, c)) >= counts[c] for c in channels), timeout=20)
+            for channel in channels:
+                assert seqs(got, channel) == list(range(1, counts[channel] + 1)), channel
+        positions = await b.positions(channels)
+        assert {channel: seq for channel, (seq, _) in positions.items()} == counts
+        page = await a.history_after(dict.fromkeys(channels, NOWHERE), 10_000)
+        assert page.complete and not page.gaps and page.current == positions
+        for channel in channels:
+            assert seqs(page.messages, channel) == list(range(1, counts[channel] + 1))
+        parts_published = len({m.pos for m in page.messages})
+        assert parts_published == len(page.messages), "each part once"
+
+
+async def test_the_payload_round_trips_every_field(redis_cluster: Cluster, prefix: str) -> None:  # noqa: F811
+    sent = Draft(
+        event="tick", data='{"p": 1}\nline', channels=("news",), retry_ms=5000, exclude_client_id="c", published_at=1.5
+    )
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), (b, got_b)]:
+        await b.attach(["news"])
+        [receipt] = await a.publish([sent])
+        await wait_until(lambda: len(got_b) == 1)
+    [message] = got_b
+    for name in ("event", "data", "channels", "retry_ms", "exclude_client_id", "published_at", "kick", "client_id"):
+        assert getattr(message, name) == getattr(sent, name), name
+    assert message.pos == receipt.pos and message.id == receipt.id == 1 and message.prior == ()
+
+
+def other_partitions(count: int) -> list[str]:
+    names: dict[int, str] = {}
+    for n in range(1000):
+        names.setdefault(partition(f"multi.{n}"), f"multi.{n}")
+        if len(names) == count:
+            return list(names.values())
+    raise AssertionError("not enough partitions")
+
+
+async def test_a_multi_partition_message_goes_out_in_rounds_with_prior_positions(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    one, two, three = other_partitions(3)
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), (b, got_b)]:
+        await b.attach([one, two, three])
+        await a.publish([draft(two)])
+        [receipt] = await a.publish([draft(one, two, three)])
+        assert receipt.channels == (one, two, three) and receipt.prior == ()
+        assert [(c, s) for c, s, _ in receipt.pos] == [(one, 1), (two, 2), (three, 1)]
+        await wait_until(lambda: len(got_b) == 4)
+        parts = got_b[1:]
+        assert [part.channels for part in parts] == [(one,), (two,), (three,)]
+        assert [part.prior for part in parts] == [(), receipt.pos[:1], receipt.pos[:2]]
+        page = await b.history_after({one: NOWHERE, two: (1, receipt.pos[1][2]), three: NOWHERE}, 10)
+        assert [part.pos for part in page.messages] == [part.pos for part in parts]
+
+
+async def test_history_pages_by_limit_and_reports_each_part_once(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), _second]:
+        await a.publish([draft("news", "sport") if n % 3 == 0 else draft(("news", "sport")[n % 2]) for n in range(30)])
+        after = {"news": NOWHERE, "sport": NOWHERE}
+        pages = []
+        for _ in range(10):
+            page = await a.history_after(after, 7)
+            pages.append(page)
+            for message in page.messages:
+                after.update({c: (s, e) for c, s, e in message.pos if c in after})
+            if page.complete:
+                break
+        assert [page.complete for page in pages] == [False] * (len(pages) - 1) + [True]
+        assert all(len(page.messages) == 7 for page in pages[:-1])
+        read = [message for page in pages for message in page.messages]
+        positions = await a.positions(["news", "sport"])
+        assert seqs(read, "news") == list(range(1, positions["news"][0] + 1))
+        assert seqs(read, "sport") == list(range(1, positions["sport"][0] + 1))
+
+
+async def test_a_trimmed_history_reports_the_gap(redis_cluster: Cluster, prefix: str) -> None:  # noqa: F811
+    async with two_brokers(redis_cluster.url, prefix, size=5) as [(a, _), _second]:
+        [first, *_] = await a.publish([draft("news") for _ in range(300)])
+        epoch = first.pos[0][2]
+        page = await a.history_after({"news": (1, epoch)}, 1000)
+        retained = seqs(page.messages, "news")
+        assert 5 <= len(retained) < 299 and retained[-1] == 300
+        assert page.gaps == {"news": retained[0] - 1} and page.current == {"news": (300, epoch)}
+        assert not (await a.history_after({"news": (retained[0] - 1, epoch)}, 1000)).gaps
+
+
+async def test_without_history_everything_past_the_position_is_a_gap(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix, size=0) as [(a, _), _second]:
+        [first, *_] = await a.publish([draft("news") for _ in range(3)])
+        page = await a.history_after({"news": (1, first.pos[0][2])}, 10)
+        assert page.messages == [] and page.gaps == {"news": 3}
+        assert (await a.history_after({"news": (3, first.pos[0][2])}, 10)).gaps == {}
+
+
+async def test_lost_keys_start_a_new_epoch_and_the_old_position_is_a_gap(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), _second]:
+        [old, *_] = await a.publish([draft("news") for _ in range(4)])
+        owner = redis_cluster.owner_of(partition_slot(partition("news"))).client()
+        owner.delete(a.keys.meta("news"), a.keys.stream("news"))
+        [new, *_] = await a.publish([draft("news") for _ in range(2)])
+        assert new.pos[0][1] == 1 and new.pos[0][2] != old.pos[0][2]
+        page = await a.history_after({"news": (4, old.pos[0][2])}, 10)
+        assert page.gaps == {"news": 0} and seqs(page.messages, "news") == [1, 2]
+        assert page.current == {"news": (2, new.pos[0][2])}
+        # A counter that starts again drops the stream of the old one: no collision.
+        owner.delete(a.keys.meta("news"))
+        [again] = await a.publish([draft("news")])
+        assert seqs((await a.history_after({"news": NOWHERE}, 10)).messages, "news") == [1]
+        assert again.pos[0][1] == 1
+
+
+async def test_global_direct_messages_and_kicks_cross_brokers(redis_cluster: Cluster, prefix: str) -> None:  # noqa: F811
+    async with two_brokers(redis_cluster.url, prefix) as [(a, got_a), (b, got_b)]:
+        a.client_connected("alice")
+        await wait_until(lambda: not a.directory.changes and not a.directory.stale)
+
+        async def b_knows_alice() -> bool:
+            return await b.client_exists("alice")
+
+        await eventually(b_knows_alice, timeout=10)
+        [direct, kick] = await b.publish(
+            [
+                Draft(event="message", data="hi", channels=(), client_id="alice"),
+                Draft(event="message", data="", channels=(), client_id="alice", kick=True),
+            ]
+        )
+        assert direct.id == kick.id == 0 and direct.pos == ()
+        [glob] = await b.publish([draft("*")])
+        await wait_until(lambda: len(got_a) == 3 and len(got_b) == 1)
+        assert [(m.client_id, m.kick, m.id) for m in got_a[:2]] == [("alice", False, 0), ("alice", True, 0)]
+        assert got_a[2].pos == got_b[0].pos == glob.pos
+        with pytest.raises(UnknownClient):
+            await a.publish([draft("news"), Draft(event="message", data="x", channels=(), client_id="nobody")])
+        assert (await a.positions(["news"]))["news"] == NOWHERE, "nothing of the batch was sent"
+        assert not await b.client_exists("nobody")
+
+
+async def test_each_broker_keeps_one_subscriber_connection_per_master(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    channels = spread_channels(redis_cluster, 12)
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), (b, _)]:
+        await asyncio.gather(a.attach(channels), b.attach(channels[:6]), b.attach(channels[6:]))
+        for master in redis_cluster.masters():
+            clients = master.client().client_list()
+            for broker in (a, b):
+                named = [c for c in clients if c["name"] == f"sse-hub-sub:{broker.instance_id}"]
+                assert len(named) == 1, (master.port, broker.instance_id)
+        assert len(a.subscriptions.links) == len(b.subscriptions.links) == 3
+
+
+def shard_subscribers(client: redis.Redis, shard_channel: str) -> int:
+    [(_, count)] = client.execute_command("PUBSUB SHARDNUMSUB", shard_channel)  # redis-py: [(name, count)]
+    return int(count)
+
+
+async def test_a_detached_channel_is_unsubscribed_after_the_linger(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix, linger_seconds=0.2) as [(a, got_a), (b, got_b)]:
+        await asyncio.gather(a.attach(["news"]), b.attach(["news"]))
+        owner = redis_cluster.owner_of(partition_slot(partition("news"))).client()
+        shard_channel = a.keys.shard_channel("news")
+        assert shard_subscribers(owner, shard_channel) == 2
+        a.detach(["news"])
+        await wait_until(lambda: shard_subscribers(owner, shard_channel) == 1, timeout=5)
+        received = a.messages_received
+        await b.publish([draft("news")])
+        await wait_until(lambda: len(got_b) == 1)
+        assert a.messages_received == received and got_a == []
+
+
+# -- topology changes: a cluster of the test's own ---------------------------------------------
+
+
+async def publish_retrying(broker: ShardedClusterBroker, channel: str, attempts: int = 1000) -> Message:
+    for _ in range(attempts):
+        try:
+            [message] = await broker.publish([draft(channel)])
+            return message
+        except BrokerUnavailable:
+            await asyncio.sleep(0.02)
+    raise AssertionError("the broker never took the message again")
+
+
+async def test_a_slot_moved_while_publishing_is_resubscribed_with_no_gap(tmp_path: Path, prefix: str) -> None:
+    with running_cluster(tmp_path) as cluster:
+        async with two_brokers(cluster.url, prefix) as [(a, got_a), (b, got_b)]:
+            await asyncio.gather(a.attach(["news"]), b.attach(["news"]))
+            slot = partition_slot(partition("news"))
+            source = cluster.owner_of(slot)
+            target = next(node for node in cluster.masters() if node.port != source.port)
+            for _ in range(20):
+                await publish_retrying(b, "news")
+            mover = asyncio.create_task(asyncio.to_thread(cluster.move_slot, slot, target))
+            while not mover.done():
+                await publish_retrying(b, "news")
+            await mover
+            for _ in range(20):
+                await publish_retrying(b, "news")
+            assert cluster.owner_of(slot).port == target.port
+            last = (await a.positions(["news"]))["news"][0]
+            for got in (got_a, got_b):
+                await wait_until(lambda got=got: len(seqs(got, "news")) >= last, timeout=20)
+                assert seqs(got, "news") == list(range(1, last + 1))
+            assert a.reconnects >= 1 and b.reconnects >= 1
+            assert {link.node[1] for link in a.subscriptions.links.values() if link.channels} >= {target.port}
+
+
+def replicate_now(master: ClusterNode) -> None:
+    client = master.client()
+    client.set("{fence}", "1")
+    assert client.execute_command("WAIT", 1, 5000) == 1
+
+
+async def test_a_master_killed_and_replaced_by_its_replica_loses_nothing_replicated(
+    tmp_path: Path, prefix: str
+) -> None:
+    with running_cluster(tmp_path, masters=3, replicas=1) as cluster:
+        async with two_brokers(cluster.url, prefix) as [(a, got_a), (b, got_b)]:
+            await asyncio.gather(a.attach(["news"]), b.attach(["news"]))
+            old = cluster.owner_of(partition_slot(partition("news")))
+            for _ in range(10):
+                await publish_retrying(b, "news")
+            await asyncio.to_thread(replicate_now, old)
+            old.kill()
+            for _ in range(10):
+                await publish_retrying(b, "news")
+            last = (await a.positions(["news"]))["news"][0]
+            assert last >= 20
+            for got in (got_a, got_b):
+                await wait_until(lambda got=got: len(seqs(got, "news")) >= last, timeout=30)
+                assert seqs(got, "news") == list(range(1, last + 1))
+            assert a.connected and b.connected
+
+
+def same_partition() -> tuple[str, str]:
+    """Two channel names (no braces: the channel pattern has none) in one partition."""
+    first: dict[int, str] = {}
+    for n in range(10_000):
+        name = f"pair.{n}"
+        other = first.setdefault(partition(name), name)
+        if other != name:
+            return other, name
+    raise AssertionError("no two names share a partition")
+
+
+async def test_a_part_on_two_received_channels_is_delivered_once(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    one, two = same_partition()
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), (b, got_b)]:
+        await b.attach([one, two])
+        [receipt] = await a.publish([draft(one, two)])
+        [later] = await a.publish([draft(one)])
+        await wait_until(lambda: any(message.pos == later.pos for message in got_b))
+        assert [message.pos for message in got_b] == [receipt.pos, later.pos]
+        assert got_b[0].channels == (one, two) and got_b[0].prior == ()
+        assert b.messages_received == 3, "the part arrived on both shard channels"
