@@ -21,7 +21,7 @@ from sse_hub.broker.sharded.publish import plan_rounds, script_call, split
 from sse_hub.broker.sharded_contract import NOWHERE
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.models import Draft, Message
-from tests.conftest import draft, eventually, wait_until
+from tests.conftest import draft, eventually, free_port, wait_until
 from tests.redis_cluster import Cluster, ClusterNode, redis_cluster, running_cluster  # noqa: F401  # the fixture
 from tests.sharded_helpers import seqs, two_brokers
 
@@ -398,3 +398,33 @@ async def test_a_part_on_two_received_channels_is_delivered_once(
         assert [message.pos for message in got_b] == [receipt.pos, later.pos]
         assert got_b[0].channels == (one, two) and got_b[0].prior == ()
         assert b.messages_received == 3, "the part arrived on both shard channels"
+
+
+async def test_a_malformed_payload_is_counted_skipped_and_the_reader_goes_on(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix) as [(a, got_a), (b, _)]:
+        links = dict(a.subscriptions.links)
+        owner = redis_cluster.owner_of(partition_slot(partition("*"))).client()
+        owner.execute_command("SPUBLISH", a.keys.shard_channel("*"), b'{"id":"nope"}')
+        [glob] = await b.publish([draft("*")])
+        await wait_until(lambda: len(got_a) == 1)
+        assert got_a[0].pos == glob.pos and a.messages_received == 2
+        assert a.reconnects == 0 and a.subscriptions.links == links, "the same links read on"
+
+
+async def test_the_broker_is_not_connected_while_no_node_answers(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), _second]:
+        entry, known = a.topology.entry, a.topology.known
+        a.topology.entry, a.topology.known = ("127.0.0.1", free_port()), []
+        a._wake_repair()  # what a failed publish does; else the next periodic check
+        await wait_until(lambda: not a.connected, timeout=10)
+        with pytest.raises(BrokerUnavailable):
+            await a.publish([draft("news")])
+        a.topology.entry, a.topology.known = entry, known
+        await wait_until(lambda: a.connected, timeout=15)
+        await a.publish([draft("news")])

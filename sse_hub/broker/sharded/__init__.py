@@ -10,6 +10,7 @@ The parts, one job each (names in ``keys``):
 - ``link``: one subscriber connection per master and its reader task;
 - ``subscriptions``: routing by interest, placement of shard channels on masters, linger;
 - ``delivery``: each position once, in order, around recoveries;
+- ``repair``: following slot moves and failovers (resubscribe, then recover);
 - reused from the standalone broker: ``Directory`` (presence, client directory),
   ``Tickets``, ``cancel_and_wait``, ``backoff_delays``, on ``Keyspace.for_cluster``.
 
@@ -22,7 +23,7 @@ Invariants of the whole:
    and a failed round raises ``BrokerUnavailable`` after the earlier rounds were applied
    (``publish``). No command is retried by the client after a connection error.
 3. After a slot moved (a pushed ``sunsubscribe``), a lost subscriber connection (a
-   failover), a failed publish, or every ``TOPOLOGY_SECONDS``, the repair task re-reads the
+   failover), a failed publish, or every 10 s, the repair task (``repair``) re-reads the
    slot map, subscribes every misplaced channel on its new master, then reads each one's
    history after the last position delivered and hands it over before the live parts
    held meanwhile: no gap, as long as the history still holds it (a master that died
@@ -35,9 +36,8 @@ Invariants of the whole:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NoReturn, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -49,16 +49,16 @@ from redis.exceptions import RedisError
 from sse_hub.broker import Deliver
 from sse_hub.broker.redis import redacted
 from sse_hub.broker.redis.directory import Directory
-from sse_hub.broker.redis.recovery import backoff_delays
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.history import read_after, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.publish import Publisher
+from sse_hub.broker.sharded.repair import Repair
 from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
 from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Topology
-from sse_hub.broker.sharded_contract import NOWHERE, ChannelPage, Position, ShardedBroker
+from sse_hub.broker.sharded_contract import ChannelPage, Position, ShardedBroker
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.models import Draft, Message
@@ -67,10 +67,6 @@ __all__ = ["ShardedClusterBroker"]
 
 logger = logging.getLogger(__name__)
 
-TOPOLOGY_SECONDS = 10.0
-# At most this many parts per channel are recovered after a topology change.
-MAX_RECOVERED = 10_000
-
 
 class ShardedClusterBroker(ShardedBroker):
     """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
@@ -78,7 +74,6 @@ class ShardedClusterBroker(ShardedBroker):
 
     def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self.instance_id = instance_id
-        self.reconnects = 0
         self._url = settings.broker.redis_url
         self.keys = keys = ShardKeys(settings.broker.prefix)
         # No hidden retries: a publish must fail fast (503) rather than be applied twice.
@@ -113,10 +108,9 @@ class ShardedClusterBroker(ShardedBroker):
         self.directory = Directory(redis, directory_keys, instance_id, lambda: self.summary_source)
         self.tickets = Tickets(redis, directory_keys, settings.limits.max_tickets)
         self._tasks: list[asyncio.Task[None]] = []
-        self._connected = False
+        self._started = False
         self._announced = False
-        self._repair_wake = asyncio.Event()
-        self._unrecovered: set[str] = set()
+        self.repair = Repair(self._cluster, keys, self.topology, self.subscriptions, self.delivery)
 
     @property
     def messages_received(self) -> int:  # a counter kept by delivery
@@ -138,19 +132,19 @@ class ShardedClusterBroker(ShardedBroker):
             self._announced = True
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"cannot use Redis Cluster at {redacted(self._url)}: {exc}") from exc
-        self._connected = True
+        self._started = self.repair.connected = True
         linger = self.subscriptions.linger_seconds
         self._tasks = [
-            asyncio.create_task(self._repair_loop(), name="sse-hub-sharded-repair"),
+            asyncio.create_task(self.repair.run(), name="sse-hub-sharded-repair"),
             asyncio.create_task(self._sweep_loop(min(1.0, max(linger / 4, 0.01))), name="sse-hub-sharded-linger"),
-            asyncio.create_task(self.directory.upkeep(lambda: self._connected), name="sse-hub-sharded-upkeep"),
+            asyncio.create_task(self.directory.upkeep(lambda: self.connected), name="sse-hub-sharded-upkeep"),
         ]
         logger.info(
             "redis cluster broker (sharded) connected url=%s instance=%s", redacted(self._url), self.instance_id
         )
 
     async def stop(self) -> None:
-        self._connected = False
+        self._started = False
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
         if self._announced:
@@ -162,7 +156,19 @@ class ShardedClusterBroker(ShardedBroker):
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._started and self.repair.connected
+
+    @property
+    def reconnects(self) -> int:
+        """Repair rounds that moved or recovered channels."""
+        return self.repair.rounds
+
+    @reconnects.setter
+    def reconnects(self, value: int) -> None:
+        self.repair.rounds = value
+
+    def _wake_repair(self) -> None:
+        self.repair.wake()
 
     # -- interest ---------------------------------------------------------------------
 
@@ -190,7 +196,7 @@ class ShardedClusterBroker(ShardedBroker):
         before anything of the batch is sent when no instance holds one)."""
         if not drafts:
             return []
-        if not self._connected:
+        if not self.connected:
             raise BrokerUnavailable("Redis Cluster is not reachable")
         try:
             inboxes = {index: await self._inbox(draft) for index, draft in enumerate(drafts) if draft.client_id}
@@ -256,69 +262,3 @@ class ShardedClusterBroker(ShardedBroker):
 
     def client_disconnected(self, client_id: str) -> None:
         self.directory.client_disconnected(client_id)
-
-    # -- topology changes -------------------------------------------------------------
-
-    def _wake_repair(self) -> None:
-        self._repair_wake.set()
-
-    async def _repair_loop(self) -> NoReturn:
-        delays: Iterator[float] | None = None
-        wait = TOPOLOGY_SECONDS
-        while True:
-            raise_if_cancelled()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._repair_wake.wait()
-            self._repair_wake.clear()
-            try:
-                repaired = await self._repair()
-            except Exception:  # task boundary: repairs must go on
-                logger.exception("redis cluster: repair failed")
-                repaired = False
-            if repaired:
-                delays, wait = None, TOPOLOGY_SECONDS
-            else:
-                delays = delays or backoff_delays()
-                wait = next(delays)
-
-    async def _repair(self) -> bool:
-        """Re-read the slot map; place and recover every misplaced channel. True when
-        nothing is left to do."""
-        try:
-            await self.topology.refresh()
-        except (RedisError, OSError) as exc:
-            if self._connected:
-                logger.warning("redis cluster: no node answers (%s); publishing is unavailable", exc)
-            self._connected = False
-            return False
-        self._connected = True
-        misplaced = self.subscriptions.misplaced()
-        wanted = self.subscriptions.wanted
-        channels = self._unrecovered | {c for sc in misplaced if (c := wanted.get(sc)) is not None}
-        if not channels and not misplaced:
-            await self.subscriptions.close_idle()
-            return True
-        delivery = self.delivery
-        delivery.recovering.update(channels)
-        try:
-            await self.subscriptions.place(misplaced)
-            after = {
-                channel: delivery.seen.get(channel, NOWHERE)
-                for channel in channels
-                if channel in self.subscriptions.names
-            }
-            page = await read_after(self._cluster, self.keys, after, MAX_RECOVERED)
-        except (BrokerUnavailable, RedisError, OSError) as exc:
-            logger.debug("redis cluster: resubscribing failed: %s", exc)
-            self._unrecovered |= channels
-            delivery.recovery_failed()
-            return False
-        if not page.complete:
-            logger.warning("redis cluster: more than %d messages were missed; not all recovered", MAX_RECOVERED)
-        self._unrecovered -= channels
-        delivery.recovered(channels, page.messages)
-        self.reconnects += 1
-        await self.subscriptions.close_idle()
-        logger.info("redis cluster: resubscribed channels=%d recovered_messages=%d", len(channels), len(page.messages))
-        return True

@@ -26,7 +26,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from sse_hub.broker.redis.tasks import raise_if_cancelled
+from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Node
 from sse_hub.errors import BrokerUnavailable
 
@@ -105,9 +105,7 @@ class Link:
         self.closed = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])  # re-cancels: redis-py can swallow one (tasks.py)
         self._fail_waiting()
         with contextlib.suppress(RedisError, OSError):
             await self._connection.disconnect()
