@@ -46,6 +46,10 @@ def create_broker(settings: Settings, instance_id: str) -> Broker:
         from sse_hub.broker.redis import RedisBroker
 
         return RedisBroker(settings, instance_id)
+    if settings.sharded:
+        from sse_hub.broker.sharded import ShardedClusterBroker
+
+        return ShardedClusterBroker(settings, instance_id)
     if settings.broker.backend == "redis-cluster":
         from sse_hub.broker.redis_cluster import RedisClusterBroker
 
