@@ -105,6 +105,12 @@ class Route:
     handler: Handler
     operation: Operation
 
+    @property
+    def pattern(self) -> str:
+        """The path as aiohttp matches it: a ``{channel}`` segment takes any character but
+        ``/``, braces included (a Redis Cluster hash tag; aiohttp's default refuses them)."""
+        return self.path.replace("{channel}", "{channel:[^/]+}")
+
 
 def security(settings: Settings) -> dict[Access, list[JsonObject]]:
     """Requirements per kind of operation; ``[{}]`` when this hub needs no token for it."""

@@ -81,9 +81,9 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
 
     for route in routes(settings):
         if route.method == "GET":
-            app.router.add_get(route.path, route.handler)  # and HEAD
+            app.router.add_get(route.pattern, route.handler)  # and HEAD
         else:
-            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, route.pattern, route.handler)
     return app
 
 

@@ -40,7 +40,7 @@ from sse_hub.config_checks import check_jwt_keys, check_proxy_entry, check_redis
 from sse_hub.config_env import CONFIG_VARIABLE
 
 # Used with fullmatch(): "$" would also match before a trailing newline.
-CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.:@{}-]{1,128}")
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
