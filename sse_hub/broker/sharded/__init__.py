@@ -229,12 +229,14 @@ class ShardedClusterBroker(ShardedBroker):
         try:
             return await read_positions(self._cluster, self.keys, channels)
         except (RedisError, OSError) as exc:
+            self._wake_repair()
             raise BrokerUnavailable(f"cannot read positions from Redis Cluster: {exc}") from exc
 
     async def history_after(self, after: Mapping[str, Position], limit: int) -> ChannelPage:
         try:
             return await read_after(self._cluster, self.keys, after, limit)
         except (RedisError, OSError) as exc:
+            self._wake_repair()
             raise BrokerUnavailable(f"cannot read history from Redis Cluster: {exc}") from exc
 
     async def client_exists(self, client_id: str) -> bool:
