@@ -438,3 +438,17 @@ async def test_the_broker_is_not_connected_while_no_node_answers(
         a.topology.entry, a.topology.known = entry, known
         await wait_until(lambda: a.connected, timeout=15)
         await a.publish([draft("news")])
+
+
+async def test_a_tagged_message_is_one_part_on_one_slot(redis_cluster: Cluster, prefix: str) -> None:  # noqa: F811
+    channels = ("{room7}.chat", "{room7}.typing", "{room7}")
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), (b, got_b)]:
+        await b.attach(channels)
+        [receipt] = await a.publish([draft(*channels)])
+        await wait_until(lambda: len(got_b) == 1)
+        assert got_b[0].pos == receipt.pos and got_b[0].channels == channels and got_b[0].prior == ()
+        assert [(c, s) for c, s, _ in receipt.pos] == [(c, 1) for c in channels]
+        assert len({key_slot(a.keys.shard_channel(c).encode()) for c in channels}) == 1
+        page = await b.history_after(dict.fromkeys(channels, NOWHERE), 10)
+        assert [message.pos for message in page.messages] == [receipt.pos]
+        assert b.messages_received == 3, "one payload per subscribed shard channel, delivered once"

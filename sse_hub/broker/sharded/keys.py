@@ -49,15 +49,6 @@ class ShardKeys:
     def inbox(self, instance_id: str) -> str:
         return f"{self.prefix}:{{{TAGS[partition(instance_id)]}}}:inbox:{instance_id}"
 
-    def channel_of(self, shard_channel: str) -> str | None:
-        """The channel a shard channel carries, or None (an inbox, or not ours)."""
-        head, _, rest = shard_channel.partition(":{")
-        if head != self.prefix:
-            return None
-        _, _, rest = rest.partition("}:")
-        kind, _, channel = rest.partition(":")
-        return channel if kind == "c" and channel else None
-
     def directory(self) -> Keyspace:
         """Directory, presence and tickets: the standalone layout under ``{P}``."""
         return Keyspace.for_cluster(self.prefix)
