@@ -452,3 +452,16 @@ async def test_a_tagged_message_is_one_part_on_one_slot(redis_cluster: Cluster, 
         page = await b.history_after(dict.fromkeys(channels, NOWHERE), 10)
         assert [message.pos for message in page.messages] == [receipt.pos]
         assert b.messages_received == 3, "one payload per subscribed shard channel, delivered once"
+
+
+async def test_tickets_and_the_cluster_summary_are_shared_by_the_brokers(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), (b, _)]:
+        await a.issue_ticket("t-1", ("news", "room.*"), 60)
+        assert await b.redeem_ticket("t-1") == ("news", "room.*")
+        assert await a.redeem_ticket("t-1") is None, "a ticket works once"
+        summaries = await b.cluster_summaries()
+        assert summaries is not None
+        assert [summary["instance"] for summary in summaries] == sorted([a.instance_id, b.instance_id])

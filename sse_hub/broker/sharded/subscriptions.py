@@ -67,7 +67,7 @@ class Subscriptions:
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._refs: dict[str, int] = {}
         self._lingering: dict[str, float] = {}
-        self._link_lock = asyncio.Lock()
+        self._link_locks: dict[Node, asyncio.Lock] = {}  # one opening per node at a time
         #: Set whenever nothing is lost (attach of a lost channel waits for it).
         self.settled = asyncio.Event()
         self.settled.set()
@@ -189,7 +189,7 @@ class Subscriptions:
                 self.settled.set()
 
     async def _link(self, node: Node) -> Link:
-        async with self._link_lock:
+        async with self._link_locks.setdefault(node, asyncio.Lock()):
             link = self.links.get(node)
             if link is None or link.closed:
                 link = Link(node, self._kwargs, self._receive, self._moved, self._lost)
