@@ -14,13 +14,14 @@ import redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from sse_hub.broker.sharded import ShardedClusterBroker
+from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partition_tags import TAGS
 from sse_hub.broker.sharded.partitions import PARTITIONS, partition, partition_slot
 from sse_hub.broker.sharded.publish import plan_rounds, script_call, split
 from sse_hub.broker.sharded_contract import NOWHERE
 from sse_hub.errors import BrokerUnavailable, UnknownClient
-from sse_hub.models import Draft, Message
+from sse_hub.models import Draft, Message, message_from_payload
 from tests.conftest import draft, eventually, free_port, wait_until
 from tests.redis_cluster import Cluster, ClusterNode, redis_cluster, running_cluster  # noqa: F401  # the fixture
 from tests.sharded_helpers import seqs, two_brokers
@@ -96,6 +97,38 @@ def test_rounds_keep_batch_order_within_a_partition() -> None:
     # The first draft's part on ``a`` goes in round 1, so the second draft's must not go earlier.
     where = {(part.index, part.channels): n for n, parts in enumerate(rounds) for ps in parts.values() for part in ps}
     assert where[(0, (b,))] == 0 and where[(0, (a,))] == 1 and where[(1, (a,))] >= 1
+
+
+def part_payload(channel: str, seq: int, epoch: str = "abcd") -> bytes:
+    return b'{"id":%d,"pos":[["%s",%d,"%s"]],"event":"message","data":"x","channels":["%s"]}' % (
+        seq,
+        channel.encode(),
+        seq,
+        epoch.encode(),
+        channel.encode(),
+    )
+
+
+def test_live_parts_wait_for_the_recovery_of_their_channel() -> None:
+    delivered: list[Message] = []
+    delivery = Delivery(lambda: {"news", "sport"})
+    delivery.deliver = delivered.append
+    delivery.receive(part_payload("news", 7))
+    delivery.recovering.add("news")
+    delivery.receive(part_payload("news", 10))  # live, while 8 and 9 are being recovered
+    delivery.receive(part_payload("sport", 1))  # another channel is not held back
+    delivery.receive(part_payload("news", 9))  # also in the recovery: delivered once
+    recovered = [message_from_payload(part_payload("news", seq)) for seq in (8, 9)]
+    delivery.recovered(["news"], recovered)
+    delivery.receive(part_payload("news", 10))  # a repeat
+    assert [(m.pos[0][0], m.pos[0][1]) for m in delivered] == [
+        ("news", 7),
+        ("sport", 1),
+        ("news", 8),
+        ("news", 9),
+        ("news", 10),
+    ]
+    assert delivery.messages_received == 5 and not delivery.held
 
 
 # -- two brokers on the shared cluster ----------------------------------------------------
