@@ -42,7 +42,7 @@ import aiohttp
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scaleout import ROOT, cpu_seconds, free_port, hold_stream, hub_figures, machine_busy_pct, wait_port  # noqa: E402
+from scaleout import ROOT, cpu_seconds, free_port, hold_stream, hub_figures, machine_busy_pct, wait_port
 
 SLOTS = 16384
 
