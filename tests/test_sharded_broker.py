@@ -498,3 +498,28 @@ async def test_tickets_and_the_cluster_summary_are_shared_by_the_brokers(
         summaries = await b.cluster_summaries()
         assert summaries is not None
         assert [summary["instance"] for summary in summaries] == sorted([a.instance_id, b.instance_id])
+
+
+async def test_a_counter_behind_a_seq_already_delivered_is_raised_past_it(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    """Repair invariant 4: a master that lost unreplicated seqs (simulated: the counter and
+    the stream cut back to seq 3, as a replica that had not received 4 and 5) must not
+    hand them out again after the repair."""
+    async with two_brokers(redis_cluster.url, prefix) as [(a, got_a), (b, _)]:
+        await a.attach(["news"])
+        for _ in range(5):
+            await b.publish([draft("news")])
+        await wait_until(lambda: seqs(got_a, "news") == [1, 2, 3, 4, 5])
+        keys = ShardKeys(prefix)
+        owner = redis_cluster.owner_of(key_slot(keys.meta("news").encode())).client()
+        owner.hset(keys.meta("news"), "s", 3)
+        owner.xdel(keys.stream("news"), "4-0", "5-0")
+        owner.execute_command("XSETID", keys.stream("news"), "3-0")
+        rounds = a.repair.rounds
+        owner.client_kill_filter(_type="pubsub")  # the links drop, as in a failover
+        await wait_until(lambda: a.repair.rounds > rounds, timeout=10)
+        message = await publish_retrying(b, "news")
+        assert message.pos[0][1] == 6, "seqs 4 and 5 were delivered: not handed out again"
+        await wait_until(lambda: seqs(got_a, "news") == [1, 2, 3, 4, 5, 6])

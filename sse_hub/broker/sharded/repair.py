@@ -15,6 +15,11 @@ follow, or a master gone). Invariants:
 3. A round that fails keeps its channels held back and unrecovered, and the next round
    (backing off, ``backoff_delays``) takes them again: a channel is never released before
    its recovery was delivered.
+4. After a recovery, a channel's counter that the (new) master holds below the last seq
+   this instance delivered in the same epoch (its old master died before replicating
+   them) is raised to that seq, so the lost seqs are not handed out again: instances and
+   streams that saw them would drop the new messages as repeats. Publishes between the
+   failover and the raise can still reuse one: Redis's asynchronous replication window.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NoReturn
 
 from redis.asyncio import RedisCluster
@@ -35,7 +40,7 @@ from sse_hub.broker.sharded.history import read_after
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.subscriptions import Subscriptions
 from sse_hub.broker.sharded.topology import Topology
-from sse_hub.broker.sharded_contract import NOWHERE
+from sse_hub.broker.sharded_contract import NOWHERE, Position
 from sse_hub.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,16 @@ logger = logging.getLogger(__name__)
 TOPOLOGY_SECONDS = 10.0
 # At most this many parts per channel are recovered after a topology change.
 MAX_RECOVERED = 10_000
+
+# Raise a channel's counter to a seq seen, in the same epoch only (invariant 4).
+RAISE_SCRIPT = """#!lua
+local epoch, seq = unpack(redis.call('HMGET', KEYS[1], 'e', 's'))
+if epoch == ARGV[2] and tonumber(seq or '0') < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 's', ARGV[1])
+  return 1
+end
+return 0
+"""
 
 
 class Repair:
@@ -59,6 +74,7 @@ class Repair:
         self._topology = topology
         self._subscriptions = subscriptions
         self._delivery = delivery
+        self._raise = cluster.register_script(RAISE_SCRIPT)
         self._wake = asyncio.Event()
         self._unrecovered: set[str] = set()
         #: Whether some cluster node answered the last slot map read.
@@ -121,7 +137,23 @@ class Repair:
             logger.warning("redis cluster: more than %d messages were missed; not all recovered", MAX_RECOVERED)
         self._unrecovered -= channels
         delivery.recovered(channels, page.messages)
+        await self._raise_counters(page.current)
         self.rounds += 1
         await subscriptions.close_idle()
         logger.info("redis cluster: resubscribed channels=%d recovered_messages=%d", len(channels), len(page.messages))
         return True
+
+    async def _raise_counters(self, current: Mapping[str, Position]) -> None:
+        """Invariant 4. A failure is logged, not retried: the next publish still works."""
+        for channel, (seq, epoch) in current.items():
+            seen = self._delivery.seen.get(channel)
+            if seen is None or seen[1] != epoch or seen[0] <= seq:
+                continue
+            try:
+                await self._raise(keys=[self._keys.meta(channel)], args=[seen[0], epoch])
+            except (RedisError, OSError) as exc:
+                logger.warning("redis cluster: could not raise the counter of %s past %d: %s", channel, seen[0], exc)
+                continue
+            logger.warning(
+                "redis cluster: %s had lost seqs %d-%d; its counter is raised past them", channel, seq + 1, seen[0]
+            )
