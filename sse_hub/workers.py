@@ -4,6 +4,9 @@ The kernel spreads new connections over the workers (SO_REUSEPORT). Each worker 
 full instance on the Redis broker, so a message published to any worker reaches the
 subscribers of all of them. The supervisor forwards SIGTERM/SIGINT to every worker and
 exits 0 once all stopped cleanly; a worker that dies on its own is restarted (same index).
+A supervisor that is killed outright (SIGKILL, an OOM kill) cannot forward anything, so
+each worker watches it and stops gracefully once it is gone, rather than serve on as an
+orphan holding the port.
 
 Metrics: the supervisor makes a private directory (0700) where each worker serves its
 own metrics on a unix socket, so whichever worker answers ``/metrics`` shows the whole
@@ -14,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -30,13 +35,31 @@ from sse_hub.worker_metrics import WorkerGroup
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
+# How often a worker checks that its supervisor is still there.
+PARENT_CHECK_SECONDS = 1.0
 
 
-def run_worker(settings: Settings, group: WorkerGroup) -> None:
+def run_worker(settings: Settings, group: WorkerGroup, supervisor: int) -> None:
     """A worker's entry point (runs in the child process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     configure_logging(settings.log)
+    stop_with(supervisor)
     sys.exit(run(settings, reuse_port=True, group=group))
+
+
+def stop_with(supervisor: int) -> None:
+    """SIGTERM this process (its graceful shutdown) once ``supervisor`` is no longer its
+    parent: the supervisor died without stopping it. A daemon thread, so it never holds
+    the process up; a poll, because only Linux can ask the kernel for a parent-death
+    signal, and the check costs one system call a second."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(PARENT_CHECK_SECONDS)
+        logger.warning("the supervisor pid=%d is gone; stopping", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sse-hub-supervisor-watch", daemon=True).start()
 
 
 def supervise(settings: Settings, workers: int) -> int:
@@ -53,7 +76,9 @@ def supervise_in(settings: Settings, workers: int, directory: Path) -> int:
 
     def start(index: int) -> BaseProcess:
         group = WorkerGroup(directory, index, workers)
-        process = context.Process(target=run_worker, args=(settings, group), name=f"sse-hub-worker-{index}")
+        process = context.Process(
+            target=run_worker, args=(settings, group, os.getpid()), name=f"sse-hub-worker-{index}"
+        )
         process.start()
         return process
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import HubProcess, broadcast, eventually, open_stream
+from tests.conftest import HubProcess, broadcast, eventually, open_stream, wait_until
 from tests.sse_client import EventStream
 
 STREAMS = 20  # the kernel hashes connections over the workers: all on one is a 2-in-a-million case
@@ -112,3 +114,37 @@ async def test_every_metrics_scrape_of_two_workers_shows_the_whole_group(
             assert set(by_worker(samples, "process_resident_memory_bytes")) == {"0", "1"}
         assert samples[("sse_hub_messages_published_total", frozenset())] == 1
         assert samples[("sse_hub_messages_delivered_total", frozenset())] == STREAMS
+
+
+def worker_pids(log: str) -> list[int]:
+    found = re.search(r"supervisor started workers=\d+ pids=\[([\d, ]+)\]", log)
+    assert found, log
+    return [int(pid) for pid in found.group(1).split(",")]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(
+    hub_process: Callable[..., HubProcess], redis_server: str
+) -> None:
+    """SIGKILL cannot be forwarded: each worker notices its supervisor is gone and stops,
+    instead of serving on as an orphan that holds the port."""
+    hub = start_two_workers(hub_process, redis_server)
+    async with aiohttp.ClientSession() as session:
+        await eventually(lambda: readyz_ok(session, hub.url), timeout=TIMEOUT)
+    pids = worker_pids(hub.log())
+    assert all(map(running, pids))
+    hub.process.kill()
+    hub.process.wait(TIMEOUT)
+    await wait_until(lambda: not any(map(running, pids)), timeout=TIMEOUT)
+
+
+async def readyz_ok(session: aiohttp.ClientSession, url: str) -> bool:
+    async with session.get(f"{url}/readyz") as response:
+        return response.status == 200
