@@ -53,6 +53,7 @@ from sse_hub.broker import Deliver
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import COMMAND_TIMEOUT_SECONDS, LINGER_SECONDS
+from sse_hub.broker.sharded.topology import Node, parse_slots
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
@@ -60,8 +61,6 @@ from sse_hub.models import Draft, Message
 __all__ = ["RedisClusterBroker", "slot_owner"]
 
 logger = logging.getLogger(__name__)
-
-Node = tuple[str, int]
 
 # How often the watch task compares the slot's owner with the one we use.
 TOPOLOGY_SECONDS = 10.0
@@ -154,21 +153,9 @@ class RedisClusterBroker(RedisBroker):
 def slot_owner(slots: list[object], slot: int, asked_host: str) -> tuple[Node | None, list[Node]]:
     """From a raw ``CLUSTER SLOTS`` reply: the master serving ``slot`` (None if none), and
     every node named (masters and replicas). An empty host means the node that answered."""
-    owner: Node | None = None
-    nodes: list[Node] = []
-    for entry in slots:
-        if not isinstance(entry, list) or len(entry) < 3:
-            continue
-        start, end, *servers = entry
-        for index, server in enumerate(servers):
-            if not isinstance(server, list) or len(server) < 2:
-                continue
-            host = server[0].decode() if isinstance(server[0], bytes) else str(server[0])
-            node = (host or asked_host, int(server[1]))
-            nodes.append(node)
-            if index == 0 and int(start) <= slot <= int(end):
-                owner = node
-    return owner, list(dict.fromkeys(nodes))
+    ranges, nodes = parse_slots(slots, asked_host)
+    owner = next((master for start, end, master in ranges if start <= slot <= end), None)
+    return owner, nodes
 
 
 async def _retarget(pool: ConnectionPool, node: Node) -> None:
