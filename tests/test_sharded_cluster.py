@@ -554,3 +554,21 @@ async def test_sse_hub_serve_runs_sharded_on_a_cluster_configured_by_environment
             resumed = await collect(stream, len(channels))
             assert sorted(event.data for event in resumed) == sorted(f"missed {channel}" for channel in channels)
     assert "broker=redis-cluster" in hub.log()
+
+
+async def test_channels_with_one_tag_share_a_partition_and_a_message_to_them_is_one_part(two_hubs: Hubs) -> None:
+    """Redis hash-tag co-location through HTTP: ``room{7}a`` and ``room{7}b`` (the path
+    percent-encodes the braces, as browsers do) get one atomic part, in both orders."""
+    a, b = two_hubs
+    tagged = ["room{7}a", "room{7}b"]
+    assert len({ShardKeys("x").meta(channel).split(":")[1] for channel in tagged}) == 1, "one partition tag"
+    async with open_stream(b, "/events?channels=room%7B7%7Da,room%7B7%7Db") as stream:
+        receipt = await publish(a, {"channels": tagged, "data": "together"})
+        await publish(a, {"channel": "room{7}b", "data": "after"})
+        events = await collect(stream, 2)
+        assert [event.data for event in events] == ["together", "after"], "once, then the next"
+    assert set(receipt_places(receipt)) == set(tagged)
+    await publish(b, {"channels": tagged, "data": "later"})
+    path = "/events?channels=room%7B7%7Da,room%7B7%7Db"
+    async with open_stream(a, path, headers={"Last-Event-ID": receipt["id"]}) as resumed:
+        assert [event.data for event in await collect(resumed, 2)] == ["after", "later"]
