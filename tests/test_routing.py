@@ -158,7 +158,7 @@ async def test_reattaching_within_the_linger_keeps_the_subscription(start_broker
         await b.attach(["churn"])
         b.detach(["churn"])
     await b.attach(["churn"])
-    await wait_until(lambda: not b.listener._lingering, timeout=2)
+    await wait_until(lambda: not b.listener.lingering, timeout=2)
     assert b.listener.attached("churn") == 1 and "churn" in b.listener.subscribed
     await marker_arrives(a, delivered, "churn")
 

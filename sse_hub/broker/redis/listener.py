@@ -42,6 +42,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.interest import Interest
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.errors import BrokerUnavailable
@@ -69,8 +70,8 @@ class Listener:
         #: Whether attach may wait for confirmations (set by the broker once recovered).
         self.live = False
         self.subscribed: set[str] = set()
-        self._refs: dict[str, int] = {}
-        self._lingering: dict[str, float] = {}  # channel -> loop time its last stream left
+        self._interest = Interest()
+        self._message_kind, self._subscribed_kind = keyspace.message_kind, keyspace.subscribed_kind
         self._pending: dict[str, asyncio.Future[None]] = {}  # channel -> its SUBSCRIBE's confirmation
         self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._joining: list[str] = []
@@ -86,8 +87,7 @@ class Listener:
         for channel in channels:
             if channel == GLOBAL_CHANNEL:
                 continue  # always subscribed
-            self._refs[channel] = self._refs.get(channel, 0) + 1
-            self._lingering.pop(channel, None)
+            self._interest.hold(channel)
             if channel not in self.subscribed:
                 self.subscribed.add(channel)
                 if self._connection is not None:
@@ -105,20 +105,18 @@ class Listener:
             raise BrokerUnavailable("Redis did not confirm the subscription") from exc
 
     def detach(self, channels: Collection[str]) -> None:
-        now = asyncio.get_running_loop().time()
-        for channel in channels:
-            count = self._refs.get(channel, 0)
-            if count > 1:
-                self._refs[channel] = count - 1
-            elif count == 1:
-                del self._refs[channel]
-                self._lingering[channel] = now
+        self._interest.release(channels, asyncio.get_running_loop().time())
         if self.linger_seconds <= 0:
             self._wake.set()
 
     def attached(self, channel: str) -> int:
         """How many streams hold ``channel`` (tests and stats)."""
-        return self._refs.get(channel, 0)
+        return self._interest.holders(channel)
+
+    @property
+    def lingering(self) -> int:
+        """How many channels no stream holds are still subscribed, waiting out the linger."""
+        return self._interest.lingering
 
     def _request(self, channel: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -180,39 +178,20 @@ class Listener:
                 await connection.disconnect()
 
     async def receive(self) -> NoReturn:
-        """Read the subscription. Each health period is one timeout scope around many
-        reads (a timer per read would cost as much as parsing the message); a period with
-        no reply gets a PING, and a second one means the connection is dead."""
+        """Read the subscription (``read_replies``) until the connection fails."""
         connection = self._connection
         if connection is None:
             raise RedisConnectionError("not subscribed")
-        receive = self._receive
-        message_kind, subscribed_kind = self._keys.message_kind, self._keys.subscribed_kind
-        replies = checked = 0
-        pinged = False
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
-                    while True:
-                        # Keep the connection when the timeout cancels a read: the parser
-                        # has consumed nothing it did not return.
-                        reply = await connection.read_response(disconnect_on_error=False)
-                        raise_if_cancelled()
-                        replies += 1
-                        if reply[0] == message_kind:
-                            receive(reply[2])
-                        elif reply[0] == subscribed_kind:
-                            self._confirmed(reply[1])
-                        else:
-                            self._check_unsubscribed(reply)
-            if replies != checked:
-                checked, pinged = replies, False
-            elif pinged:
-                raise RedisConnectionError(f"no answer to PING within {HEALTH_CHECK_SECONDS}s")
-            else:
-                async with self._send_lock:
-                    await connection.send_command("PING", check_health=False)
-                pinged = True
+        await read_replies(connection, self._reply, self._send_lock)
+
+    def _reply(self, reply: list[bytes]) -> None:
+        kind = reply[0]
+        if kind == self._message_kind:
+            self._receive(reply[2])
+        elif kind == self._subscribed_kind:
+            self._confirmed(reply[1])
+        else:
+            self._check_unsubscribed(reply)
 
     def _check_unsubscribed(self, reply: list[bytes]) -> None:
         if reply[0] == self._keys.unsubscribed_kind and reply[1].decode() in self._pinned:
@@ -257,14 +236,7 @@ class Listener:
         self._wake.set()
 
     def _expire(self, now: float) -> None:
-        deadline = now - self.linger_seconds
-        lingering = self._lingering
-        # Insertion order is the order streams left in: stop at the first one still young.
-        while lingering:
-            channel, since = next(iter(lingering.items()))
-            if since > deadline:
-                break
-            del lingering[channel]
+        for channel in self._interest.expired(now - self.linger_seconds):
             self.subscribed.discard(channel)
             self._pending.pop(channel, None)
             if self._connection is not None:
@@ -288,3 +260,33 @@ class Listener:
             logger.debug("redis subscribe failed: %s", exc)
             with contextlib.suppress(RedisError, OSError):
                 await connection.disconnect()
+
+
+async def read_replies(
+    connection: AbstractConnection, handle: Callable[[list[bytes]], None], send_lock: asyncio.Lock
+) -> NoReturn:
+    """Read a subscriber connection for good, handing every reply to ``handle``; raises
+    when the connection fails. Each health period is one timeout scope around many reads
+    (a timer per read would cost as much as parsing the message); a period with no reply
+    gets a PING (sent under ``send_lock``), and a second one means the connection is dead
+    (a peer behind a vanished route sends no FIN). Shared with the sharded broker's links."""
+    replies = checked = 0
+    pinged = False
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                while True:
+                    # Keep the connection when the timeout cancels a read: the parser has
+                    # consumed nothing it did not return.
+                    reply = await connection.read_response(disconnect_on_error=False)
+                    raise_if_cancelled()
+                    replies += 1
+                    handle(reply)
+        if replies != checked:
+            checked, pinged = replies, False
+        elif pinged:
+            raise RedisConnectionError(f"no answer to PING within {HEALTH_CHECK_SECONDS}s")
+        else:
+            async with send_lock:
+                await connection.send_command("PING", check_health=False)
+            pinged = True

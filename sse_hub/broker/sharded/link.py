@@ -7,9 +7,10 @@ Invariants:
    is sent, and resolved by the confirmation (in the order Redis confirms one channel).
 2. A ``sunsubscribe`` this link did not ask for (``_leaving``) means the slot moved away:
    ``moved(shard_channel)`` is called, the link stays up for its other channels.
-3. When the connection fails (error, or no answer to a PING within a health period) the
-   reader ends: every waiting subscribe fails with ``BrokerUnavailable`` and ``lost``
-   is called once with the link. ``close`` ends it without calling ``lost``.
+3. When the connection fails (error, or no answer to a PING within a health period:
+   ``listener.read_replies``, shared with the standalone listener) the reader ends:
+   every waiting subscribe fails with ``BrokerUnavailable`` and ``lost`` is called once
+   with the link. ``close`` ends it without calling ``lost``.
 4. ``receive`` (the broker's) is called for every payload, in the order the master sent
    them: one FIFO connection per master keeps each channel's order.
 """
@@ -23,17 +24,14 @@ from collections import deque
 from collections.abc import Callable, Collection, Mapping
 
 from redis.asyncio.connection import Connection
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
+from sse_hub.broker.redis.listener import read_replies
+from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Node
 from sse_hub.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
-
-# A silent connection gets a PING after this long; no answer in another period: dead.
-HEALTH_CHECK_SECONDS = 5.0
 
 
 class Link:
@@ -120,7 +118,7 @@ class Link:
 
     async def _read(self) -> None:
         try:
-            await self._read_replies()
+            await read_replies(self._connection, self._handle, self._send_lock)
         except (RedisError, OSError) as exc:
             logger.warning("redis cluster: subscriber connection to %s:%d lost: %s", *self.node, exc)
         except Exception:  # task boundary: a bug must not end delivery silently
@@ -130,29 +128,6 @@ class Link:
         with contextlib.suppress(RedisError, OSError):
             await self._connection.disconnect()
         self._lost(self)
-
-    async def _read_replies(self) -> None:
-        """Each health period is one timeout scope around many reads; a period with no
-        reply gets a PING, a second one means the connection is dead."""
-        connection = self._connection
-        replies = checked = 0
-        pinged = False
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
-                    while True:
-                        reply = await connection.read_response(disconnect_on_error=False)
-                        raise_if_cancelled()
-                        replies += 1
-                        self._handle(reply)
-            if replies != checked:
-                checked, pinged = replies, False
-            elif pinged:
-                raise RedisConnectionError(f"no answer to PING within {HEALTH_CHECK_SECONDS}s")
-            else:
-                async with self._send_lock:
-                    await connection.send_command("PING", check_health=False)
-                pinged = True
 
     def _handle(self, reply: object) -> None:
         if not isinstance(reply, list) or not reply:

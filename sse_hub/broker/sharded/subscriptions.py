@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Mapping
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.interest import Interest
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.link import Link
 from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Node, Topology
@@ -65,8 +66,7 @@ class Subscriptions:
         self.lost: set[str] = set()
         self.links: dict[Node, Link] = {}
         self._pending: dict[str, asyncio.Future[None]] = {}
-        self._refs: dict[str, int] = {}
-        self._lingering: dict[str, float] = {}
+        self._interest = Interest()
         self._link_locks: dict[Node, asyncio.Lock] = {}  # one opening per node at a time
         #: Set whenever nothing is lost (attach of a lost channel waits for it).
         self.settled = asyncio.Event()
@@ -78,8 +78,7 @@ class Subscriptions:
         joining: list[str] = []
         repairing = False
         for channel in channels:
-            self._refs[channel] = self._refs.get(channel, 0) + 1
-            self._lingering.pop(channel, None)
+            self._interest.hold(channel)
             shard_channel = self._keys.shard_channel(channel)
             if shard_channel not in self.wanted:
                 self.wanted[shard_channel] = channel
@@ -99,29 +98,15 @@ class Subscriptions:
                 raise BrokerUnavailable("Redis Cluster is moving the channel's slot") from exc
 
     def detach(self, channels: Collection[str]) -> None:
-        now = asyncio.get_running_loop().time()
-        for channel in channels:
-            count = self._refs.get(channel, 0)
-            if count > 1:
-                self._refs[channel] = count - 1
-            elif count == 1:
-                del self._refs[channel]
-                self._lingering[channel] = now
+        self._interest.release(channels, asyncio.get_running_loop().time())
 
     def attached(self, channel: str) -> int:
-        return self._refs.get(channel, 0)
+        return self._interest.holders(channel)
 
     async def sweep(self, now: float) -> list[str]:
         """Unsubscribe every channel lingering since before ``now - linger_seconds``;
         returns them."""
-        deadline = now - self.linger_seconds
-        leaving: list[str] = []
-        while self._lingering:
-            channel, since = next(iter(self._lingering.items()))
-            if since > deadline:
-                break
-            del self._lingering[channel]
-            leaving.append(channel)
+        leaving = self._interest.expired(now - self.linger_seconds)
         by_link: dict[Node, list[str]] = {}
         for channel in leaving:
             shard_channel = self._keys.shard_channel(channel)
