@@ -52,8 +52,8 @@ from redis.exceptions import RedisError
 from sse_hub.broker import Deliver
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.listener import COMMAND_TIMEOUT_SECONDS, LINGER_SECONDS
-from sse_hub.broker.sharded.topology import Node, parse_slots
+from sse_hub.broker.redis.listener import LINGER_SECONDS
+from sse_hub.broker.sharded.topology import Node, cluster_slots, parse_slots
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import Draft, Message
@@ -136,18 +136,9 @@ class RedisClusterBroker(RedisBroker):
 
     async def _cluster_slots(self, node: Node) -> list[object]:
         pool = self._redis.connection_pool
-        connection = pool.connection_class(**{**pool.connection_kwargs, "host": node[0], "port": node[1]})
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-                await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                await connection.send_command("CLUSTER", "SLOTS", check_health=False)
-                reply = await connection.read_response()
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await connection.disconnect()
-        if not isinstance(reply, list):
-            raise RedisConnectionError(f"unexpected answer to CLUSTER SLOTS: {reply!r}")
-        return reply
+        return await cluster_slots(
+            pool.connection_class(**{**pool.connection_kwargs, "host": node[0], "port": node[1]})
+        )
 
 
 def slot_owner(slots: list[object], slot: int, asked_host: str) -> tuple[Node | None, list[Node]]:

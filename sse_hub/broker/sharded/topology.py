@@ -16,7 +16,7 @@ import bisect
 import contextlib
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -86,15 +86,21 @@ class Topology:
         raise RedisConnectionError("no Redis Cluster node answered CLUSTER SLOTS: " + "; ".join(failures))
 
     async def _cluster_slots(self, node: Node) -> list[object]:
-        connection = Connection(**{**self._kwargs, "host": node[0], "port": node[1]})  # type: ignore[arg-type]
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-                await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-                await connection.send_command("CLUSTER", "SLOTS", check_health=False)
-                reply = await connection.read_response()
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await connection.disconnect()
-        if not isinstance(reply, list):
-            raise RedisConnectionError(f"unexpected answer to CLUSTER SLOTS: {reply!r}")
-        return reply
+        return await cluster_slots(Connection(**{**self._kwargs, "host": node[0], "port": node[1]}))  # type: ignore[arg-type]
+
+
+async def cluster_slots(connection: AbstractConnection) -> list[object]:
+    """The raw ``CLUSTER SLOTS`` reply of the node a new, unconnected ``connection`` points
+    at, within ``COMMAND_TIMEOUT_SECONDS``; the connection is closed again. Also used by
+    the one-slot broker (``redis_cluster``)."""
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            await connection.send_command("CLUSTER", "SLOTS", check_health=False)
+            reply = await connection.read_response()
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await connection.disconnect()
+    if not isinstance(reply, list):
+        raise RedisConnectionError(f"unexpected answer to CLUSTER SLOTS: {reply!r}")
+    return reply
