@@ -17,7 +17,10 @@ Invariants, on top of ``Subscriber``'s:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sse_hub import sse
+from sse_hub.flusher import Flusher
 from sse_hub.models import Message
 from sse_hub.positions import Places
 from sse_hub.subscriber import Subscriber
@@ -33,13 +36,26 @@ def encode(message: Message, event_id: str) -> tuple[bytes, int]:
 
 class ShardedSubscriber(Subscriber):
     __slots__ = ("_held_parts", "places")
-    places: Places
-    _held_parts: list[Message]
+
+    def __init__(
+        self,
+        client_id: str,
+        channels: tuple[str, ...],
+        ip: str,
+        user_agent: str,
+        flusher: Flusher,
+        max_buffer_bytes: int,
+        on_close: Callable[[Subscriber, str], None],
+    ) -> None:
+        super().__init__(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close)
+        #: Nowhere until ``start_at``: ``sharded_replay`` reads where the channels are.
+        self.places = Places(channels, {})
+        self._held_parts: list[Message] = []
 
     def start_at(self, places: Places) -> None:
-        """Where the stream starts (read after its channels were attached)."""
+        """Where the stream starts (read after its channels were attached). Parts held
+        meanwhile stay held: ``places`` decides them when the stream goes live."""
         self.places = places
-        self._held_parts = []
 
     def offer_part(self, message: Message, encoded: Encoded) -> None:
         """Queue one received part, encoded with this stream's id (shared through

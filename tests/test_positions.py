@@ -170,3 +170,17 @@ def test_the_broker_payload_carries_places() -> None:
     payload = b'{"id":3,"pos":[["a",3,"k2x9"]],"prior":[["b",1,"zzzz"]],"event":"message","data":"x","channels":["a"]}'
     message = message_from_payload(payload)
     assert message.pos == (("a", 3, "k2x9"),) and message.prior == (("b", 1, "zzzz"),)
+
+
+async def test_parts_held_before_the_stream_knows_where_it_starts_are_kept() -> None:
+    """A part can reach the instance after the stream's channels were attached but before
+    the read of where they are returns; it is held, and kept when the places arrive."""
+    flusher = Flusher()
+    subscriber = ShardedSubscriber("c_1", ("a",), "127.0.0.1", "test", flusher, 1 << 20, lambda *_: None)
+    subscriber.offer_part(part(("a",), (3,)), {})  # published just after the read below
+    subscriber.start_at(Places(("a",), {"a": (2, EPOCH)}))
+    transport = FakeTransport()
+    subscriber.go_live(transport, [])
+    flusher.flush()
+    transport.read()
+    assert [event.data for event in parse(unchunk(bytes(transport.received)).decode())] == ["('a',):(3,)"]
