@@ -30,6 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
+from typing import cast
 
 from sse_hub import replay, sharded_replay, sse
 from sse_hub.broker import Broker, History
@@ -49,7 +50,6 @@ from sse_hub.mercure.ids import Cursor
 from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message
-from sse_hub.positions import Places
 from sse_hub.registry import Registry
 from sse_hub.sharded_subscriber import Encoded, ShardedSubscriber
 from sse_hub.subscriber import Subscriber
@@ -134,8 +134,6 @@ class Hub:
             max_buffer_bytes=limits.client_buffer_bytes,
             on_close=self._closed,
         )
-        if isinstance(subscriber, ShardedSubscriber):
-            subscriber.start_at(Places(channels, {}))  # until prepare_replay reads where they are
         self.registry.add(subscriber)
         self.counters.connects += 1
         self.broker.client_connected(subscriber.client_id)
@@ -319,8 +317,9 @@ class Hub:
             observe(time.time() - message.published_at)
         encoded: Encoded = {}
         exclude = message.exclude_client_id
-        for subscriber in self._targets(message):
-            if subscriber.client_id != exclude and isinstance(subscriber, ShardedSubscriber):
+        # With the sharded broker every subscriber is a ShardedSubscriber (``open``).
+        for subscriber in cast(Collection[ShardedSubscriber], self._targets(message)):
+            if subscriber.client_id != exclude:
                 subscriber.offer_part(message, encoded)
 
     @property
