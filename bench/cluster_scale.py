@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import secrets
@@ -42,7 +41,7 @@ import aiohttp
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scaleout import ROOT, cpu_seconds, free_port, hold_stream, hub_figures, machine_busy_pct, wait_port
+from scaleout import ROOT, cpu_seconds, emit, free_port, hold_stream, hub_figures, machine_busy_pct, wait_port
 
 SLOTS = 16384
 
@@ -179,11 +178,7 @@ def main() -> None:
     if args.smoke:
         args.masters, args.channels, args.messages, args.batch = [1, 3], 10, 200, 20
     for masters in args.masters:
-        line = json.dumps(asyncio.run(run_point(args, masters)))
-        print(line, flush=True)
-        if args.out is not None:
-            with args.out.open("a") as out:
-                out.write(line + "\n")
+        emit(asyncio.run(run_point(args, masters)), args.out)
 
 
 if __name__ == "__main__":

@@ -269,11 +269,16 @@ def main() -> None:
         args.shape = ["many", "broadcast", "idle-b"]
     for shape in args.shape:
         for count in [2] if shape == "idle-b" else args.instances:
-            line = json.dumps(asyncio.run(run_point(args, shape, count)))
-            print(line, flush=True)
-            if args.out is not None:
-                with args.out.open("a") as out:
-                    out.write(line + "\n")
+            emit(asyncio.run(run_point(args, shape, count)), args.out)
+
+
+def emit(point: dict[str, object], out: Path | None) -> None:
+    """Print a point's JSON line, and append it to ``out`` when given (bench/plots.py)."""
+    line = json.dumps(point)
+    print(line, flush=True)
+    if out is not None:
+        with out.open("a") as file:
+            file.write(line + "\n")
 
 
 if __name__ == "__main__":
