@@ -91,6 +91,78 @@ async def test_publishes_made_while_a_group_is_in_flight_go_out_together_after_i
     broker.detach(["a"])
 
 
+def hold_receipts(broker: RedisBroker) -> list[bytes]:
+    """Keep what the subscription brings in a list instead of delivering it; hand it to
+    ``broker._receive_payload`` to deliver."""
+    held: list[bytes] = []
+    broker.listener._receive = held.append
+    return held
+
+
+async def test_arriving_waits_for_the_delivery_of_every_unanswered_own_message(start_broker: StartBroker) -> None:
+    """Broker invariant 6: ``arriving`` covers the group in flight and the open one after it,
+    and resolves only once what of them comes back here was delivered: not at the answer."""
+    broker, delivered = await start_broker()
+    await broker.attach(["a"])
+    assert broker.arriving() is None, "every publish was answered"
+    script = broker.publisher.script
+    answer = asyncio.Event()
+
+    async def held(**kwargs: Any) -> Any:
+        await answer.wait()
+        return await script(**kwargs)
+
+    broker.publisher.script = held  # type: ignore[assignment]
+    first = asyncio.ensure_future(broker.publish([draft("a", data="first")]))
+    await wait_until(lambda: broker.publisher.unanswered is not None and broker.publisher._running, 5)
+    second = asyncio.ensure_future(broker.publish([draft("a", data="second"), draft("elsewhere")]))
+    await asyncio.sleep(0)  # the second publish joins the open group
+    arrival = broker.arriving()
+    assert arrival is not None and not arrival.done()
+    payloads = hold_receipts(broker)
+    answer.set()
+    async with asyncio.timeout(5):
+        answered = [*await first, *await second]
+    await wait_until(lambda: len(payloads) == 2, 5)  # "elsewhere" is not subscribed: it never comes
+    assert not arrival.done(), "answered is not delivered"
+    broker._receive_payload(payloads[0])
+    assert not arrival.done(), "the newest group's message is still on its way"
+    broker._receive_payload(payloads[1])
+    async with asyncio.timeout(5):
+        await arrival
+    assert [message.id for message in delivered] == [message.id for message in answered[:2]]
+
+
+async def test_arriving_resolves_at_the_answer_when_nothing_comes_back(start_broker: StartBroker) -> None:
+    """A publish to channels this instance does not serve, or one that fails, has nothing
+    on its way back: waiting for it would only hold the flush until its timer."""
+    broker, delivered = await start_broker()
+    hold_receipts(broker)
+    publish = asyncio.ensure_future(broker.publish([draft("not-served")]))
+    await asyncio.sleep(0)
+    arrival = broker.arriving()
+    assert arrival is not None
+    async with asyncio.timeout(5):
+        await publish
+        await arrival
+
+    async def broken(**_: object) -> list[bytes]:
+        raise ValueError("a bug, not a Redis error")
+
+    broker.publisher.script = broken  # type: ignore[assignment]
+    await broker.attach(["a"])
+    failed = asyncio.ensure_future(broker.publish([draft("a")]))
+    await asyncio.sleep(0)
+    arrival = broker.arriving()
+    assert arrival is not None
+    async with asyncio.timeout(5):
+        with pytest.raises(BrokerUnavailable):
+            await failed
+        await arrival
+    assert delivered == []
+    broker.detach(["a"])
+
+
 async def test_a_draft_that_cannot_be_encoded_fails_only_its_own_publish(start_broker: StartBroker) -> None:
     broker, _ = await start_broker()
     good, bad = await asyncio.gather(

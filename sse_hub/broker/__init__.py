@@ -38,6 +38,11 @@ A broker:
   channel patterns once, within its TTL, and None after that or for an unknown ticket.
 - ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
   None when the broker is not a cluster (default).
+- ``arriving()``: a future that resolves once this instance's own messages that are on
+  their way back to it through the broker (published, not yet delivered) were delivered,
+  or None when none are (default: a broker that delivers during ``publish``). The hub's
+  flusher waits for it, briefly, so they share a write with what is already waiting. It
+  may resolve early; the caller may cancel it.
 - ``connected``: whether publishing can work right now (``/readyz``).
 - ``stop()``: release everything; safe to call after a failed ``start``.
 """
@@ -45,6 +50,7 @@ A broker:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -118,6 +124,10 @@ class Broker(abc.ABC):
 
     def detach(self, channels: Collection[str]) -> None:
         """One ``attach`` of ``channels`` is over."""
+
+    def arriving(self) -> asyncio.Future[None] | None:
+        """Own messages on their way back (see the module docstring)."""
+        return None
 
     def client_connected(self, client_id: str) -> None:
         """A client connected to this instance (synchronous: called on the hot path)."""

@@ -26,7 +26,10 @@ Invariants of the whole:
    check: with routing by interest it stays flat for channels nobody streams here.
 5. History is bounded by count and by age; a resume into dropped history is reported,
    never silently short (``history``).
-6. The broker owns its tasks (listener, subscriptions, upkeep, publish groups); ``stop``
+6. ``arriving`` resolves once the messages of this instance's unanswered publishes that
+   come back to it through the subscription were delivered (at once when none will, or
+   when the group failed or the connection was lost); the caller may cancel it.
+7. The broker owns its tasks (listener, subscriptions, upkeep, publish groups); ``stop``
    cancels and awaits them. It logs one line per connection state change, never one per
    message.
 """
@@ -36,7 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Collection, Iterable, Sequence
+from functools import partial
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -104,6 +109,8 @@ class RedisBroker(Broker):
         self._connected = False
         self._announced = False
         self._delivered_id = 0
+        # (id, arrival): arrivals waiting for the delivery of an id, ids ascending.
+        self._arrivals: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -148,6 +155,8 @@ class RedisBroker(Broker):
 
     def _set_connected(self, connected: bool) -> None:
         self._connected = self.listener.live = connected
+        if not connected:
+            self._settle_arrivals(None)
 
     async def _locate(self) -> None:
         """Point the connection pool at the Redis that holds our keys, before (re)connecting:
@@ -223,6 +232,37 @@ class RedisBroker(Broker):
     def client_disconnected(self, client_id: str) -> None:
         self.directory.client_disconnected(client_id)
 
+    # -- own messages on their way back ------------------------------------------------
+
+    def arriving(self) -> asyncio.Future[None] | None:
+        """See invariant 6: None when every publish was answered."""
+        answer = self.publisher.unanswered
+        if answer is None:
+            return None
+        arrival: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(partial(self._expect, arrival))
+        return arrival
+
+    def _expect(self, arrival: asyncio.Future[None], answer: asyncio.Future[list[Message]]) -> None:
+        """The group was answered: wait for the last of its messages this instance receives."""
+        last = 0
+        if not answer.cancelled() and answer.exception() is None:
+            receives = self.listener.receives
+            last = max((m.id for m in answer.result() if m.client_id is None and receives(m.channels)), default=0)
+        if last <= self._delivered_id or not self._connected:
+            if not arrival.done():
+                arrival.set_result(None)
+        else:
+            self._arrivals.append((last, arrival))
+
+    def _settle_arrivals(self, delivered: int | None) -> None:
+        """Resolve the arrivals waiting for ids up to ``delivered`` (None: all of them)."""
+        arrivals = self._arrivals
+        while arrivals and (delivered is None or arrivals[0][0] <= delivered or arrivals[0][1].done()):
+            arrival = arrivals.popleft()[1]
+            if not arrival.done():
+                arrival.set_result(None)
+
     # -- receive ----------------------------------------------------------------------
 
     def _receive_payload(self, payload: bytes) -> None:
@@ -247,6 +287,8 @@ class RedisBroker(Broker):
             deliver(message)
         except Exception:  # the hub's code: one failed fan-out must not stop the listener
             logger.exception("delivering message id=%d failed", message.id)
+        if self._arrivals:
+            self._settle_arrivals(message.id)
 
     async def _listen(self) -> None:
         """The listener task: read the subscription; when it fails, reconnect and go on."""

@@ -109,6 +109,10 @@ class Listener:
         if self.linger_seconds <= 0:
             self._wake.set()
 
+    def receives(self, channels: Collection[str]) -> bool:
+        """Whether a message to ``channels`` published now would reach ``receive``."""
+        return any(channel == GLOBAL_CHANNEL or channel in self.subscribed for channel in channels)
+
     def attached(self, channel: str) -> int:
         """How many streams hold ``channel`` (tests and stats)."""
         return self._interest.holders(channel)

@@ -15,6 +15,10 @@ Invariants:
    group, sent as soon as the one in flight is answered: under load a group holds what
    came in during one round trip, so Redis runs fewer, larger scripts and instances
    receive more messages per read (and write more of them per socket write).
+6. ``unanswered`` is the newest group not yet answered (open or in flight; None when
+   every group is answered): its ``messages`` resolve after those of every earlier group,
+   with the ids Redis gave (the broker uses them to tell when this instance's own messages
+   are back from the subscription).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ class Publisher:
         self._open: _Group | None = None
         self._queued: deque[_Group] = deque()  # groups waiting for the one in flight
         self._running: set[asyncio.Task[None]] = set()
+        self._sending: _Group | None = None
 
     async def publish(self, drafts: Sequence[Draft], topics: Sequence[Sequence[str]]) -> list[Message]:
         """Number, store and publish ``drafts``; ``topics[i]`` are the pub/sub channels of
@@ -122,6 +127,12 @@ class Publisher:
         ids we have seen, even before we publish again."""
         await self.script(keys=[self._keys.seq, self._keys.clock], args=[self._floor.value, *self._settings_args])
 
+    @property
+    def unanswered(self) -> asyncio.Future[list[Message]] | None:
+        """The numbered messages of the newest group, once Redis answers it (invariant 6)."""
+        group = self._queued[-1] if self._queued else self._sending
+        return None if group is None else group.messages
+
     async def stop(self) -> None:
         queued, self._queued = list(self._queued), deque()
         self._open = None
@@ -137,12 +148,14 @@ class Publisher:
         group = self._queued.popleft()
         if self._open is group:
             self._open = None
+        self._sending = group
         task = asyncio.create_task(self._run(group), name="sse-hub-redis-publish")
         self._running.add(task)
         task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._sending = None
         self._send_next()
 
     async def _run(self, group: _Group) -> None:
