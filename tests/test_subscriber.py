@@ -12,6 +12,7 @@ import asyncio
 
 import pytest
 
+from sse_hub import flusher as flusher_module
 from sse_hub import sse
 from sse_hub.flusher import MAX_WRITES_PER_ROUND, Flusher
 from sse_hub.models import Draft, Message
@@ -327,6 +328,71 @@ async def test_flusher_writes_at_most_a_round_of_sockets_per_call() -> None:
     assert rounds == [MAX_WRITES_PER_ROUND, MAX_WRITES_PER_ROUND, 10], "oldest first, a round at a time"
     await asyncio.sleep(0)  # let the rounds the flusher scheduled for itself run: they find nothing left
     assert sum(transport.writes for transport in transports) == len(transports)
+
+
+class WriteSignal(FakeTransport):
+    """A fake transport that says when it was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.written.set()
+
+
+def live_subscriber(flusher: Flusher) -> tuple[Subscriber, WriteSignal]:
+    subscriber = Subscriber("c_test", ("a",), "127.0.0.1", "", flusher, 1 << 20, lambda *_: None)
+    transport = WriteSignal()
+    subscriber.go_live(transport, [])
+    return subscriber, transport
+
+
+async def test_a_flush_waits_for_own_messages_on_their_way_back_and_writes_them_together() -> None:
+    """Flusher invariant 4: while the broker says our own messages are on their way, the
+    first write waits, and what arrives meanwhile goes out in the same write."""
+    loop = asyncio.get_running_loop()
+    arrival: asyncio.Future[None] = loop.create_future()
+    flusher = Flusher(lambda: arrival)
+    subscriber, transport = live_subscriber(flusher)
+    subscriber.offer(1, message(1).chunk, message(1).frame_bytes)
+    for _ in range(3):  # the loop runs the flusher's callbacks: none may write yet
+        await asyncio.sleep(0)
+    assert transport.writes == 0
+    subscriber.offer(2, message(2).chunk, message(2).frame_bytes)
+    arrival.set_result(None)
+    async with asyncio.timeout(5):
+        await transport.written.wait()
+    transport.read()
+    assert transport.writes == 1 and transport.ids() == [1, 2]
+
+
+async def test_a_flush_waits_for_own_messages_only_so_long() -> None:
+    """Flusher invariant 4: a broker whose messages never come back (lost, or not ours
+    after all) delays a flush by at most ``HOLD_SECONDS``, once."""
+    loop = asyncio.get_running_loop()
+    asked: list[asyncio.Future[None]] = []
+
+    def arriving() -> asyncio.Future[None]:
+        asked.append(loop.create_future())
+        return asked[-1]
+
+    flusher = Flusher(arriving)
+    subscriber, transport = live_subscriber(flusher)
+    subscriber.offer(1, message(1).chunk, message(1).frame_bytes)
+    async with asyncio.timeout(5):
+        await transport.written.wait()
+    assert len(asked) == 1 and asked[0].cancelled(), "one wait, ended by its timer"
+    assert flusher_module.HOLD_SECONDS <= 0.01
+
+
+async def test_a_flush_does_not_wait_when_nothing_is_on_its_way() -> None:
+    flusher = Flusher(lambda: None)
+    subscriber, transport = live_subscriber(flusher)
+    subscriber.offer(1, message(1).chunk, message(1).frame_bytes)
+    await asyncio.sleep(0)  # one loop iteration: the flush ran
+    assert transport.writes == 1
 
 
 async def test_a_replay_never_repeats_an_id_at_or_below_the_floor(harness: Harness) -> None:
