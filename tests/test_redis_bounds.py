@@ -91,6 +91,30 @@ async def test_publishes_made_while_a_group_is_in_flight_go_out_together_after_i
     broker.detach(["a"])
 
 
+async def test_a_publisher_that_leaves_takes_nothing_from_the_others_of_its_group(start_broker: StartBroker) -> None:
+    """Publisher invariant 7: each caller waits on a future of its own."""
+    broker, delivered = await start_broker()
+    await broker.attach(["a"])
+    script = broker.publisher.script
+    answer = asyncio.Event()
+
+    async def held(**kwargs: Any) -> Any:
+        await answer.wait()
+        return await script(**kwargs)
+
+    broker.publisher.script = held  # type: ignore[assignment]
+    publishes = [asyncio.ensure_future(broker.publish([draft("a", data=f"m{n}")])) for n in range(3)]
+    await wait_until(lambda: bool(broker.publisher._running), 5)
+    publishes[1].cancel()
+    answer.set()
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [messages[0].data for messages in (results[0], results[2])] == ["m0", "m2"]  # type: ignore[index]
+    await wait_until(lambda: len(delivered) == 3, 5)  # the group went out whole
+    broker.detach(["a"])
+
+
 def hold_receipts(broker: RedisBroker) -> list[bytes]:
     """Keep what the subscription brings in a list instead of delivering it; hand it to
     ``broker._receive_payload`` to deliver."""

@@ -2,7 +2,8 @@
 
 The parts, one job each (key layout in ``keyspace``):
 
-- ``publisher``: group-committed publishes, one Lua script call per loop iteration;
+- ``publisher``: group-committed publishes, one Lua script call in flight at a time,
+  on a connection of its own (``script_connection``);
 - ``listener``: the subscriber connection and the per-channel subscriptions (routing by
   interest, with a linger);
 - ``directory``: presence and the cluster-wide client directory;
@@ -318,6 +319,7 @@ class RedisBroker(Broker):
             try:
                 await self._locate()
                 early = await self.listener.connect()
+                await self.publisher.reset()
                 await self.publisher.raise_floor()
                 channels = ("*", *self.listener.subscribed)
                 recovered = await read_missed(self._redis, self._keys, channels, self._delivered_id)

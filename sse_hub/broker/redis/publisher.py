@@ -19,6 +19,9 @@ Invariants:
    every group is answered): its ``messages`` resolve after those of every earlier group,
    with the ids Redis gave (the broker uses them to tell when this instance's own messages
    are back from the subscription).
+7. Script calls go out on the publisher's own connection (``script_connection``), one at
+   a time. Each publish call waits on a future of its own, so a caller that leaves
+   (cancelled) takes nothing from the others of its group.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.script_connection import ScriptConnection
 from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT, payload_tail
 from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.errors import BrokerUnavailable
@@ -62,17 +66,19 @@ class IdFloor:
 @dataclass(slots=True)
 class _Group:
     """Drafts from concurrent publish calls, sent in one script call; ``messages``
-    resolves with them numbered, in order (or BrokerUnavailable for all of them)."""
+    resolves with them numbered, in order (or BrokerUnavailable for all of them), and
+    each waiter with its caller's slice of them."""
 
     messages: asyncio.Future[list[Message]]
     drafts: list[Draft] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     args: list[bytes | str | int] = field(default_factory=list)
+    waiters: list[tuple[asyncio.Future[list[Message]], int, int]] = field(default_factory=list)
 
 
 class Publisher:
-    """Group commit of publishes. ``script`` is the registered publish script (public so a
-    test can replace it with a failing one)."""
+    """Group commit of publishes. ``script`` runs the publish script (public so a test can
+    replace it with a failing one)."""
 
     def __init__(
         self,
@@ -84,7 +90,10 @@ class Publisher:
     ) -> None:
         self._keys = keyspace
         self._floor = floor
-        self.script = redis.register_script(SHARDED_PUBLISH_SCRIPT if keyspace.sharded else PUBLISH_SCRIPT)
+        self._connection = ScriptConnection(
+            redis, SHARDED_PUBLISH_SCRIPT if keyspace.sharded else PUBLISH_SCRIPT, "publisher"
+        )
+        self.script = self._connection
         # history.size 0 keeps one entry per stream, exactly: enough to know what was lost.
         trim = ("=", 1) if history_size == 0 else ("~", history_size + 1)
         ttl_ms = ttl_seconds * 1000
@@ -115,12 +124,12 @@ class Publisher:
             self._queued.append(group)
             if not self._running:
                 loop.call_soon(self._send_next)
-        start = len(group.drafts)
+        mine: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
+        group.waiters.append((mine, len(group.drafts), len(drafts)))
         group.drafts += drafts
         group.keys += keys
         group.args += args
-        messages = await asyncio.shield(group.messages)
-        return messages[start : start + len(drafts)]
+        return await mine
 
     async def raise_floor(self) -> None:
         """An empty group: raises the sequence to our floor, so other instances cannot reuse
@@ -139,6 +148,12 @@ class Publisher:
         for group in queued:
             self._fail(group, "the broker is stopping")
         await cancel_and_wait(list(self._running))
+        await self._connection.reset()
+
+    async def reset(self) -> None:
+        """Drop the publisher's connection: the broker lost Redis (or moved to another
+        master); the next call connects afresh."""
+        await self._connection.reset()
 
     def _send_next(self) -> None:
         """Send the oldest queued group, unless one is in flight (it sends the next when
@@ -181,6 +196,9 @@ class Publisher:
             if ids:
                 self._floor.seen(ids[-1])
             group.messages.set_result(messages)
+            for waiter, start, count in group.waiters:
+                if not waiter.done():
+                    waiter.set_result(messages[start : start + count])
         finally:
             self._fail(group, "the broker failed to publish")  # BaseException: still resolved
 
@@ -188,4 +206,7 @@ class Publisher:
     def _fail(group: _Group, reason: str) -> None:
         if not group.messages.done():
             group.messages.set_exception(BrokerUnavailable(reason))
-            group.messages.exception()  # retrieved: a group whose callers all left logs nothing
+            group.messages.exception()  # retrieved: the broker's own future logs nothing
+        for waiter, _, _ in group.waiters:
+            if not waiter.done():
+                waiter.set_exception(BrokerUnavailable(reason))
