@@ -278,14 +278,20 @@ class Message(Draft):
     def to_payload(self) -> bytes:
         """JSON for the broker's wire (Redis); the inverse of ``message_from_payload``.
         The id comes first: the Redis publish script writes it in front of the rest
-        (``broker.redis.scripts.payload_tail``)."""
-        return b'{"id":%d,' % self.id + DRAFT_FIELDS.dump_json(self, exclude_none=True)[1:]
+        (``payload_tail``)."""
+        return b'{"id":%d' % self.id + payload_tail(self)
 
 
 # One C call reads every field of a draft, in the order Message's __init__ takes them.
 _draft_values = attrgetter(*(item.name for item in fields(Draft)))
 DRAFT_FIELDS: TypeAdapter[Draft] = TypeAdapter(Draft)
 MESSAGE_PAYLOAD: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+def payload_tail(draft: Draft) -> bytes:
+    """A draft's broker payload after its id (``,"event":...}``), without numbering it
+    first: the Redis publish script writes ``{"id":N`` in front of it."""
+    return b"," + DRAFT_FIELDS.dump_json(draft, exclude_none=True)[1:]
 
 
 def message_from_payload(payload: bytes | str) -> Message:

@@ -34,7 +34,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sse_hub.models import Draft, Message, message_from_payload
+from sse_hub.models import Message, message_from_payload
 
 logger = logging.getLogger(__name__)
 
@@ -241,16 +241,6 @@ class InstanceSummary(BaseModel):
     started_at: str
     total_clients: Annotated[int, Field(ge=0)]
     channels: dict[str, Annotated[int, Field(ge=0)]]
-
-
-def payload_tail(draft: Draft) -> bytes:
-    """The draft's broker payload after its id: the script prepends ``{"id":N``, so the
-    payload every instance parses carries the id Redis assigned."""
-    head = b'{"id":1'
-    payload = draft.numbered(1).to_payload()
-    if not payload.startswith(head + b","):
-        raise RuntimeError("Message.to_payload no longer starts with the id")
-    return payload[len(head) :]
 
 
 Entry = tuple[bytes, dict[bytes, bytes]]
