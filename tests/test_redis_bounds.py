@@ -91,10 +91,8 @@ async def test_publishes_made_while_a_group_is_in_flight_go_out_together_after_i
     broker.detach(["a"])
 
 
-async def test_a_publisher_that_leaves_takes_nothing_from_the_others_of_its_group(start_broker: StartBroker) -> None:
-    """Publisher invariant 7: each caller waits on a future of its own."""
-    broker, delivered = await start_broker()
-    await broker.attach(["a"])
+def hold_answers(broker: RedisBroker) -> asyncio.Event:
+    """Make every publish script call wait for the returned event before it goes out."""
     script = broker.publisher.script
     answer = asyncio.Event()
 
@@ -103,6 +101,14 @@ async def test_a_publisher_that_leaves_takes_nothing_from_the_others_of_its_grou
         return await script(**kwargs)
 
     broker.publisher.script = held  # type: ignore[assignment]
+    return answer
+
+
+async def test_a_publisher_that_leaves_takes_nothing_from_the_others_of_its_group(start_broker: StartBroker) -> None:
+    """Publisher invariant 7: each caller waits on a future of its own."""
+    broker, delivered = await start_broker()
+    await broker.attach(["a"])
+    answer = hold_answers(broker)
     publishes = [asyncio.ensure_future(broker.publish([draft("a", data=f"m{n}")])) for n in range(3)]
     await wait_until(lambda: bool(broker.publisher._running), 5)
     publishes[1].cancel()
@@ -129,14 +135,7 @@ async def test_arriving_waits_for_the_delivery_of_every_unanswered_own_message(s
     broker, delivered = await start_broker()
     await broker.attach(["a"])
     assert broker.arriving() is None, "every publish was answered"
-    script = broker.publisher.script
-    answer = asyncio.Event()
-
-    async def held(**kwargs: Any) -> Any:
-        await answer.wait()
-        return await script(**kwargs)
-
-    broker.publisher.script = held  # type: ignore[assignment]
+    answer = hold_answers(broker)
     first = asyncio.ensure_future(broker.publish([draft("a", data="first")]))
     await wait_until(lambda: broker.publisher.unanswered is not None and broker.publisher._running, 5)
     second = asyncio.ensure_future(broker.publish([draft("a", data="second"), draft("elsewhere")]))
