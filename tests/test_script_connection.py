@@ -1,6 +1,7 @@
-"""The publisher's own connection (``broker/redis/script_connection.py``), on a real
-redis-server: it recovers from a flushed script cache and a connection the server closed,
-and never reads one call's answer as another's."""
+"""The Redis broker's connections, on a real redis-server: the publisher's own
+(``broker/redis/script_connection.py``) recovers from a flushed script cache and a
+connection the server closed, and never reads one call's answer as another's; the pool
+for everything else stays bounded however many reads come at once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from sse_hub.broker.redis import RedisBroker, script_connection
+from sse_hub.broker.redis import POOL_CONNECTIONS, RedisBroker, script_connection
 from sse_hub.broker.redis.script_connection import ScriptConnection
 from sse_hub.errors import BrokerUnavailable
 from tests.conftest import StartedBrokers, draft, eventually, make_settings, wait_until
@@ -94,3 +95,14 @@ async def test_a_call_that_timed_out_leaves_no_answer_behind_for_the_next(
         int(entry_id.split(b"-")[0]): fields[b"m"] for entry_id, fields in await redis.xrange(f"{prefix}:history:a")
     }
     assert b'"data":"next"' in stored[message.id]
+
+
+async def test_concurrent_reads_wait_for_a_pooled_connection_instead_of_opening_more(
+    broker: RedisBroker, redis: Redis
+) -> None:
+    """A thousand streams resuming at once must not take a thousand Redis connections."""
+    [message] = await broker.publish([draft("a")])
+    pages = await asyncio.gather(*(broker.history(["a"], message.id - 1) for _ in range(10 * POOL_CONNECTIONS)))
+    assert all([m.id for m in page.messages] == [message.id] for page in pages)
+    pooled = [c for c in await redis.client_list() if c["name"] == "sse-hub:a" and "P" not in c["flags"]]
+    assert 1 <= len(pooled) <= POOL_CONNECTIONS

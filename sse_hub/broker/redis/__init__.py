@@ -46,7 +46,7 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -65,9 +65,13 @@ from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.models import Draft, Message, message_from_payload
 
-__all__ = ["RedisBroker", "redacted"]
+__all__ = ["POOL_CONNECTIONS", "RedisBroker", "redacted"]
 
 logger = logging.getLogger(__name__)
+
+# Connections of the pool (history pages, the directory, tickets), beside the subscriber's
+# and the publisher's own.
+POOL_CONNECTIONS = 16
 
 
 class RedisBroker(Broker):
@@ -91,14 +95,19 @@ class RedisBroker(Broker):
         # No hidden retries: a publish must fail fast (503) rather than be sent twice.
         # RESP2: the subscriber connection reads subscription messages as plain replies
         # (redis-py 8 defaults to RESP3, where they are out-of-band pushes).
-        self._redis: Redis = Redis.from_url(
+        # A bounded pool: a burst of reads (streams resuming after a restart) waits for a
+        # connection, at most the command timeout, instead of opening one per read.
+        pool = BlockingConnectionPool.from_url(
             self._url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT_SECONDS,
             protocol=2,
             retry=Retry(NoBackoff(), 0),
             socket_timeout=COMMAND_TIMEOUT_SECONDS,
             socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
             client_name=f"sse-hub:{instance_id}",
         )
+        self._redis: Redis = Redis.from_pool(pool)
         self._floor = IdFloor()
         self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
