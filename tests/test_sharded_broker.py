@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from sse_hub.broker.sharded import ShardedClusterBroker
+from sse_hub.broker.sharded import READS_IN_FLIGHT, ShardedClusterBroker
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partition_tags import TAGS
@@ -236,6 +236,22 @@ async def test_history_pages_by_limit_and_reports_each_part_once(
         positions = await a.positions(["news", "sport"])
         assert seqs(read, "news") == list(range(1, positions["news"][0] + 1))
         assert seqs(read, "sport") == list(range(1, positions["sport"][0] + 1))
+
+
+async def test_a_burst_of_reads_waits_for_connections_instead_of_failing(
+    redis_cluster: Cluster,  # noqa: F811
+    prefix: str,
+) -> None:
+    """Streams resuming all at once: redis-py's cluster client refuses a command past its
+    connections per node (MaxConnectionsError) instead of waiting for one."""
+    async with two_brokers(redis_cluster.url, prefix) as [(a, _), _second]:
+        [message] = await a.publish([draft("news")])
+        reads = 3 * READS_IN_FLIGHT + 300  # past redis-py's 100 per node, too
+        async with asyncio.timeout(30):
+            pages = await asyncio.gather(*(a.history_after({"news": NOWHERE}, 10) for _ in range(reads)))
+            positions = await asyncio.gather(*(a.positions(["news"]) for _ in range(reads)))
+        assert all(seqs(page.messages, "news") == [message.pos[0][1]] for page in pages)
+        assert all(position["news"][0] == message.pos[0][1] for position in positions)
 
 
 async def test_a_trimmed_history_reports_the_gap(redis_cluster: Cluster, prefix: str) -> None:  # noqa: F811

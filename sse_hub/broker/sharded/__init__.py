@@ -36,8 +36,9 @@ Invariants of the whole:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import NoReturn, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -63,9 +64,15 @@ from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.models import Draft, Message
 
-__all__ = ["ShardedClusterBroker"]
+__all__ = ["READS_IN_FLIGHT", "ShardedClusterBroker"]
 
 logger = logging.getLogger(__name__)
+
+# History and position reads sent at once; more wait for a turn (at most the command
+# timeout). redis-py's cluster client opens a connection per concurrent command up to 100
+# per node and then refuses the command: a burst of streams resuming at once (after a
+# deploy) must queue, not fail with 503, and must not take 100 connections per master.
+READS_IN_FLIGHT = 16
 
 
 class ShardedClusterBroker(ShardedBroker):
@@ -75,6 +82,7 @@ class ShardedClusterBroker(ShardedBroker):
     def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self.instance_id = instance_id
         self._url = settings.broker.redis_url
+        self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self.keys = keys = ShardKeys(settings.broker.prefix)
         # No hidden retries: a publish must fail fast (503) rather than be applied twice.
         # RESP2, as the standalone broker (subscriptions are plain replies).
@@ -227,17 +235,29 @@ class ShardedClusterBroker(ShardedBroker):
 
     async def positions(self, channels: Collection[str]) -> dict[str, Position]:
         try:
-            return await read_positions(self._cluster, self.keys, channels)
+            async with self._read_turn():
+                return await read_positions(self._cluster, self.keys, channels)
         except (RedisError, OSError) as exc:
             self._wake_repair()
             raise BrokerUnavailable(f"cannot read positions from Redis Cluster: {exc}") from exc
 
     async def history_after(self, after: Mapping[str, Position], limit: int) -> ChannelPage:
         try:
-            return await read_after(self._cluster, self.keys, after, limit)
+            async with self._read_turn():
+                return await read_after(self._cluster, self.keys, after, limit)
         except (RedisError, OSError) as exc:
             self._wake_repair()
             raise BrokerUnavailable(f"cannot read history from Redis Cluster: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _read_turn(self) -> AsyncIterator[None]:
+        """One of ``READS_IN_FLIGHT``; TimeoutError (an OSError) after the command timeout."""
+        async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            await self._reads.acquire()
+        try:
+            yield
+        finally:
+            self._reads.release()
 
     async def client_exists(self, client_id: str) -> bool:
         if client_id in self.directory.clients:
