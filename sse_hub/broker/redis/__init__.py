@@ -55,9 +55,10 @@ from sse_hub.broker import Broker, Deliver, History
 from sse_hub.broker.redis.directory import Directory
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.listener import COMMAND_TIMEOUT_SECONDS, LINGER_SECONDS, Listener
+from sse_hub.broker.redis.listener import LINGER_SECONDS, Listener
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
+from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets

@@ -44,13 +44,13 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.interest import Interest
 from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS, own_connection
 from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import GLOBAL_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-COMMAND_TIMEOUT_SECONDS = 3.0
 # A subscription silent this long gets a PING; no answer within another period means the
 # connection is dead (a peer behind a vanished route sends no FIN).
 HEALTH_CHECK_SECONDS = 5.0
@@ -135,9 +135,8 @@ class Listener:
     async def connect(self) -> list[bytes]:
         """Open the connection and subscribe every wanted channel in one command; returns
         once Redis confirmed them all, with any payload that arrived meanwhile."""
-        pool = self._redis.connection_pool
         # No socket timeout: the connection idles between messages; receive checks it.
-        connection = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        connection = own_connection(self._redis.connection_pool)
         channels = set(self.subscribed)
         topics = [*self._pinned, *(self._keys.topic(channel) for channel in channels)]
         early: list[bytes] = []

@@ -16,7 +16,8 @@ Invariants:
    closed while idle is replaced before a command goes out on it, as redis-py's pool does
    at checkout, so an idle timeout on the server costs no publish.
 3. The connection is named after the pool's client name plus ``/role``
-   (``sse-hub:{instance}/publisher``), so ``CLIENT LIST`` tells it apart.
+   (``sse-hub:{instance}/publisher``), so ``CLIENT LIST`` tells it apart. ``own_connection``
+   makes it, and the listener's subscriber connection, from the pool's settings.
 4. ``NOSCRIPT`` (Redis restarted or its scripts were flushed) means nothing ran: the
    script is loaded and the call sent once more.
 """
@@ -29,11 +30,12 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+# Every command of the Redis broker, and the wait for a pooled connection.
 COMMAND_TIMEOUT_SECONDS = 3.0
 
 Arg = bytes | str | int
@@ -87,14 +89,21 @@ class ScriptConnection:
             except (RedisConnectionError, OSError):
                 pass  # closed by the server while idle
             await self.reset()
-        pool = self._pool
-        kwargs = pool.connection_kwargs
-        name = f"{kwargs['client_name']}/{self._role}" if kwargs.get("client_name") else None
-        # No socket timeout: the whole call is bounded above, without a task per read.
-        connection = pool.connection_class(**{**kwargs, "socket_timeout": None, "client_name": name})
+        connection = own_connection(self._pool, self._role)
         await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         self._connection = connection
         return connection
+
+
+def own_connection(pool: ConnectionPool, role: str | None = None) -> AbstractConnection:
+    """A connection outside ``pool``, with its settings (where it points, credentials, TLS)
+    but no socket timeout: its owner bounds whole calls, without a timer task per read.
+    ``role`` is appended to the client name (``sse-hub:{instance}/{role}``)."""
+    kwargs = pool.connection_kwargs
+    name = kwargs.get("client_name")
+    if name and role:
+        name = f"{name}/{role}"
+    return pool.connection_class(**{**kwargs, "socket_timeout": None, "client_name": name})
 
 
 def _packer() -> Callable[[AbstractConnection, tuple[Arg, ...]], bytes | list[bytes]]:

@@ -50,6 +50,7 @@ from redis.exceptions import RedisError
 from sse_hub.broker import Deliver
 from sse_hub.broker.redis import redacted
 from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.sharded.delivery import Delivery
@@ -58,7 +59,7 @@ from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.publish import Publisher
 from sse_hub.broker.sharded.repair import Repair
 from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
-from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Topology
+from sse_hub.broker.sharded.topology import Topology
 from sse_hub.broker.sharded_contract import ChannelPage, Position, ShardedBroker
 from sse_hub.config import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient

@@ -28,9 +28,10 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.interest import Interest
+from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.link import Link
-from sse_hub.broker.sharded.topology import COMMAND_TIMEOUT_SECONDS, Node, Topology
+from sse_hub.broker.sharded.topology import Node, Topology
 from sse_hub.errors import BrokerUnavailable
 from sse_hub.models import GLOBAL_CHANNEL
 

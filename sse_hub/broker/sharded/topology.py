@@ -20,9 +20,9 @@ from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-Node = tuple[str, int]
+from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 
-COMMAND_TIMEOUT_SECONDS = 3.0
+Node = tuple[str, int]
 
 
 def parse_slots(reply: Sequence[object], asked_host: str) -> tuple[list[tuple[int, int, Node]], list[Node]]:
