@@ -93,6 +93,7 @@ class Publisher:
         self._connection = ScriptConnection(
             redis, SHARDED_PUBLISH_SCRIPT if keyspace.sharded else PUBLISH_SCRIPT, "publisher"
         )
+        # What a group calls; ``_connection`` stays the one to reset when a test swaps it.
         self.script = self._connection
         # history.size 0 keeps one entry per stream, exactly: enough to know what was lost.
         trim = ("=", 1) if history_size == 0 else ("~", history_size + 1)
@@ -117,14 +118,14 @@ class Publisher:
         for draft, draft_topics in zip(drafts, topics, strict=True):
             keys.extend(self._keys.history(channel) for channel in draft.channels)
             args += (payload_tail(draft), len(draft.channels), len(draft_topics), *draft_topics)
+        loop = asyncio.get_running_loop()
         group = self._open
         if group is None or len(group.drafts) >= MAX_GROUP_DRAFTS:
-            loop = asyncio.get_running_loop()
             group = self._open = _Group(loop.create_future())
             self._queued.append(group)
             if not self._running:
                 loop.call_soon(self._send_next)
-        mine: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
+        mine: asyncio.Future[list[Message]] = loop.create_future()
         group.waiters.append((mine, len(group.drafts), len(drafts)))
         group.drafts += drafts
         group.keys += keys
@@ -148,7 +149,7 @@ class Publisher:
         for group in queued:
             self._fail(group, "the broker is stopping")
         await cancel_and_wait(list(self._running))
-        await self._connection.reset()
+        await self.reset()
 
     async def reset(self) -> None:
         """Drop the publisher's connection: the broker lost Redis (or moved to another
