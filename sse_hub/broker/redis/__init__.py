@@ -10,6 +10,7 @@ The parts, one job each (key layout in ``keyspace``):
 - ``tickets``: one-time stream tickets with a cap;
 - ``history``: reading a resume's pages, and telling what was lost (count or age);
 - ``recovery``: reconnecting, and reading what was missed for the channels served;
+- ``arrivals``: when this instance's own publishes are back from the subscription;
 - ``scripts``: the Lua scripts and the helpers that read their replies.
 
 Invariants of the whole:
@@ -40,9 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Collection, Iterable, Sequence
-from functools import partial
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -52,6 +51,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from sse_hub.broker import Broker, Deliver, History
+from sse_hub.broker.redis.arrivals import Arrivals
 from sse_hub.broker.redis.directory import Directory
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
@@ -120,8 +120,7 @@ class RedisBroker(Broker):
         self._connected = False
         self._announced = False
         self._delivered_id = 0
-        # (id, arrival): arrivals waiting for the delivery of an id, ids ascending.
-        self._arrivals: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._arrivals = Arrivals(self.listener.receives, lambda: self._delivered_id, lambda: self._connected)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ class RedisBroker(Broker):
     def _set_connected(self, connected: bool) -> None:
         self._connected = self.listener.live = connected
         if not connected:
-            self._settle_arrivals(None)
+            self._arrivals.lost()
 
     async def _locate(self) -> None:
         """Point the connection pool at the Redis that holds our keys, before (re)connecting:
@@ -246,33 +245,9 @@ class RedisBroker(Broker):
     # -- own messages on their way back ------------------------------------------------
 
     def arriving(self) -> asyncio.Future[None] | None:
-        """See invariant 6: None when every publish was answered."""
+        """See invariant 6 (``arrivals``): None when every publish was answered."""
         answer = self.publisher.unanswered
-        if answer is None:
-            return None
-        arrival: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(partial(self._expect, arrival))
-        return arrival
-
-    def _expect(self, arrival: asyncio.Future[None], answer: asyncio.Future[list[Message]]) -> None:
-        """The group was answered: wait for the last of its messages this instance receives."""
-        last = 0
-        if not answer.cancelled() and answer.exception() is None:
-            receives = self.listener.receives
-            last = max((m.id for m in answer.result() if m.client_id is None and receives(m.channels)), default=0)
-        if last <= self._delivered_id or not self._connected:
-            if not arrival.done():
-                arrival.set_result(None)
-        else:
-            self._arrivals.append((last, arrival))
-
-    def _settle_arrivals(self, delivered: int | None) -> None:
-        """Resolve the arrivals waiting for ids up to ``delivered`` (None: all of them)."""
-        arrivals = self._arrivals
-        while arrivals and (delivered is None or arrivals[0][0] <= delivered or arrivals[0][1].done()):
-            arrival = arrivals.popleft()[1]
-            if not arrival.done():
-                arrival.set_result(None)
+        return None if answer is None else self._arrivals.after(answer)
 
     # -- receive ----------------------------------------------------------------------
 
@@ -298,8 +273,7 @@ class RedisBroker(Broker):
             deliver(message)
         except Exception:  # the hub's code: one failed fan-out must not stop the listener
             logger.exception("delivering message id=%d failed", message.id)
-        if self._arrivals:
-            self._settle_arrivals(message.id)
+        self._arrivals.delivered(message.id)
 
     async def _listen(self) -> None:
         """The listener task: read the subscription; when it fails, reconnect and go on."""
