@@ -17,16 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from scaleout import pinned, start_redis
 
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
@@ -36,12 +32,6 @@ from sse_hub.models import Draft, Message
 CHANNELS = 2000
 IN_FLIGHT = 8
 PAYLOAD = '{"t":1,"seq":%d,"pad":"' + "x" * 70 + '"}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def drive(publish: Callable[[list[Draft]], Awaitable[list[Message]]], count: int) -> float:
@@ -85,28 +75,6 @@ async def measure_redis(url: str, count: int) -> tuple[float, dict[str, float]]:
     return cost, per_message
 
 
-def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server") or sys.exit("redis-server is missing: apt-get install redis-server")
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder]
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", "0", *command]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
-
-
-async def wait_for(url: str) -> None:
-    client = Redis.from_url(url)
-    try:
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    await client.ping()
-                    return
-                except (RedisError, OSError):
-                    await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
@@ -114,12 +82,9 @@ async def main() -> None:
     options = parser.parse_args()
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
-        server = start_redis(port, folder)
+        server, url = start_redis(folder, pinned(0))
         try:
-            await wait_for(url)
             for round_number in range(1, options.rounds + 1):
                 memory = await measure_memory(options.messages)
                 redis_cost, redis_side = await measure_redis(url, options.messages)

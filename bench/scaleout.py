@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -87,6 +87,24 @@ def wait_port(port: int, timeout: float = 15) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def pinned(cpu: int) -> list[str]:
+    """``taskset -c CPU`` when there is a second core to keep client and server apart."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def start_redis(folder: str, pin: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a free loopback port, without persistence, started with
+    ``pin`` in front (``taskset -c N``) and returned once it listens, with its URL."""
+    binary = shutil.which("redis-server") or sys.exit("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    command = [*pin, binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen([*command, "--dir", folder], stdout=subprocess.DEVNULL)
+    wait_port(port)
+    return server, f"redis://127.0.0.1:{port}/0"
+
+
 @contextlib.contextmanager
 def processes(count: int, redis_url: str | None) -> Iterator[tuple[str, list[tuple[str, subprocess.Popen[bytes]]]]]:
     """A redis-server (unless ``redis_url``) and ``count`` hubs; all stopped at the end."""
@@ -94,14 +112,8 @@ def processes(count: int, redis_url: str | None) -> Iterator[tuple[str, list[tup
     workdir = tempfile.mkdtemp(prefix="scaleout-")
     try:
         if redis_url is None:
-            binary = shutil.which("redis-server") or sys.exit(
-                "redis-server is not installed (apt-get install redis-server)"
-            )
-            port = free_port()
-            redis_command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
-            started.append(subprocess.Popen(redis_command, stdout=subprocess.DEVNULL))
-            wait_port(port)
-            redis_url = f"redis://127.0.0.1:{port}/0"
+            server, redis_url = start_redis(workdir)
+            started.append(server)
         env = {
             **os.environ,
             "SSE_HUB_BROKER__BACKEND": "redis",

@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from scaleout import free_port, pinned, start_redis
 
 from sse_hub.broker.redis import POOL_CONNECTIONS
 
@@ -85,13 +84,6 @@ class Totals:
     problems: list[str] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def ssebench() -> Path:
     binary = BENCH_WORK / "ssebench"
     source = BENCH_SRC / "ssebench.c"
@@ -111,13 +103,6 @@ def proc_status(pid: int) -> tuple[int, int]:
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def pinned(cpu: int) -> list[str]:
-    """``taskset -c CPU`` when there is a second core to keep client and hub apart."""
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(cpu)]
-    return []
 
 
 class Soak:
@@ -146,27 +131,12 @@ class Soak:
             SSE_HUB_LIMITS__MAX_CONNECTIONS_PER_IP="20000",
         )
         if self.args.redis:
-            env.update(SSE_HUB_BROKER__BACKEND="redis", SSE_HUB_BROKER__REDIS_URL=self.start_redis())
+            self.redis, url = start_redis(str(self.work), pinned(0))  # on the hub's core
+            env.update(SSE_HUB_BROKER__BACKEND="redis", SSE_HUB_BROKER__REDIS_URL=url)
         log = (self.work / "hub.log").open("wb")
         cmd = [*pinned(0), str(HUB_BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         # taskset exec's the hub, so the PID is the hub's own
         self.hub = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def start_redis(self) -> str:
-        """A private redis-server for ``--redis``, on the hub's core; returns its URL once
-        it answers."""
-        binary = shutil.which("redis-server") or sys.exit("soak: redis-server is missing: apt-get install redis-server")
-        port = free_port()
-        cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.redis = subprocess.Popen([*pinned(0), *cmd, "--dir", str(self.work)], stdout=subprocess.DEVNULL)
-        until = time.monotonic() + 10
-        while time.monotonic() < until:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
-            time.sleep(0.05)
-        raise SystemExit("soak: redis-server did not answer within 10 s")
 
     async def wait_hub(self, session: aiohttp.ClientSession) -> None:
         until = time.monotonic() + 20
