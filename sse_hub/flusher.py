@@ -31,8 +31,11 @@ class Flushable(Protocol):
 # Sockets written per loop iteration. A message to 10,000 subscribers is 10,000 writes
 # (~100 ms of one core); writing them in rounds lets the loop read the next publishes in
 # between, and whatever they add to a subscriber still waiting joins its outbox, so one
-# write carries several messages (bench: S4 p99 about halved; docs/performance.md).
-MAX_WRITES_PER_ROUND = 1000
+# write carries several messages. A publish is not even read while a round runs, so a
+# round is kept to about a millisecond of writes: against rounds of 1000, publishes were
+# answered 3-4x sooner and S1's writes carried 9x more events (docs/performance.md,
+# "Shorter flush rounds").
+MAX_WRITES_PER_ROUND = 100
 
 # The longest a flush waits for this instance's own publishes to come back from the broker
 # (a Redis round trip: well under a millisecond when Redis keeps up). With publishes back
