@@ -4,8 +4,9 @@ Invariants:
 
 1. A subscriber marked dirty is flushed once per mark, in the order marked (oldest first):
    whatever is offered to it before its turn joins the same write.
-2. At most ``MAX_WRITES_PER_ROUND`` sockets are written per loop iteration; the rest wait
-   for the next iteration, so the loop reads new publishes in between.
+2. At most ``round_size(subscribers)`` sockets are written per loop iteration (a quarter of
+   the hub's subscribers, within ``MIN_WRITES_PER_ROUND`` and ``MAX_WRITES_PER_ROUND``);
+   the rest wait for the next iteration, so the loop reads new publishes in between.
 3. The Flusher never awaits and never writes itself: ``Subscriber.flush`` is the one
    writer of each socket.
 4. A round of marks waits at most once before its first write, for at most
@@ -31,11 +32,16 @@ class Flushable(Protocol):
 # Sockets written per loop iteration. A message to 10,000 subscribers is 10,000 writes
 # (~100 ms of one core); writing them in rounds lets the loop read the next publishes in
 # between, and whatever they add to a subscriber still waiting joins its outbox, so one
-# write carries several messages. A publish is not even read while a round runs, so a
-# round is kept to about a millisecond of writes: against rounds of 1000, publishes were
-# answered 3-4x sooner and S1's writes carried 9x more events (docs/performance.md,
-# "Shorter flush rounds").
-MAX_WRITES_PER_ROUND = 100
+# write carries several messages. No socket is read while a round runs, publishes
+# included. Too long a round holds publishes back; too short a one lets them in faster
+# than the writes go out, and the outboxes (and the latency) grow. A message to every
+# subscriber goes out in about ``ROUNDS_PER_FAN_OUT`` rounds, each of 100 to 1000 sockets
+# (bench, paired runs: with 1000 subscribers, rounds of 250 instead of 1000 gave S1 2-3x
+# the deliveries/s at the same latency; with 5000, rounds of 100 instead of 1000 gave its
+# p99 1.2-1.4 s instead of 0.3; docs/performance.md, "Flush rounds").
+ROUNDS_PER_FAN_OUT = 4
+MIN_WRITES_PER_ROUND = 100
+MAX_WRITES_PER_ROUND = 1000
 
 # The longest a flush waits for this instance's own publishes to come back from the broker
 # (a Redis round trip: well under a millisecond when Redis keeps up). With publishes back
@@ -44,18 +50,33 @@ MAX_WRITES_PER_ROUND = 100
 HOLD_SECONDS = 0.002
 
 
+def round_size(subscribers: int) -> int:
+    """Sockets a flush round writes when the hub has ``subscribers`` streams."""
+    quarter = -(-subscribers // ROUNDS_PER_FAN_OUT)
+    return min(MAX_WRITES_PER_ROUND, max(MIN_WRITES_PER_ROUND, quarter))
+
+
 def _nothing_arriving() -> asyncio.Future[None] | None:
     return None
 
 
+def _nobody() -> int:
+    return 0
+
+
 class Flusher:
     """Writes every dirty subscriber's outbox once, in rounds of at most
-    ``MAX_WRITES_PER_ROUND`` sockets per loop iteration, oldest first."""
+    ``round_size(subscribers())`` sockets per loop iteration, oldest first."""
 
-    __slots__ = ("_arriving", "_dirty", "_scheduled")
+    __slots__ = ("_arriving", "_dirty", "_scheduled", "_subscribers")
 
-    def __init__(self, arriving: Callable[[], asyncio.Future[None] | None] = _nothing_arriving) -> None:
+    def __init__(
+        self,
+        arriving: Callable[[], asyncio.Future[None] | None] = _nothing_arriving,
+        subscribers: Callable[[], int] = _nobody,
+    ) -> None:
         self._arriving = arriving
+        self._subscribers = subscribers
         self._dirty: list[Flushable] = []
         self._scheduled = False
 
@@ -80,9 +101,10 @@ class Flusher:
 
     def flush(self) -> None:
         dirty = self._dirty
-        if len(dirty) > MAX_WRITES_PER_ROUND:
-            batch = dirty[:MAX_WRITES_PER_ROUND]
-            del dirty[:MAX_WRITES_PER_ROUND]
+        size = round_size(self._subscribers())
+        if len(dirty) > size:
+            batch = dirty[:size]
+            del dirty[:size]
             asyncio.get_running_loop().call_soon(self.flush)  # still scheduled: the rest next iteration
         else:
             batch, self._dirty = dirty, []

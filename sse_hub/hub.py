@@ -66,7 +66,7 @@ class Hub:
         self.counters = Counters(self.registry)
         self.instance_id = instance_id
         self.started_at = time.time()
-        self._flusher = Flusher(broker.arriving)
+        self._flusher = Flusher(broker.arriving, lambda: len(self.registry))
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closing = False
         # Called once per dispatched message with seconds since it was published (metrics).

@@ -14,7 +14,7 @@ import pytest
 
 from sse_hub import flusher as flusher_module
 from sse_hub import sse
-from sse_hub.flusher import MAX_WRITES_PER_ROUND, Flusher
+from sse_hub.flusher import MAX_WRITES_PER_ROUND, MIN_WRITES_PER_ROUND, Flusher
 from sse_hub.models import Draft, Message
 from sse_hub.subscriber import REPLAY_WINDOW_BYTES, Subscriber
 from tests.sse_client import parse
@@ -311,21 +311,32 @@ async def test_graceful_close_writes_what_is_queued_then_stops(harness: Harness)
     assert not transport.aborted
 
 
-async def test_flusher_writes_at_most_a_round_of_sockets_per_call() -> None:
-    flusher = Flusher()
+@pytest.mark.parametrize(
+    ("subscribers", "dirty", "rounds"),
+    [
+        (1000, 600, [250, 250, 100]),  # a quarter of the subscribers per round
+        (0, 250, [MIN_WRITES_PER_ROUND, MIN_WRITES_PER_ROUND, 50]),  # never fewer than the floor
+        (20_000, 2010, [MAX_WRITES_PER_ROUND, MAX_WRITES_PER_ROUND, 10]),  # nor more than the cap
+    ],
+)
+async def test_flusher_writes_a_round_of_sockets_per_call(subscribers: int, dirty: int, rounds: list[int]) -> None:
+    flusher = Flusher(subscribers=lambda: subscribers)
     transports = []
-    for index in range(MAX_WRITES_PER_ROUND * 2 + 10):
+    for index in range(dirty):
         subscriber = Subscriber(f"c_{index}", ("a",), "127.0.0.1", "", flusher, 1 << 20, lambda *_: None)
         transport = FakeTransport()
         subscriber.go_live(transport, [])
         subscriber.offer(1, message(1).chunk, message(1).frame_bytes)
         transports.append(transport)
-    rounds = []
-    while any(transport.writes == 0 for transport in transports) and len(rounds) < 10:
+    written = []
+    while any(transport.writes == 0 for transport in transports) and len(written) < 10:
         before = sum(transport.writes for transport in transports)
         flusher.flush()
-        rounds.append(sum(transport.writes for transport in transports) - before)
-    assert rounds == [MAX_WRITES_PER_ROUND, MAX_WRITES_PER_ROUND, 10], "oldest first, a round at a time"
+        written.append(sum(transport.writes for transport in transports) - before)
+        assert [transport.writes for transport in transports] == [1] * sum(written) + [0] * (dirty - sum(written)), (
+            "oldest first"
+        )
+    assert written == rounds, "a round at a time"
     await asyncio.sleep(0)  # let the rounds the flusher scheduled for itself run: they find nothing left
     assert sum(transport.writes for transport in transports) == len(transports)
 
