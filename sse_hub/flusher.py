@@ -9,11 +9,10 @@ Invariants:
    the rest wait for the next iteration, so the loop reads new publishes in between.
 3. The Flusher never awaits and never writes itself: ``Subscriber.flush`` is the one
    writer of each socket.
-4. A round of marks waits at most once before its first write, for at most
-   ``HOLD_SECONDS``, and only while the broker says messages this instance published are
-   on their way back to it (``Broker.arriving``): they then join the same writes instead of
-   needing a second write to every subscriber. A broker that delivers during publish
-   never holds it.
+4. Each round waits at most once before its writes, for at most ``HOLD_SECONDS``, and
+   only while the broker says messages this instance published are on their way back to
+   it (``Broker.arriving``): they then join the same writes instead of needing a second
+   write to every subscriber. A broker that delivers during publish never holds it.
 """
 
 from __future__ import annotations
@@ -87,7 +86,8 @@ class Flusher:
             asyncio.get_running_loop().call_soon(self._begin)
 
     def _begin(self) -> None:
-        """Flush now, or once the messages of our own publish in flight are back (invariant 4)."""
+        """Flush a round now, or once the messages of our own publish in flight are back
+        (invariant 4)."""
         arrival = self._arriving()
         if arrival is None or arrival.done():
             self.flush()
@@ -105,7 +105,7 @@ class Flusher:
         if len(dirty) > size:
             batch = dirty[:size]
             del dirty[:size]
-            asyncio.get_running_loop().call_soon(self.flush)  # still scheduled: the rest next iteration
+            asyncio.get_running_loop().call_soon(self._begin)  # still scheduled: the next round, held or not
         else:
             batch, self._dirty = dirty, []
             self._scheduled = False

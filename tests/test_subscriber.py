@@ -398,6 +398,35 @@ async def test_a_flush_waits_for_own_messages_only_so_long() -> None:
     assert flusher_module.HOLD_SECONDS <= 0.01
 
 
+async def test_every_round_of_a_flush_waits_for_own_messages_on_their_way_back() -> None:
+    """Flusher invariant 4, for a flush of several rounds: messages of our own on their way
+    back when a later round starts reach that round's subscribers in the same write,
+    instead of a second one."""
+    loop = asyncio.get_running_loop()
+    arrival: asyncio.Future[None] = loop.create_future()
+    answers: list[asyncio.Future[None] | None] = [None, arrival]  # nothing on its way, then a publish
+
+    def arriving() -> asyncio.Future[None] | None:
+        return answers.pop(0) if answers else None
+
+    flusher = Flusher(arriving)
+    subscribers = [live_subscriber(flusher) for _ in range(MIN_WRITES_PER_ROUND + 1)]
+    for subscriber, _ in subscribers:
+        subscriber.offer(1, message(1).chunk, message(1).frame_bytes)
+    last, last_transport = subscribers[-1]
+    async with asyncio.timeout(5):
+        await subscribers[0][1].written.wait()  # the first round ran; the last subscriber is in the next
+    for _ in range(3):  # the loop runs the flusher's callbacks: the next round waits
+        await asyncio.sleep(0)
+    assert last_transport.writes == 0 and not answers
+    last.offer(2, message(2).chunk, message(2).frame_bytes)
+    arrival.set_result(None)
+    async with asyncio.timeout(5):
+        await last_transport.written.wait()
+    last_transport.read()
+    assert last_transport.writes == 1 and last_transport.ids() == [1, 2]
+
+
 async def test_a_flush_does_not_wait_when_nothing_is_on_its_way() -> None:
     flusher = Flusher(lambda: None)
     subscriber, transport = live_subscriber(flusher)
