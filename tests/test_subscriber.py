@@ -360,6 +360,17 @@ def live_subscriber(flusher: Flusher) -> tuple[Subscriber, WriteSignal]:
     return subscriber, transport
 
 
+async def goes_with_the_arrival(subscriber: Subscriber, transport: WriteSignal, arrival: asyncio.Future[None]) -> None:
+    """Message 1 waits in ``subscriber``'s outbox for ``arrival``: message 2, offered
+    meanwhile, goes out in the same write once it comes."""
+    subscriber.offer(2, message(2).chunk, message(2).frame_bytes)
+    arrival.set_result(None)
+    async with asyncio.timeout(5):
+        await transport.written.wait()
+    transport.read()
+    assert transport.writes == 1 and transport.ids() == [1, 2]
+
+
 async def test_a_flush_waits_for_own_messages_on_their_way_back_and_writes_them_together() -> None:
     """Flusher invariant 4: while the broker says our own messages are on their way, the
     first write waits, and what arrives meanwhile goes out in the same write."""
@@ -371,12 +382,7 @@ async def test_a_flush_waits_for_own_messages_on_their_way_back_and_writes_them_
     for _ in range(3):  # the loop runs the flusher's callbacks: none may write yet
         await asyncio.sleep(0)
     assert transport.writes == 0
-    subscriber.offer(2, message(2).chunk, message(2).frame_bytes)
-    arrival.set_result(None)
-    async with asyncio.timeout(5):
-        await transport.written.wait()
-    transport.read()
-    assert transport.writes == 1 and transport.ids() == [1, 2]
+    await goes_with_the_arrival(subscriber, transport, arrival)
 
 
 async def test_a_flush_waits_for_own_messages_only_so_long() -> None:
@@ -419,12 +425,7 @@ async def test_every_round_of_a_flush_waits_for_own_messages_on_their_way_back()
     for _ in range(3):  # the loop runs the flusher's callbacks: the next round waits
         await asyncio.sleep(0)
     assert last_transport.writes == 0 and not answers
-    last.offer(2, message(2).chunk, message(2).frame_bytes)
-    arrival.set_result(None)
-    async with asyncio.timeout(5):
-        await last_transport.written.wait()
-    last_transport.read()
-    assert last_transport.writes == 1 and last_transport.ids() == [1, 2]
+    await goes_with_the_arrival(last, last_transport, arrival)
 
 
 async def test_a_flush_does_not_wait_when_nothing_is_on_its_way() -> None:
