@@ -1,4 +1,4 @@
-"""What a publish costs in the broker alone, memory against Redis (docs/performance.md,
+"""What a publish costs in the broker alone, memory against Redis (docs/performance-log.md,
 "Many channels (S5): what is left").
 
     .venv/bin/python bench/broker_cost.py [--messages N] [--rounds R]
