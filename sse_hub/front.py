@@ -12,9 +12,10 @@ Invariants:
 
 1. Only a request whose every byte is known to be plain is answered here: the request
    line ``POST /broadcast HTTP/1.1`` (or ``/api/broadcast``), header lines of visible
-   ASCII with token names, no repeated name, one all-digit ``Content-Length`` within
-   ``limits.max_message_bytes``, ``Content-Type: application/json``, none of
-   Transfer-Encoding, Expect, Upgrade, Connection, Origin, the head and body whole in
+   ASCII with token names, no repeated name, a ``Host``, one all-digit ``Content-Length``
+   within ``limits.max_message_bytes``, ``Content-Type: application/json``, none of
+   Transfer-Encoding, Expect, Upgrade, Connection, Origin, Content-Encoding (aiohttp
+   decodes the body) and Sec-WebSocket-Key1 (aiohttp refuses it), the head and body whole in
    the buffer, a valid body, an accepted token, and the hub not draining. Any other
    request, and any request that would be an error, goes to aiohttp, which answers it
    exactly as before (status, JSON error, CORS, access log, timeouts).

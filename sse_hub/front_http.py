@@ -2,8 +2,11 @@
 
 Invariant: ``plain_request`` accepts a strict subset of what aiohttp's parser accepts
 (front.py, invariant 1), so the two never disagree on where a request ends: one request
-line, header lines of token names and visible-ASCII values, no name twice, one all-digit
-Content-Length, no Transfer-Encoding; anything else is None and goes to aiohttp whole.
+line, header lines of token names and visible-ASCII values, no name twice, a Host, one
+all-digit Content-Length, no Transfer-Encoding; anything else is None and goes to aiohttp
+whole. Nor on what it holds: aiohttp refuses a request without Host or with
+Sec-WebSocket-Key1, and decodes a body by its Content-Encoding, so those go to it too
+(tests/test_front_differential.py holds the front to aiohttp's parser).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from aiohttp.http import SERVER_SOFTWARE
 
 _REQUEST_LINE = re.compile(rb"POST (/broadcast|/api/broadcast) HTTP/1\.1")
 _HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*")
-_REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"connection", b"origin"})
+_REFUSED = frozenset(
+    {b"transfer-encoding", b"expect", b"upgrade", b"connection", b"origin", b"content-encoding", b"sec-websocket-key1"}
+)
 MAX_HEAD_BYTES = 8190
 MAX_HEADERS = 32
 
@@ -50,6 +55,8 @@ def plain_request(buffer: bytes, max_body: int) -> Plain | None:
         if match is None or name in headers or name in _REFUSED:
             return None
         headers[name] = match[2] or b""
+    if b"host" not in headers:
+        return None  # aiohttp answers 400 to an HTTP/1.1 request without one (RFC 9112, section 3.2)
     length = headers.get(b"content-length", b"")
     if not length.isdigit() or len(length) > 9 or headers.get(b"content-type") != b"application/json":
         return None
