@@ -52,7 +52,7 @@ from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message
 from sse_hub.registry import Registry
 from sse_hub.sharded_subscriber import Encoded, ShardedSubscriber
-from sse_hub.subscriber import Subscriber
+from sse_hub.subscriber import CloseReason, Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Hub:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.broker.start(self.dispatch_part if self.broker.sharded else self.dispatch)
+        await self.broker.start(self.dispatch_part if self.broker.sharded else self.dispatch, self.resync)
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
 
     def begin_drain(self) -> None:
@@ -91,10 +91,19 @@ class Hub:
         """Shutdown, first step: tell every stream to reconnect a little later (jittered,
         so a restarted cluster is not hit by every client at once) and end it cleanly."""
         self._closing = True
+        self._end_streams("shutdown")
+
+    def resync(self) -> None:
+        """The broker may have missed messages it cannot recover (``Broker.start``): end
+        every stream, as at shutdown, so that each resumes from history and is told there
+        what it lost (``reset``), never left silently short."""
+        self._end_streams("resync")
+
+    def _end_streams(self, reason: CloseReason) -> None:
         retry_ms = max(self.settings.sse.retry_ms, 1000)
         for subscriber in self.registry:
             subscriber.send_control(sse.chunk(sse.encode_retry(int(retry_ms * random.uniform(1, 3)))))
-            subscriber.close("shutdown")
+            subscriber.close(reason)
 
     async def stop(self) -> None:
         task, self._heartbeat_task = self._heartbeat_task, None
@@ -239,7 +248,7 @@ class Hub:
         self.broker.client_disconnected(subscriber.client_id)
         self.broker.detach(subscriber.channels)
 
-    def _closed(self, subscriber: Subscriber, reason: str) -> None:
+    def _closed(self, subscriber: Subscriber, reason: CloseReason) -> None:
         counters = self.counters
         counters.disconnects[reason] = counters.disconnects.get(reason, 0) + 1
         if reason == "slow":

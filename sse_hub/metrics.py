@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from sse_hub import __version__
 from sse_hub.hub import Hub
+from sse_hub.subscriber import CLOSE_REASONS
 from sse_hub.worker_metrics import WorkerGroup, render_group
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -24,9 +25,6 @@ MAX_CHANNEL_LABELS = 50
 # The label value for all other channels. It is also a valid channel name: a channel really
 # called that is counted under it, so no two samples ever share a label set.
 OTHER_CHANNELS = "_other"
-# The close reasons the hub uses, exported at 0 from the start: a series that appears only
-# when it first moves makes rate() and increase() miss that first step.
-DISCONNECT_REASONS = ("disconnected", "kicked", "shutdown", "slow")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -48,7 +46,9 @@ class HubCollector(Collector):
         yield channel_connections(hub.registry.channel_counts())
         yield CounterMetricFamily("sse_hub_connects", "SSE connections accepted.", value=counters.connects)
         disconnects = CounterMetricFamily("sse_hub_disconnects", "SSE connections ended, by reason.", labels=["reason"])
-        by_reason = dict.fromkeys(DISCONNECT_REASONS, 0) | counters.disconnects
+        # Every close reason from the start, at 0: a series that appears only when it first
+        # moves makes rate() and increase() miss that first step.
+        by_reason = dict.fromkeys(CLOSE_REASONS, 0) | counters.disconnects
         for reason, count in sorted(by_reason.items()):
             disconnects.add_metric([reason], count)
         yield disconnects

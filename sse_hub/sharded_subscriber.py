@@ -23,7 +23,7 @@ from sse_hub import sse
 from sse_hub.flusher import Flusher
 from sse_hub.models import Message
 from sse_hub.positions import Places
-from sse_hub.subscriber import Subscriber
+from sse_hub.subscriber import CloseReason, Subscriber
 
 Encoded = dict[str, tuple[bytes, int]]
 
@@ -45,7 +45,7 @@ class ShardedSubscriber(Subscriber):
         user_agent: str,
         flusher: Flusher,
         max_buffer_bytes: int,
-        on_close: Callable[[Subscriber, str], None],
+        on_close: Callable[[Subscriber, CloseReason], None],
     ) -> None:
         super().__init__(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close)
         #: Nowhere until ``start_at``: ``sharded_replay`` reads where the channels are.

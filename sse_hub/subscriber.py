@@ -38,13 +38,19 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from sse_hub import sse
 from sse_hub.flusher import Flusher
 from sse_hub.models import Message
 
 HEARTBEAT_CHUNK = sse.chunk(sse.HEARTBEAT)
+
+#: Why a stream ended: the client left, an admin kicked it, the hub shut down, it read too
+#: slowly, its token expired, or the broker may have missed messages and it must resume
+#: from history.
+CloseReason = Literal["disconnected", "kicked", "shutdown", "slow", "token_expired", "resync"]
+CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
 
 # Replay bytes handed to the transport beyond what the kernel took: enough to keep a
 # reading client's socket busy between two drain wake-ups, small enough that a client that
@@ -96,7 +102,7 @@ class Subscriber:
         user_agent: str,
         flusher: Flusher,
         max_buffer_bytes: int,
-        on_close: Callable[[Subscriber, str], None],
+        on_close: Callable[[Subscriber, CloseReason], None],
     ) -> None:
         self.client_id = client_id
         self.channels = channels
@@ -106,7 +112,7 @@ class Subscriber:
         self.last_activity = self.connected_at
         self.messages_sent = 0
         self.bytes_sent = 0
-        self.close_reason: str | None = None
+        self.close_reason: CloseReason | None = None
         self._transport: Transport | None = None
         self._outbox: list[bytes] = []
         self._held: list[tuple[int, bytes, int]] | None = []
@@ -307,7 +313,7 @@ class Subscriber:
         pending = sum(map(len, self._outbox)) + self._held_bytes
         return pending + (transport.get_write_buffer_size() if transport is not None else 0)
 
-    def close(self, reason: str, abort: bool = False) -> None:
+    def close(self, reason: CloseReason, abort: bool = False) -> None:
         """Stop this stream. Graceful closes write what is queued first; ``abort`` drops it."""
         if self.close_reason is not None:
             return

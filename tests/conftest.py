@@ -247,8 +247,11 @@ class RedisProcess:
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    def start(self, durable: bool = False) -> None:
+        """``durable``: an append-only file synced on every write, so a restart keeps every
+        acknowledged write (else none: it comes back empty)."""
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence]
         self.process = subprocess.Popen(
             [*command, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )

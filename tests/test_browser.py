@@ -137,10 +137,12 @@ async def test_demo_page_shows_a_published_event_and_the_stats(browser: Browser,
         await page.click("#publish")
         await page.wait_for_selector('#log li[data-event="message"]', timeout=WAIT_MS)
 
-        assert await log_rows(page, "greet") == [{"id": "1", "data": '{"hello":"browser","n":[1,2]}'}]
-        assert await log_rows(page, "message") == [{"id": "2", "data": "plain text, not JSON"}]
-        assert await page.text_content("#publish-message") == "Published id 2 to news."
-        assert await page.text_content("#last-id") == "2"
+        [greet] = await log_rows(page, "greet")
+        second = str(int(greet["id"]) + 1)
+        assert greet == {"id": greet["id"], "data": '{"hello":"browser","n":[1,2]}'}
+        assert await log_rows(page, "message") == [{"id": second, "data": "plain text, not JSON"}]
+        assert await page.text_content("#publish-message") == f"Published id {second} to news."
+        assert await page.text_content("#last-id") == second
         # The panel refreshes by itself every 2 s.
         await page.wait_for_function("document.getElementById('stat-delivered').textContent === '2'", timeout=WAIT_MS)
         assert await page.text_content("#stat-clients") == "1"
@@ -388,8 +390,8 @@ async def test_sse_hub_js_subscribes_with_an_authorization_header(
         await page.wait_for_function("window.opens.length === 1", timeout=WAIT_MS)
         await post_json(f"{hub.url}/broadcast", {"channel": "orders.eu", "event": "order", "data": {"n": 1}})
         await page.wait_for_function("window.received.length === 1", timeout=WAIT_MS)
-        received = await page.evaluate("window.received")
-        assert received == [{"event": "order", "data": '{"n":1}', "id": "1"}]
+        [received] = await page.evaluate("window.received")
+        assert received == {"event": "order", "data": '{"n":1}', "id": received["id"]} and received["id"].isdigit()
         assert headers[0]["authorization"] == f"Bearer {token}"
 
         # Without the header the hub says 401, and the helper stops instead of retrying.
@@ -426,8 +428,9 @@ async def test_sse_hub_js_resumes_with_last_event_id_after_a_dropped_stream(
         await page.wait_for_function("window.received.length === 3", timeout=WAIT_MS)
 
         received = await page.evaluate("window.received.map(e => [e.id, e.data])")
-        assert received == [["1", "first"], ["2", "missed"], ["3", "live"]]
-        assert resumed == [None, "1"]
+        first = int(received[0][0])
+        assert received == [[str(first), "first"], [str(first + 1), "missed"], [str(first + 2), "live"]]
+        assert resumed == [None, str(first)]
         assert await page.evaluate("window.subscription.state") == "open"
 
 

@@ -150,7 +150,7 @@ async def test_ids_never_go_backwards_when_redis_loses_the_sequence(
     await wait_until(lambda: len(delivered_b) == 3)
     await redis.delete(f"{prefix}:seq")
     [from_b] = await b.publish([draft("x")])
-    assert from_b.id == published[-1].id + 1, "b only received the first three, and still knows their ids"
+    assert from_b.id > published[-1].id, "b only received the first three, and still knows their ids"
     await redis.delete(f"{prefix}:seq")
     [from_a] = await a.publish([draft("x")])
     assert from_a.id > from_b.id

@@ -117,6 +117,8 @@ async def test_a_fresh_hub_exports_zeros_and_every_disconnect_reason(client: Tes
         "kicked": 0,
         "shutdown": 0,
         "slow": 0,
+        "token_expired": 0,
+        "resync": 0,
     }
     assert metrics.value("sse_hub_broker_connected") == 1
     assert metrics.value("sse_hub_broker_reconnects_total") == 0
@@ -186,6 +188,8 @@ async def test_a_kicked_client_counts_as_a_disconnect_for_reason_kicked(client: 
         "kicked": 1,
         "shutdown": 0,
         "slow": 0,
+        "token_expired": 0,
+        "resync": 0,
     }
     assert metrics.value("sse_hub_slow_disconnects_total") == 0
 
@@ -193,29 +197,29 @@ async def test_a_kicked_client_counts_as_a_disconnect_for_reason_kicked(client: 
 @pytest.mark.parametrize(
     ("last_event_id", "reset_reason"),
     [
-        ("3", None),  # everything after 3 is retained: a plain replay
-        ("1", "history_expired"),  # 2 fell out of a history of 2
-        ("not-a-number", "unknown_id"),
-        ("99", "unknown_id"),  # newer than anything published
+        (lambda ids: ids[2], None),  # everything after the third is retained: a plain replay
+        (lambda ids: ids[0], "history_expired"),  # the second fell out of a history of 2
+        (lambda ids: "not-a-number", "unknown_id"),
+        (lambda ids: str(int(ids[-1]) + 95), "unknown_id"),  # newer than anything published
     ],
+    ids=["retained", "evicted", "not-a-number", "from-the-future"],
 )
 async def test_replays_and_resets_are_counted(
-    hub_client: HubClientFactory, last_event_id: str, reset_reason: str | None
+    hub_client: HubClientFactory, last_event_id: Callable[[list[str]], str], reset_reason: str | None
 ) -> None:
     client = await hub_client(history={"size": 2})
-    for n in range(4):
-        await publish(client, {"channel": "a", "data": n})
+    ids = [(await publish(client, {"channel": "a", "data": n}))["id"] for n in range(4)]
     async with open_stream(client, "/events/a"):
         pass
     assert (await scrape(client)).value("sse_hub_replays_total") == 0  # no Last-Event-ID, no replay
 
-    async with open_stream(client, "/events/a", headers={"Last-Event-ID": last_event_id}) as stream:
+    async with open_stream(client, "/events/a", headers={"Last-Event-ID": last_event_id(ids)}) as stream:
         first = await stream.next()
     metrics = await scrape(client)
     assert metrics.value("sse_hub_replays_total") == 1
     assert metrics.value("sse_hub_resets_total") == (0 if reset_reason is None else 1)
     if reset_reason is None:
-        assert (first.event, first.id) == ("message", "4")
+        assert (first.event, first.id) == ("message", ids[3])
     else:
         assert (first.event, json.loads(first.data)["reason"]) == ("reset", reset_reason)
 
@@ -418,5 +422,6 @@ async def test_broker_gauge_follows_a_redis_outage_and_the_reconnect_is_counted(
     changes = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelno > logging.DEBUG]
     assert [(level, re.split(r" \(| after", message)[0]) for level, message in changes] == [
         ("WARNING", "redis connection lost"),
+        ("WARNING", "redis: messages may have been missed while disconnected"),  # it came back empty
         ("INFO", "redis connection restored"),
     ], changes

@@ -1,5 +1,6 @@
 """A Redis outage, for real: this test's own redis-server is killed and restarted empty
-on the same port under two running ``sse-hub`` processes."""
+on the same port under two running ``sse-hub`` processes. Streams stay open through the
+outage; once Redis is back without its data they are ended, and resume with ``reset``."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ async def heartbeats(stream: EventStream, count: int, timeout: float = TIMEOUT) 
             assert stream.parser.feed(chunk.decode()) == [], "only heartbeats during the outage"
 
 
-async def test_a_redis_outage_keeps_streams_open_refuses_publishes_and_recovers_without_duplicates(
+async def test_a_redis_outage_keeps_streams_open_refuses_publishes_and_resumes_them_with_a_reset(
     own_redis: RedisProcess, hub_process: HubFactory
 ) -> None:
     env = {
@@ -77,8 +78,21 @@ async def test_a_redis_outage_keeps_streams_open_refuses_publishes_and_recovers_
         own_redis.start()
         for hub in (a, b):
             await eventually(status_is(session, f"{hub.url}/readyz", 200), timeout=RECOVERY_TIMEOUT)
+        # Redis came back empty: what other instances published just before the crash may
+        # be gone, so the stream is ended and resumes from history, where it is told.
+        assert "data:" not in await stream.read_until_closed(RECOVERY_TIMEOUT)
         after = await broadcast(session, a.url, {"channel": "news", "data": "after"})
         assert int(after["id"]) > int(before[-1]["id"]), "ids go on from before the outage"
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session,
+        open_stream(session, f"{b.url}/events/news", headers={"Last-Event-ID": before[-1]["id"]}) as stream,
+    ):
+        client_id = client_id_of(stream)
+        reset = await stream.next()
+        assert (reset.event, reset.json()) == (
+            "reset",
+            {"reason": "history_expired", "last_event_id": before[-1]["id"]},
+        )
         event = await stream.next()
         assert (event.id, event.data) == (after["id"], "after"), "nothing refused or old arrives, nothing twice"
 

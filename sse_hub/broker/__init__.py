@@ -2,12 +2,15 @@
 
 A broker:
 
-- ``start(deliver)``: connect; from then on call ``deliver(message)`` (synchronously, on
-  the event loop) once for every message this instance must see, in id order: every
+- ``start(deliver, lost)``: connect; from then on call ``deliver(message)`` (synchronously,
+  on the event loop) once for every message this instance must see, in id order: every
   message of an attached channel, every global message (``*``), every direct message or
   kick for a client of this instance. A broker may deliver more (the memory broker
   delivers everything; the hub drops what no stream wants). ``start`` returns once the
-  broker is ready to publish and receive.
+  broker is ready to publish and receive. When the broker may have missed messages that
+  it cannot recover (Redis lost its data, or too much was missed while disconnected) it
+  calls ``lost()``: the hub then ends its streams, which resume from history, where the
+  loss shows as ``reset``. A stream is never left silently short.
 - ``attach(channels)``: start receiving ``channels`` and return once every message
   published to them from now on will reach ``deliver``; raises ``BrokerUnavailable``
   when it cannot. The hub awaits it before it reads history or sends ``connected``, so a
@@ -57,6 +60,11 @@ from dataclasses import dataclass
 from sse_hub.models import Draft, Message
 
 Deliver = Callable[[Message], None]
+Lost = Callable[[], None]
+
+
+def nothing_lost() -> None:
+    """The default ``lost``: nobody to tell."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +103,7 @@ class Broker(abc.ABC):
     summary_source: Callable[[], dict[str, object]] | None = None
 
     @abc.abstractmethod
-    async def start(self, deliver: Deliver) -> None: ...
+    async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None: ...
 
     @abc.abstractmethod
     async def stop(self) -> None: ...

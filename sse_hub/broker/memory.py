@@ -3,6 +3,12 @@
 Single instance only. ``publish`` numbers, stores and delivers synchronously, so a
 message is in history and handed to the hub before the publisher's response is sent.
 
+Ids survive a restart of the process without reuse: the counter starts at ``origin``, the
+wall clock in microseconds when the broker was made, above every id an earlier process
+handed out (unless it published more than a million messages a second, or the clock
+stepped back across the restart). A resume from an id below the origin is told that
+history was lost (``evicted_through``), since the earlier process's messages are gone.
+
 Bounds, each kept in O(1) amortised time with no timer:
 
 - **per channel**: at most ``history_size`` messages (a deque);
@@ -53,7 +59,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from sse_hub.broker import Broker, Deliver, History
+from sse_hub.broker import Broker, Deliver, History, Lost, nothing_lost
 from sse_hub.config import HistoryConfig, LimitsConfig, Settings
 from sse_hub.errors import BrokerUnavailable, TooManyTickets
 from sse_hub.models import GLOBAL_CHANNEL, Draft, Message
@@ -108,6 +114,7 @@ class MemoryBroker(Broker):
         max_channels: int = _HISTORY_DEFAULTS.max_channels,
         max_tickets: int = _LIMITS_DEFAULTS.max_tickets,
         clock: Clock = time.monotonic,
+        origin: int | None = None,
     ) -> None:
         self._history_size = history_size
         self._ttl_seconds = ttl_seconds
@@ -117,6 +124,8 @@ class MemoryBroker(Broker):
         self._channels: OrderedDict[str, _ChannelHistory] = OrderedDict()
         self._dropped_through = 0
         self._global_dropped_through = 0
+        #: Every id of this broker is above it (module docstring).
+        self.origin = time.time_ns() // 1000 if origin is None else origin
         self._last_id = 0
         self._deliver: Deliver | None = None
         self._tickets: dict[str, tuple[tuple[str, ...], float]] = {}
@@ -133,7 +142,7 @@ class MemoryBroker(Broker):
             clock=clock,
         )
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
         self._deliver = deliver
 
     async def stop(self) -> None:
@@ -156,7 +165,7 @@ class MemoryBroker(Broker):
         self._drop_stale(now)
         messages = []
         for draft in drafts:
-            self._last_id += 1
+            self._last_id = max(self._last_id, self.origin) + 1
             message = draft.numbered(self._last_id)
             for channel in message.channels:
                 self._channel(channel, now).append(message, now)
@@ -167,7 +176,8 @@ class MemoryBroker(Broker):
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._drop_stale(self._clock())
-        evicted_through = 0
+        # An id from before the origin may name messages of an earlier process (0 names none).
+        evicted_through = self.origin if after_id > 0 else 0
         runs = []
         for channel in channels:
             stored = self._channels.get(channel)

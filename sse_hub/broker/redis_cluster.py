@@ -49,7 +49,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from sse_hub.broker import Deliver
+from sse_hub.broker import Deliver, Lost, nothing_lost
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS
@@ -79,8 +79,8 @@ class RedisClusterBroker(RedisBroker):
         self.owner: Node | None = None
         self._recheck = asyncio.Event()
 
-    async def start(self, deliver: Deliver) -> None:
-        await super().start(deliver)
+    async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
+        await super().start(deliver, lost)
         self._tasks.append(asyncio.create_task(self._watch(), name="sse-hub-redis-cluster-topology"))
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:

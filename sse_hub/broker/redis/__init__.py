@@ -19,7 +19,11 @@ Invariants of the whole:
    learns its id, and any failure is ``BrokerUnavailable`` (503) with nothing applied,
    except a lost reply, after which the group may have been applied.
 2. Ids never go backwards, even when Redis comes back empty: every script call first
-   raises the sequence to the highest id this instance has seen (``IdFloor``).
+   raises the sequence to the highest id this instance has seen (``IdFloor``), and a Redis
+   that restarted (or lost its data) gets a sequence that starts above the clock
+   (``scripts``, invariant 5). When that happens, or when more was missed while
+   disconnected than can be recovered, the hub is told (``lost``) and its streams resume
+   from history, where the loss shows as ``reset``.
 3. ``deliver`` is called from the listener task only, in id order, each id at most once
    (a message on several subscribed channels arrives once per channel; after a reconnect
    the subscription and the recovered history overlap). It gets the messages of attached
@@ -50,12 +54,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from sse_hub.broker import Broker, Deliver, History
+from sse_hub.broker import Broker, Deliver, History, Lost, nothing_lost
 from sse_hub.broker.redis.arrivals import Arrivals
 from sse_hub.broker.redis.directory import Directory
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS, Listener
+from sse_hub.broker.redis.origin import OriginCheck
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
@@ -112,10 +117,15 @@ class RedisBroker(Broker):
         self._floor = IdFloor()
         self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
-        self.directory = Directory(self._redis, keys, instance_id, lambda: self.summary_source)
+        self.directory = Directory(
+            self._redis, keys, instance_id, lambda: self.summary_source, refused=lambda: self._lost()
+        )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
         self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
+        self._origin_check = OriginCheck(self._redis, keys)
+        self._origin: str | None = None
         self._deliver: Deliver | None = None
+        self._lost: Lost = nothing_lost
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
         self._announced = False
@@ -124,10 +134,12 @@ class RedisBroker(Broker):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
         self._deliver = deliver
+        self._lost = lost
         try:
             await self._locate()
+            await self._check_origin()
             # Read the sequence before subscribing: whatever then arrives on the
             # subscription was published later, so it has a larger id.
             self._delivered_id = int(await self._redis.get(self._keys.seq) or 0)
@@ -161,7 +173,8 @@ class RedisBroker(Broker):
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        """Usable: connected, and no live instance of an incompatible wire version."""
+        return self._connected and self.directory.refusal is None
 
     def _set_connected(self, connected: bool) -> None:
         self._connected = self.listener.live = connected
@@ -175,6 +188,7 @@ class RedisBroker(Broker):
     # -- interest ---------------------------------------------------------------------
 
     async def attach(self, channels: Collection[str]) -> None:
+        self.directory.refuse_if_incompatible()
         await self.listener.attach(channels)
 
     def detach(self, channels: Collection[str]) -> None:
@@ -191,6 +205,7 @@ class RedisBroker(Broker):
             return []
         if not self._connected:
             raise BrokerUnavailable("Redis is not connected")
+        self.directory.refuse_if_incompatible()
         topics = [await self._topics(draft) for draft in drafts]
         return await self.publisher.publish(drafts, topics)
 
@@ -304,13 +319,28 @@ class RedisBroker(Broker):
                 await self._locate()
                 early = await self.listener.connect()
                 await self.publisher.reset()
+                restarted = await self._check_origin()
                 await self.publisher.raise_floor()
                 channels = ("*", *self.listener.subscribed)
-                recovered = await read_missed(self._redis, self._keys, channels, self._delivered_id)
+                recovered = (
+                    None if restarted else await read_missed(self._redis, self._keys, channels, self._delivered_id)
+                )
                 break
             except (RedisError, OSError) as exc:
                 logger.debug("redis reconnect attempt=%d failed: %s", attempts, exc)
                 await self.listener.close()
+        if recovered is None:
+            # What was missed is gone or too much to hand over: the streams resume from
+            # history instead, which tells each one what it lost.
+            logger.warning(
+                "redis: messages may have been missed while disconnected (%s); ending the streams"
+                " so that they resume from history",
+                f"Redis restarted without every write, ids go on from {self._origin!r}"
+                if restarted
+                else "too many to recover",
+            )
+            self._lost()
+            recovered = []
         for message in recovered:
             self._hand_over(message)
         for payload in early:
@@ -324,6 +354,13 @@ class RedisBroker(Broker):
             attempts,
             len(recovered),
         )
+
+    async def _check_origin(self) -> bool:
+        """``origin.check``; True when the sequence started again since this instance last
+        looked: Redis may have lost messages. Raises RedisError/OSError."""
+        previous = self._origin
+        self._origin = await self._origin_check.check(self._floor.value, previous)
+        return previous is not None and self._origin != previous
 
 
 def redacted(url: str) -> str:

@@ -10,6 +10,14 @@ Invariants:
 3. Every key has a TTL of three refresh periods, refreshed by the upkeep task, so an
    instance that dies leaves the cluster by itself. Liveness is judged by Redis's clock.
 4. ``locate`` answers from the local set first, then asks Redis (one script call).
+5. Every presence refresh also reads the wire version each live instance announces
+   (``keyspace``; none announced: version 1; anyone listening on the pub/sub channel of
+   version 0: an instance of version 0), in the same script call. While a live instance
+   of an older wire version that neither release lists as compatible is there,
+   ``refusal`` says why, and the broker is not ready, refuses streams and publishes, and
+   ends the streams it had (``refused``): the other release keeps serving (the newer one
+   refuses, ``keyspace``). One log line per instance that comes, and one when the refusal
+   ends.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -27,7 +37,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.keyspace import COMPATIBLE_WIRE_VERSIONS, WIRE_VERSION, Keyspace
 from sse_hub.broker.redis.scripts import (
     LOCATE_SCRIPT,
     PRESENCE_SCRIPT,
@@ -36,6 +46,7 @@ from sse_hub.broker.redis.scripts import (
     describe,
 )
 from sse_hub.broker.redis.tasks import raise_if_cancelled
+from sse_hub.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +58,56 @@ PRESENCE_TTL_MS = int(3 * REFRESH_SECONDS * 1000)
 DIRECTORY_CHUNK = 1000
 # Directory changes kept while they cannot be written; past it, a full rewrite is due.
 MAX_PENDING_CHANGES = 10_000
+# The first bytes of a summary, which announce its wire version (``keyspace``).
+SUMMARY_HEAD_BYTES = 256
+_ANNOUNCED_VERSION = re.compile(rb'\{"wire_version":([0-9]{1,9})')
+_ANNOUNCED_COMPATIBLE = re.compile(rb',"wire_compatible":\[([0-9,]*)\]')
+
+
+@dataclass(frozen=True, slots=True)
+class WireVersion:
+    """A wire version and the versions it works beside (its own included)."""
+
+    version: int
+    compatible: frozenset[int]
+
+    def works_beside(self, other: WireVersion) -> bool:
+        """Either side lists the other: the newer release is the one that knows."""
+        return other.version in self.compatible or self.version in other.compatible
+
+
+OURS = WireVersion(WIRE_VERSION, COMPATIBLE_WIRE_VERSIONS | {WIRE_VERSION})
+
+
+def announced_wire(head: bytes) -> WireVersion:
+    """The wire version a summary's head announces; 1 when it announces none (ab801b8).
+    A list of compatible versions cut off by the head's length counts as empty."""
+    found = _ANNOUNCED_VERSION.match(head)
+    if found is None:
+        return WireVersion(1, frozenset({1}))
+    version = int(found[1])
+    listed = _ANNOUNCED_COMPATIBLE.match(head, found.end())
+    compatible = {int(item) for item in listed[1].split(b",") if item} if listed else set()
+    return WireVersion(version, frozenset({version, *compatible}))
+
+
+def announcement() -> Summary:
+    """The head of this instance's summary: its wire version, then what it works beside."""
+    return {"wire_version": OURS.version, "wire_compatible": sorted(OURS.compatible)}
 
 
 class Directory:
     def __init__(
-        self, redis: Redis, keyspace: Keyspace, instance_id: str, summary_source: Callable[[], SummarySource]
+        self,
+        redis: Redis,
+        keyspace: Keyspace,
+        instance_id: str,
+        summary_source: Callable[[], SummarySource],
+        refused: Callable[[], None],
     ) -> None:
         """``summary_source()``: the function that describes this instance now (the app
-        sets it on the broker, possibly after start), or None for a minimal summary."""
+        sets it on the broker, possibly after start), or None for a minimal summary.
+        ``refused()``: called when this instance starts refusing to serve (invariant 5)."""
         self._redis = redis
         self._keys = keyspace
         self.instance_id = instance_id
@@ -71,6 +124,10 @@ class Directory:
         self._presence_stale = True
         self._wake = asyncio.Event()
         self._summary_source = summary_source
+        self._refused = refused
+        #: Why this instance refuses to serve (invariant 5), or None.
+        self.refusal: str | None = None
+        self._incompatible: dict[str, int] = {}
 
     # -- local changes ----------------------------------------------------------------
 
@@ -125,11 +182,63 @@ class Directory:
     async def refresh_presence(self) -> None:
         self._presence_stale = False
         source = self._summary_source()
-        summary = source() if source is not None else self._minimal_summary()
-        await self._presence_script(
+        summary = {**announcement(), **(source() if source is not None else self._minimal_summary())}
+        heads = await self._presence_script(
             keys=[self._keys.instances, self._summary_key, self._clients_key],
-            args=[self.instance_id, json.dumps(summary, separators=(",", ":"), default=str), PRESENCE_TTL_MS],
+            args=[
+                self.instance_id,
+                json.dumps(summary, separators=(",", ":"), default=str),
+                PRESENCE_TTL_MS,
+                self._keys.summary_prefix,
+                SUMMARY_HEAD_BYTES,
+                self._keys.legacy_topic,
+            ],
         )
+        self._judge(int(heads[0]), heads[1:])
+
+    def _judge(self, legacy_listeners: int, heads: Sequence[bytes]) -> None:
+        """Compare the wire versions of the live instances (``id, head, ...``) with ours;
+        ``legacy_listeners``: connections on the pub/sub channel of wire version 0."""
+        incompatible: dict[str, int] = {}
+        if legacy_listeners:
+            # Unnamed: that channel tells how many listen, not who.
+            incompatible[f"(a release before ab801b8, listening on {self._keys.legacy_topic})"] = 0
+        for raw_id, head in zip(heads[::2], heads[1::2], strict=True):
+            instance = raw_id.decode(errors="replace")
+            wire = announced_wire(head)
+            if head and instance != self.instance_id and not OURS.works_beside(wire):
+                incompatible[instance] = wire.version
+        for instance, version in incompatible.items() - self._incompatible.items():
+            logger.warning(
+                "redis: instance=%s speaks wire version %d, this instance %d: %s. Finish or roll back the"
+                " rollout: versions %d and %d cannot share a Redis; use another broker.prefix for the new"
+                " version (docs/upgrades.md)",
+                instance,
+                version,
+                OURS.version,
+                "this instance is not ready and refuses streams and publishes while that one is live"
+                if version < OURS.version
+                else "that instance refuses to serve while this one is live",
+                min(version, OURS.version),
+                max(version, OURS.version),
+            )
+        self._incompatible = incompatible
+        older = sorted((version, instance) for instance, version in incompatible.items() if version < OURS.version)
+        was_refusing, self.refusal = self.refusal is not None, None
+        if older:
+            version, instance = older[0]
+            self.refusal = (
+                f"instance {instance} speaks wire version {version}, which cannot share a Redis with {OURS.version}"
+            )
+            if not was_refusing:
+                self._refused()
+        elif was_refusing:
+            logger.info("redis: no instance of an incompatible wire version is live any more; serving again")
+
+    def refuse_if_incompatible(self) -> None:
+        """Raise ``BrokerUnavailable`` while this instance refuses to serve (invariant 5)."""
+        if self.refusal is not None:
+            raise BrokerUnavailable(f"refusing to serve: {self.refusal}")
 
     async def leave(self) -> None:
         """Remove this instance from the cluster at once (a clean stop)."""

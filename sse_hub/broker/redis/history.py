@@ -16,6 +16,8 @@ History is bounded by count (``XADD ... MAXLEN ~ size + 1``) and by age (each pu
 3. One script call reads everything (``HISTORY_SCRIPT``, read-only), and only the page
    asked for crosses to the hub.
 4. Every read raises this instance's id floor to the sequence it saw.
+5. A resume from an id below the sequence's origin (``P:origin``) is expired: Redis lost
+   the messages of the sequence before it.
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ class HistoryReader:
         keep = 0 if limit is None else limit + 2
         try:
             reply = await self._history_script(
-                keys=[self._keys.seq, self._keys.clock, *map(self._keys.history, names)],
+                keys=[self._keys.seq, self._keys.clock, self._keys.origin, *map(self._keys.history, names)],
                 args=[f"({after_id}-0", window, self._bound_offset_ms, keep],
             )
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable("cannot read history from Redis") from exc
-        sequence, dropped_bound, *streams = reply
+        sequence, dropped_bound, origin, *streams = reply
         # A stream missing or created again may have lost ids up to the bound.
         evicted_through = int(dropped_bound)
         complete = True
@@ -79,9 +81,22 @@ class HistoryReader:
             # the next page): the page's first `limit` merged messages have no gap.
             complete = complete and total == len(entries)
             runs.append(parse_entries(reversed(entries)))
+        evicted_through = since_origin(evicted_through, int(origin), after_id)
         self._floor.seen(int(sequence))
         messages = merge_runs(runs)
         if limit is not None and len(messages) > limit:
             messages, complete = messages[:limit], False
         expired = evicted_through > after_id
-        return History(messages, expired, self._floor.value, complete=complete, evicted_through=evicted_through)
+        # Nothing published since the origin: the sequence holds no id yet.
+        last_id = self._floor.value if self._floor.value > int(origin) else 0
+        return History(messages, expired, last_id, complete=complete, evicted_through=evicted_through)
+
+
+def since_origin(evicted_through: int, origin: int, after_id: int) -> int:
+    """``evicted_through`` seen from the sequence that began at ``origin``: an id below it
+    may name a message that Redis lost with the sequence before (so everything up to the
+    origin counts as evicted), while a resume from 0 holds no id of any sequence and is
+    owed nothing from before the origin."""
+    if after_id > 0:
+        return max(evicted_through, origin)
+    return evicted_through if evicted_through > origin else 0

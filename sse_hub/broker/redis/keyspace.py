@@ -3,6 +3,10 @@
 With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
 
 - ``P:seq``: the cluster-wide id sequence (``INCR``); never expires.
+- ``P:origin``: a hash, where the current sequence began (``id``: every id handed out
+  since is above it), the run id of the Redis server that held it then (``run``) and
+  that server's clock then (``at``, ms). When another server holds it and may have lost
+  writes, the sequence starts again above the clock (``origin``).
 - ``P:clock``: a stream of checkpoints, at most one per second, each holding the sequence
   as it was at that Redis time (field ``s``); trimmed to ``history.ttl_seconds`` plus a
   margin. It answers "which id was current ``ttl_seconds`` ago" for expired histories.
@@ -26,12 +30,45 @@ channels (``SPUBLISH``/``SSUBSCRIBE``, Redis >= 7.0), which a cluster keeps insi
 shard that owns the slot instead of copying them to every node.
 
 Invariant: names are built here only; ``sharded`` alone picks the pub/sub commands.
+
+Wire version (``WIRE_VERSION``, issue 24): what instances of two releases must agree on to
+share one Redis under one prefix, in a rolling upgrade. It covers
+
+- the keys above (names, types, fields: ``seq`` a decimal integer, ``origin`` fields ``id``
+  and ``run``, ``clock`` field ``s``, history entry ids ``{id}-0`` and fields ``m``/``d``,
+  presence scores in Redis ms, a summary's fields ``instance``, ``started_at``,
+  ``total_clients``, ``channels``), and the sharded broker's keys (``sharded.keys``);
+- the message payload (``Message.to_payload``: ``{"id":N`` first, then the fields of
+  ``Draft``, ``pos``, ``prior``), read back with ``extra="forbid"``: a new field is a new
+  version;
+- the pub/sub channel names (``P:ch:{channel}``, ``P:inbox:{instance}``);
+- what the scripts read and write in those keys, and the keys and arguments of the ones
+  that change shared state (publish, history, origin, presence, tickets). Each release
+  calls its own scripts (by their SHA), so their text may differ within one version.
+
+Version 1 is the format of ab801b8, the first release that names one; a release that
+leaves no ``wire_version`` in its summary speaks 1. Releases before ab801b8 (d70e888 and
+earlier: version 0) published every message on one pub/sub channel, ``P:messages``
+(``legacy_topic``): a connection subscribed there is an instance of one of them. Each
+instance's summary starts with
+``{"wire_version":N,"wire_compatible":[...]`` (read with ``GETRANGE`` by ``PRESENCE_SCRIPT``,
+without parsing the rest; readers of the whole summary ignore unknown fields). Change the
+format in a way the previous release would misread or miss, and ``WIRE_VERSION`` goes up
+(versions only go up); keep in ``COMPATIBLE_WIRE_VERSIONS`` the older versions the new
+release still works beside. Two versions work together when either lists the other; when
+they don't, the newer one refuses to serve (``directory``): only it knows both formats, and
+a newcomer (a canary, a rollout's first pod) must not take the serving release down.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
+#: The Redis wire format's version (module docstring).
+WIRE_VERSION = 1
+#: The wire versions this release works beside on one Redis, its own included.
+COMPATIBLE_WIRE_VERSIONS = frozenset({1})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +110,10 @@ class Keyspace:
         return f"{self.prefix}:seq"
 
     @property
+    def origin(self) -> str:
+        return f"{self.prefix}:origin"
+
+    @property
     def clock(self) -> str:
         return f"{self.prefix}:clock"
 
@@ -85,6 +126,11 @@ class Keyspace:
     @property
     def topic_prefix(self) -> bytes:
         return f"{self.prefix}:ch:".encode()
+
+    @property
+    def legacy_topic(self) -> str:
+        """The one pub/sub channel of wire version 0 (module docstring): watched, never used."""
+        return f"{self.prefix}:messages"
 
     def inbox(self, instance_id: str) -> str:
         return f"{self.prefix}:inbox:{instance_id}"

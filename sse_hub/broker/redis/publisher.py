@@ -135,7 +135,9 @@ class Publisher:
     async def raise_floor(self) -> None:
         """An empty group: raises the sequence to our floor, so other instances cannot reuse
         ids we have seen, even before we publish again."""
-        await self.script(keys=[self._keys.seq, self._keys.clock], args=[self._floor.value, *self._settings_args])
+        await self.script(
+            keys=[self._keys.seq, self._keys.clock, self._keys.origin], args=[self._floor.value, *self._settings_args]
+        )
 
     @property
     def unanswered(self) -> asyncio.Future[list[Message]] | None:
@@ -177,7 +179,7 @@ class Publisher:
     async def _run(self, group: _Group) -> None:
         try:
             raw_ids = await self.script(
-                keys=[self._keys.seq, self._keys.clock, *group.keys],
+                keys=[self._keys.seq, self._keys.clock, self._keys.origin, *group.keys],
                 args=[self._floor.value, *self._settings_args, *group.args],
             )
             ids = [int(raw) for raw in raw_ids]

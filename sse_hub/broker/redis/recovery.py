@@ -8,15 +8,14 @@ Invariants:
    (its subscriptions and ``*``), never by scanning every stream: the cost follows the
    instance's interest, not the cluster's.
 3. The read is bounded: at most ``MAX_RECOVERED_MESSAGES`` per channel. When more were
-   missed, nothing is recovered and a warning says so (the streams' clients reconnect
-   and resume from history with their own ids).
+   missed, nothing is recovered (None): the broker ends its streams, which resume from
+   history with their own ids.
 4. Only messages up to the sequence read first are returned; later ones arrive on the
    subscription, which was confirmed before this read.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Collection, Iterator
 
@@ -25,8 +24,6 @@ from redis.asyncio import Redis
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.scripts import merge_runs, parse_entries
 from sse_hub.models import Message
-
-logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0
@@ -42,9 +39,11 @@ def backoff_delays() -> Iterator[float]:
         delay = min(delay * 2, BACKOFF_MAX_SECONDS)
 
 
-async def read_missed(redis: Redis, keyspace: Keyspace, channels: Collection[str], after_id: int) -> list[Message]:
+async def read_missed(
+    redis: Redis, keyspace: Keyspace, channels: Collection[str], after_id: int
+) -> list[Message] | None:
     """The stored messages of ``channels`` with an id above ``after_id``, in id order, each
-    once. Raises RedisError/OSError."""
+    once; None when there are too many (invariant 3). Raises RedisError/OSError."""
     last_id = int(await redis.get(keyspace.seq) or 0)
     if last_id <= after_id or not channels:
         return []
@@ -61,11 +60,6 @@ async def read_missed(redis: Redis, keyspace: Keyspace, channels: Collection[str
                 )
             for entries in await pipe.execute():
                 if len(entries) > MAX_RECOVERED_MESSAGES:
-                    logger.warning(
-                        "redis: more than %d messages of one channel were published while disconnected;"
-                        " not recovering them",
-                        MAX_RECOVERED_MESSAGES,
-                    )
-                    return []
+                    return None
                 runs.append(parse_entries(entries))
     return merge_runs(runs)

@@ -20,6 +20,14 @@ The key layout is in ``sse_hub.broker.redis.keyspace``. What the scripts guarant
 3. Ids cross the script as strings formatted with ``'%d'``: Lua numbers are doubles.
 4. Presence, ticket expiry and the history clock use Redis's own clock (``TIME``), so
    instances with skewed clocks agree.
+5. Ids are never reused, also when Redis comes back without its data: a sequence that
+   starts (``P:seq`` missing) starts above the highest id this instance has seen and above
+   Redis's clock in microseconds. An earlier sequence could only reach that by handing out
+   more than a million ids a second over its whole life. The start is kept as ``P:origin``:
+   an instance that sees it change knows Redis lost its data (the broker then has its
+   streams resume from history, where the loss shows as ``reset``), and a stream's first
+   message after a loss lies above a marker entry at the origin. This assumes Redis's
+   clock does not step back across a restart by more than the time the old sequence ran.
 
 Nothing here does I/O except logging a malformed entry; the broker's parts register the
 scripts and call them.
@@ -42,6 +50,15 @@ logger = logging.getLogger(__name__)
 # checkpoint step and a small backward step of Redis's clock.
 CLOCK_MARGIN_MS = 2000
 
+# Redis's clock in microseconds: where a sequence that starts again begins (invariant 5).
+# Exact in a Lua number (a double) until the year 2255.
+CLOCK_MICROSECONDS = """
+local function clock_microseconds()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
 # The id that was current ttl ago, as an upper bound: the sequence of the earliest
 # checkpoint written after (now - ttl + margin), or the current sequence when there is none.
 # Any history that expired by now had its last publish before that checkpoint was written.
@@ -55,13 +72,14 @@ local function dropped_bound(clock_key, offset_ms, current)
 end
 """
 
-# KEYS: sequence, clock, then the history stream of each channel of each message in order.
-# ARGV: id floor, trim operator, trim threshold, history ttl ms, clock keep ms, bound
+# KEYS: sequence, clock, origin, then the history stream of each channel of each message in
+# order. ARGV: id floor, trim operator, trim threshold, history ttl ms, clock keep ms, bound
 # offset ms, then per message: payload after the id, its number of streams, its number of
 # pub/sub channels, those channels. Returns the ids as strings.
 PUBLISH_SCRIPT = (
     "#!lua\n"
     + _DROPPED_BOUND
+    + CLOCK_MICROSECONDS
     + """
 -- Phase 1: read and check, no write: an error here leaves Redis as it was.
 local seq = KEYS[1]
@@ -69,14 +87,21 @@ local stored = redis.call('GET', seq)
 if stored and not string.match(stored, '^%d+$') then
   return redis.error_reply('ERR ' .. seq .. ' does not hold an id')
 end
+local origin_type = redis.call('TYPE', KEYS[3])['ok']
+if origin_type ~= 'none' and origin_type ~= 'hash' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[3] .. ' is not a hash')
+end
 local current = tonumber(stored or '0')
 local start = math.max(current, tonumber(ARGV[1]))
+-- A sequence that starts (a new Redis, or one that lost its data) starts above the clock
+-- in microseconds: above every id an earlier sequence handed out (scripts.py, invariant 5).
+if not stored then start = math.max(start, clock_microseconds()) end
 local clock_type = redis.call('TYPE', KEYS[2])['ok']
 if clock_type ~= 'none' and clock_type ~= 'stream' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is not a stream')
 end
 local streams, fresh = {}, {}
-for k = 3, #KEYS do
+for k = 4, #KEYS do
   local key = KEYS[k]
   if not streams[key] then
     streams[key] = true
@@ -94,6 +119,9 @@ end
 -- Phase 2: writes that cannot fail on the keys checked above.
 local start_id = string.format('%d', start)
 if start > current then redis.call('SET', seq, start_id) end
+-- A sequence started here, not by ORIGIN_SCRIPT: the next check starts it once more.
+if not stored then redis.call('HSET', KEYS[3], 'id', start_id, 'run', '') end
+local origin_id = tonumber(redis.call('HGET', KEYS[3], 'id') or '0')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- One checkpoint per second at most.
@@ -105,7 +133,7 @@ if not last[1] or tonumber(string.match(last[1][1], '^%d+')) <= now - 1000 then
 end
 local bound = nil
 local ids = {}
-local key = 3
+local key = 4
 local i = 7
 while i <= #ARGV do
   local id = string.format('%d', redis.call('INCR', seq))
@@ -116,7 +144,8 @@ while i <= #ARGV do
     if fresh[stream] then
       fresh[stream] = nil
       bound = bound or dropped_bound(KEYS[2], tonumber(ARGV[6]), start_id)
-      if bound ~= '0' then redis.call('XADD', stream, bound .. '-0', 'd', '1') end
+      -- Ids up to the origin are covered by the origin itself (invariant 5).
+      if tonumber(bound) > origin_id then redis.call('XADD', stream, bound .. '-0', 'd', '1') end
     end
     redis.call('XADD', stream, 'MAXLEN', ARGV[2], ARGV[3], id .. '-0', 'm', payload)
     key = key + 1
@@ -134,19 +163,23 @@ return ids
 """
 )
 
-# KEYS: sequence, clock, then the streams to read. ARGV: exclusive start ('(' id '-0'),
-# window, bound offset ms, keep (0: all). Returns the sequence, the dropped-history bound
-# ('0' when every stream exists) and, for each stream, how many entries it has after the
-# start within the window (its newest `window`), with the oldest `keep` of them, newest
-# first: a replay is read a page at a time, so only a page crosses to the hub.
+# KEYS: sequence, clock, origin, then the streams to read. ARGV: exclusive start ('(' id
+# '-0'), window, bound offset ms, keep (0: all). Returns the sequence, the dropped-history
+# bound ('0' when every stream exists), the sequence's origin and, for each stream, how
+# many entries it has after the start within the window (its newest `window`), with the
+# oldest `keep` of them, newest first: a replay is read a page at a time, so only a page
+# crosses to the hub. With no sequence at all (a new Redis, or one that lost its data),
+# the origin is the clock in microseconds: any id may name a lost message.
 HISTORY_SCRIPT = (
     "#!lua flags=no-writes\n"
     + _DROPPED_BOUND
+    + CLOCK_MICROSECONDS
     + """
-local current = redis.call('GET', KEYS[1]) or '0'
-local out = {current, '0'}
+local stored = redis.call('GET', KEYS[1])
+local current = stored or '0'
+local out = {current, '0', redis.call('HGET', KEYS[3], 'id') or '0'}
 local missing = false
-for k = 3, #KEYS do
+for k = 4, #KEYS do
   local entries = redis.call('XREVRANGE', KEYS[k], '+', ARGV[1], 'COUNT', ARGV[2])
   if not entries[1] and redis.call('EXISTS', KEYS[k]) == 0 then missing = true end
   local total, keep = #entries, tonumber(ARGV[4])
@@ -157,7 +190,11 @@ for k = 3, #KEYS do
   end
   out[#out + 1] = {total, entries}
 end
-if missing then out[2] = dropped_bound(KEYS[2], tonumber(ARGV[3]), current) end
+if not stored then
+  out[3] = string.format('%d', clock_microseconds())
+elseif missing then
+  out[2] = dropped_bound(KEYS[2], tonumber(ARGV[3]), current)
+end
 return out
 """
 )
@@ -168,7 +205,10 @@ local now = string.format('%d', clock[1] * 1000 + math.floor(clock[2] / 1000))
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 """
 
-# KEYS: instances, this instance's summary, its client set. ARGV: instance id, summary, ttl ms.
+# KEYS: instances, this instance's summary, its client set. ARGV: instance id, summary, ttl
+# ms, summary key prefix, head length, the pub/sub channel of wire version 0. Returns how
+# many connections listen on that channel, then every live instance with the head of its
+# summary (where the wire version is announced, ``keyspace``), flat: id, head, id, head...
 PRESENCE_SCRIPT = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
@@ -176,7 +216,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
 redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[3])), ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-return 1
+local heads = {redis.call('PUBSUB', 'NUMSUB', ARGV[6])[2]}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now), '+inf')) do
+  heads[#heads + 1] = id
+  heads[#heads + 1] = redis.call('GETRANGE', ARGV[4] .. id, 0, tonumber(ARGV[5]) - 1)
+end
+return heads
 """
 
 # KEYS: instances. ARGV: summary key prefix. Missing summaries come back as nil.

@@ -47,7 +47,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from sse_hub.broker import Deliver
+from sse_hub.broker import Deliver, Lost, nothing_lost
 from sse_hub.broker.redis import redacted
 from sse_hub.broker.redis.directory import Directory
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
@@ -114,9 +114,12 @@ class ShardedClusterBroker(ShardedBroker):
         # every key they use is under {prefix}: one slot (their scripts stay legal).
         redis = cast(Redis, self._cluster)
         directory_keys = keys.directory()
-        self.directory = Directory(redis, directory_keys, instance_id, lambda: self.summary_source)
+        self.directory = Directory(
+            redis, directory_keys, instance_id, lambda: self.summary_source, refused=lambda: self._lost()
+        )
         self.tickets = Tickets(redis, directory_keys, settings.limits.max_tickets)
         self._tasks: list[asyncio.Task[None]] = []
+        self._lost: Lost = nothing_lost
         self._started = False
         self._announced = False
         self.repair = Repair(self._cluster, keys, self.topology, self.subscriptions, self.delivery)
@@ -131,8 +134,9 @@ class ShardedClusterBroker(ShardedBroker):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
         self.delivery.deliver = deliver
+        self._lost = lost
         try:
             await self.topology.refresh()
             await self.subscriptions.place(self.subscriptions.pinned)
@@ -146,7 +150,9 @@ class ShardedClusterBroker(ShardedBroker):
         self._tasks = [
             asyncio.create_task(self.repair.run(), name="sse-hub-sharded-repair"),
             asyncio.create_task(self._sweep_loop(min(1.0, max(linger / 4, 0.01))), name="sse-hub-sharded-linger"),
-            asyncio.create_task(self.directory.upkeep(lambda: self.connected), name="sse-hub-sharded-upkeep"),
+            asyncio.create_task(
+                self.directory.upkeep(lambda: self._started and self.repair.connected), name="sse-hub-sharded-upkeep"
+            ),
         ]
         logger.info(
             "redis cluster broker (sharded) connected url=%s instance=%s", redacted(self._url), self.instance_id
@@ -165,7 +171,8 @@ class ShardedClusterBroker(ShardedBroker):
 
     @property
     def connected(self) -> bool:
-        return self._started and self.repair.connected
+        """Usable: started, reachable, and no live instance of an incompatible wire version."""
+        return self._started and self.repair.connected and self.directory.refusal is None
 
     @property
     def reconnects(self) -> int:
@@ -182,6 +189,7 @@ class ShardedClusterBroker(ShardedBroker):
     # -- interest ---------------------------------------------------------------------
 
     async def attach(self, channels: Collection[str]) -> None:
+        self.directory.refuse_if_incompatible()
         await self.subscriptions.attach(channels)
 
     def detach(self, channels: Collection[str]) -> None:
@@ -205,6 +213,7 @@ class ShardedClusterBroker(ShardedBroker):
         before anything of the batch is sent when no instance holds one)."""
         if not drafts:
             return []
+        self.directory.refuse_if_incompatible()
         if not self.connected:
             raise BrokerUnavailable("Redis Cluster is not reachable")
         try:
