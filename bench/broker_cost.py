@@ -26,8 +26,8 @@ from scaleout import pinned, start_redis
 
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
-from sse_hub.config import Settings
-from sse_hub.models import Draft, Message
+from sse_hub.config.settings import Settings
+from sse_hub.messages.message import Draft, Message
 
 CHANNELS = 2000
 IN_FLIGHT = 8

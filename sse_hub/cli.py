@@ -17,7 +17,7 @@ from sse_hub import __version__
 from sse_hub.client import cli as cli_client
 
 if TYPE_CHECKING:
-    from sse_hub.config import Settings
+    from sse_hub.config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("serve", "check-config"):
         return cli_client.run(args)
-    from sse_hub.config import ConfigError, load_settings, service_link_variables
-    from sse_hub.logs import configure_logging
+    from sse_hub.config.settings import ConfigError, load_settings, service_link_variables
+    from sse_hub.ops.logs import configure_logging
 
     try:
         settings = load_settings(
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, workers: int = 1) -> int:
-    from sse_hub.server import run
+    from sse_hub.ops.server import run
 
     if workers < 1:
         print("sse-hub: --workers must be at least 1", file=sys.stderr)
@@ -86,7 +86,7 @@ def serve(settings: Settings, workers: int = 1) -> int:
                 file=sys.stderr,
             )
             return EXIT_CONFIG
-        from sse_hub.workers import supervise
+        from sse_hub.ops.workers import supervise
 
         return supervise(settings, workers)
     return run(settings)

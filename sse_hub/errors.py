@@ -1,6 +1,6 @@
 """The HubError hierarchy: every error a client can see, with its HTTP status and code.
 
-One middleware (``sse_hub.middleware``) turns these into JSON bodies
+One middleware (``sse_hub.web.middleware``) turns these into JSON bodies
 ``{"error": code, "detail": ...}``. 5xx details are logged, not sent.
 
     HubError

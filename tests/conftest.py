@@ -24,11 +24,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from sse_hub.app import create_app
-from sse_hub.broker import Broker
-from sse_hub.config import Settings
-from sse_hub.keys import HUB
-from sse_hub.models import Draft, Message
+from sse_hub.config.settings import Settings
+from sse_hub.messages.contract import Broker
+from sse_hub.messages.message import Draft, Message
+from sse_hub.web.app import create_app
+from sse_hub.web.state import HUB
 from tests.sse_client import EventStream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sse_hub.broker.sharded import ShardedClusterBroker
-from sse_hub.models import Message
+from sse_hub.messages.message import Message
 from tests.conftest import StartedBrokers, make_settings
 
 

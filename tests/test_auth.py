@@ -26,11 +26,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sse_hub import auth
-from sse_hub.access_log import SecretFilter, redact_text
-from sse_hub.auth import pattern_matches
-from sse_hub.config import AuthConfig, SubscriberJwtConfig
-from sse_hub.keys import HUB
+from sse_hub.config.settings import AuthConfig, SubscriberJwtConfig
+from sse_hub.web import auth
+from sse_hub.web.access_log import SecretFilter, redact_text
+from sse_hub.web.auth import pattern_matches
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, HubProcess, expect_error, make_settings, open_stream, wait_until
 from tests.test_hostile import get_request, status_of
 

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from sse_hub.broker import Broker
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
-from sse_hub.broker.redis_cluster import RedisClusterBroker
+from sse_hub.broker.redis.one_slot import RedisClusterBroker
 from sse_hub.errors import BrokerUnavailable, TooManyTickets
-from sse_hub.models import Draft, Message
+from sse_hub.messages.contract import Broker
+from sse_hub.messages.message import Draft, Message
 from tests.conftest import StartedBrokers, eventually, make_settings, wait_until
 from tests.redis_cluster import redis_cluster  # noqa: F401  # the fixture, for getfixturevalue
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sse_hub.models import Draft, message_from_payload, payload_tail
+from sse_hub.messages.message import Draft, message_from_payload, payload_tail
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)  # no lone surrogates: not UTF-8
 DRAFTS = st.builds(

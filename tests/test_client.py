@@ -1,5 +1,5 @@
 """``sse_hub.client``: its spec parser (tables and a round-trip property against
-``sse_hub.sse``), and Publisher and Subscription against the real app, including a
+``sse_hub.messages.sse``), and Publisher and Subscription against the real app, including a
 reconnection after the hub closes the stream and the ``reset`` a too-old id earns."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sse_hub import sse
 from sse_hub.client import (
     Event,
     HubConnectionError,
@@ -27,7 +26,8 @@ from sse_hub.client import (
     Subscription,
     subscribe,
 )
-from sse_hub.keys import HUB
+from sse_hub.messages import sse
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, free_port, wait_until
 
 

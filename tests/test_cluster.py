@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import Message
+from sse_hub.messages.message import Message
 from tests.conftest import (
     HubProcess,
     StartedBrokers,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from sse_hub.config import ConfigError, Settings, StreamConfig, load_settings
+from sse_hub.config.settings import ConfigError, Settings, StreamConfig, load_settings
 from tests.conftest import ROOT
 from tests.helpers_cli import run_sse_hub
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from sse_hub.config import ConfigError, Settings, load_settings, service_link_variables
+from sse_hub.config.settings import ConfigError, Settings, load_settings, service_link_variables
 from tests.conftest import HubProcess
 from tests.helpers_cli import run_sse_hub
 

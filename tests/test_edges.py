@@ -9,9 +9,9 @@ from typing import Any
 import jwt
 from aiohttp.test_utils import TestClient
 
-from sse_hub.keys import HUB
-from sse_hub.stats import MAX_LISTED_CLIENTS
-from sse_hub.subscriber import REPLAY_WINDOW_BYTES, Subscriber
+from sse_hub.core.subscriber import REPLAY_WINDOW_BYTES, Subscriber
+from sse_hub.web.state import HUB
+from sse_hub.web.stats import MAX_LISTED_CLIENTS
 from tests.conftest import (
     HubClientFactory,
     get_stats,

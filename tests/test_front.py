@@ -1,4 +1,4 @@
-"""The front protocol (sse_hub/front.py): plain publishes answered below aiohttp, the rest
+"""The front protocol (sse_hub/web/front.py): plain publishes answered below aiohttp, the rest
 by aiohttp, on the same connection, in order.
 
 The hub runs in this process behind ``FrontSite`` (as ``sse-hub serve`` runs it), so the
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from sse_hub.access_log import AccessLogger
-from sse_hub.app import create_app
-from sse_hub.connections import Connections
-from sse_hub.front import FrontSite
-from sse_hub.keys import CONNECTIONS
+from sse_hub.web.access_log import AccessLogger
+from sse_hub.web.app import create_app
+from sse_hub.web.connections import Connections
+from sse_hub.web.front import FrontSite
+from sse_hub.web.state import CONNECTIONS
 from tests.conftest import HubProcess, free_port, make_settings
 
 READ_TIMEOUT = 10.0

@@ -1,5 +1,5 @@
 """The front's fast path reads requests exactly as aiohttp does (issue 24): a differential
-fuzz test of ``sse_hub/front_http.py`` against aiohttp's own request parser.
+fuzz test of ``sse_hub/web/front_http.py`` against aiohttp's own request parser.
 
 The front answers plain ``POST /broadcast`` requests with a parser of its own before
 aiohttp sees the connection; two parsers that disagree on where a request ends are how
@@ -36,10 +36,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sse_hub.app import create_app
-from sse_hub.front import FrontSite
-from sse_hub.front_http import Plain, head_incomplete, plain_request
-from sse_hub.keys import CONNECTIONS
+from sse_hub.web.app import create_app
+from sse_hub.web.front import FrontSite
+from sse_hub.web.front_http import Plain, head_incomplete, plain_request
+from sse_hub.web.state import CONNECTIONS
 from tests.conftest import free_port, make_settings
 from tests.llhttp_reference import PARSERS, Reading, Request, read_stream
 

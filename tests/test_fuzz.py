@@ -34,9 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from sse_hub.app import create_app
-from sse_hub.keys import HUB
-from sse_hub.models import GLOBAL_CHANNEL, is_valid_channel, parse_event_id
+from sse_hub.messages.message import GLOBAL_CHANNEL, is_valid_channel, parse_event_id
+from sse_hub.web.app import create_app
+from sse_hub.web.state import HUB
 from tests.conftest import make_settings, open_stream, wait_until
 from tests.sse_client import EventStream
 from tests.test_hostile import raw_request

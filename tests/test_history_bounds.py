@@ -9,11 +9,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from sse_hub.app import create_app
-from sse_hub.broker import History
 from sse_hub.broker.memory import MemoryBroker
-from sse_hub.keys import HUB
-from sse_hub.models import GLOBAL_CHANNEL, Draft
+from sse_hub.messages.contract import History
+from sse_hub.messages.message import GLOBAL_CHANNEL, Draft
+from sse_hub.web.app import create_app
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, make_settings, open_stream, publish
 from tests.sse_client import EventStream
 

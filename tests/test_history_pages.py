@@ -8,9 +8,9 @@ import asyncio
 import secrets
 import socket
 
-from sse_hub.broker import Broker, History
-from sse_hub.keys import HUB
-from sse_hub.models import GLOBAL_CHANNEL, Draft
+from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.message import GLOBAL_CHANNEL, Draft
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, open_stream, publish, stalled_subscriber, wait_until
 from tests.redis_cluster import redis_cluster  # noqa: F401  # what start_broker's redis-cluster param needs
 from tests.test_broker_contract import StartBroker, draft, ids

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sse_hub.keys import HUB
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, HubProcess, open_stream, publish, wait_until
 from tests.sse_client import Event, SseParser
 

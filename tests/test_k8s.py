@@ -25,8 +25,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sse_hub.config import load_settings
-from sse_hub.server import HANDLER_GRACE_SECONDS
+from sse_hub.config.settings import load_settings
+from sse_hub.ops.server import HANDLER_GRACE_SECONDS
 from tests.conftest import ROOT
 from tests.helpers_cli import run_sse_hub
 

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from sse_hub.keys import HUB
-from sse_hub.net import ClientAddress
+from sse_hub.web.client_address import ClientAddress
+from sse_hub.web.state import HUB
 from tests.conftest import (
     HubClientFactory,
     client_id_of,

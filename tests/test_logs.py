@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sse_hub.config import LogConfig
-from sse_hub.logs import JsonFormatter, TextFormatter, make_handler
+from sse_hub.config.settings import LogConfig
+from sse_hub.ops.logs import JsonFormatter, TextFormatter, make_handler
 from tests.conftest import HubProcess, client_id_of, eventually, open_stream, wait_until
 
 HubStarter = Callable[..., HubProcess]
@@ -171,9 +171,10 @@ async def test_text_logs_are_one_readable_line_per_record(hub_process: HubStarte
         assert TEXT_LINE.fullmatch(line), line
     assert lines[0].endswith(f" INFO sse_hub: listening on http://127.0.0.1:{hub.port} broker=memory")
     assert any(
-        line.endswith(f" INFO sse_hub.hub: connect client={client_id} ip=127.0.0.1 channels=news") for line in lines
+        line.endswith(f" INFO sse_hub.core.hub: connect client={client_id} ip=127.0.0.1 channels=news")
+        for line in lines
     )
-    assert any(f"INFO sse_hub.hub: disconnect client={client_id} reason=disconnected " in line for line in lines)
+    assert any(f"INFO sse_hub.core.hub: disconnect client={client_id} reason=disconnected " in line for line in lines)
     head, _, summary = lines[-1].partition(" INFO sse_hub: ")
     assert head and summary_pairs(summary).items() >= SUMMARY.items()
     assert marker not in hub.log()
@@ -253,7 +254,9 @@ def test_text_lines_append_extra_fields_as_key_value_pairs(
 
 
 def test_a_record_formatted_by_another_handler_first_still_gives_one_clean_json_line() -> None:
-    record = logging.makeLogRecord({"name": "sse_hub.hub", "levelno": logging.INFO, "levelname": "INFO", "msg": "a %s"})
+    record = logging.makeLogRecord(
+        {"name": "sse_hub.core.hub", "levelno": logging.INFO, "levelname": "INFO", "msg": "a %s"}
+    )
     record.args = ("b",)
     TextFormatter().format(record)  # sets record.message and record.asctime, as pytest's handler does
     entry = json.loads(JsonFormatter().format(record))

@@ -21,8 +21,8 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sse_hub.app import create_app
-from sse_hub.config import ConfigError, load_settings
+from sse_hub.config.settings import ConfigError, load_settings
+from sse_hub.web.app import create_app
 from tests.conftest import expect_error, make_settings
 from tests.sse_client import EventStream
 

@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sse_hub import sse
 from sse_hub.errors import BadRequest, PayloadTooLarge
 from sse_hub.mercure.publish_form import (
     MAX_FORM_FIELDS,
@@ -20,6 +19,7 @@ from sse_hub.mercure.publish_form import (
     parse_publish_form,
 )
 from sse_hub.mercure.selectors import MAX_SELECTOR_CHARS
+from sse_hub.messages import sse
 
 HUB = "https://localhost/.well-known/mercure"
 

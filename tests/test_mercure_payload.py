@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.update import MercureMeta
-from sse_hub.models import Draft, message_from_payload
+from sse_hub.messages.message import Draft, message_from_payload
 
 
 def update(meta: MercureMeta) -> Draft:

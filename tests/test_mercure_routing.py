@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sse_hub.config import CHANNEL_PATTERN
+from sse_hub.config.settings import CHANNEL_PATTERN
 from sse_hub.mercure.routing import FEED_CHANNEL
 
 

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from sse_hub.api_spec import build_openapi
-from sse_hub.app import routes
-from sse_hub.config import Settings
+from sse_hub.config.settings import Settings
+from sse_hub.web.app import routes
+from sse_hub.web.openapi.spec import build_openapi
 from tests.conftest import ROOT, HubClientFactory, make_settings, open_stream, publish
 from tests.sse_client import EventStream
 

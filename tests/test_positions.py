@@ -1,5 +1,5 @@
-"""Per-channel places and their SSE ids (sse_hub/positions.py), and the subscriber that
-keeps them (sse_hub/sharded_subscriber.py), driven with the fake transport of
+"""Per-channel places and their SSE ids (sse_hub/core/places/event_ids.py), and the subscriber that
+keeps them (sse_hub/core/places/subscriber.py), driven with the fake transport of
 tests/test_subscriber.py. No Redis: messages are built as the sharded broker delivers
 them, with ``pos`` and ``prior``."""
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sse_hub.flusher import Flusher
-from sse_hub.models import Message, message_from_payload
-from sse_hub.positions import Places, base36, component, list_checksum, parse_component, receipt_id
-from sse_hub.sharded_subscriber import ShardedSubscriber
+from sse_hub.core.flusher import Flusher
+from sse_hub.core.places.event_ids import Places, base36, component, list_checksum, parse_component, receipt_id
+from sse_hub.core.places.subscriber import ShardedSubscriber
+from sse_hub.messages.message import Message, message_from_payload
 from tests.sse_client import parse
 from tests.test_subscriber import FakeTransport, unchunk
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.errors import BrokerUnavailable, TooManyTickets
-from sse_hub.models import Message
+from sse_hub.messages.message import Message
 from tests.conftest import RedisProcess, StartedBrokers, draft, eventually, make_settings, wait_until
 
 StartBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Message]]]]

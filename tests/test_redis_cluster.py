@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient
 from redis.crc import key_slot
 
 from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.one_slot import RedisClusterBroker, slot_owner
 from sse_hub.broker.redis.scripts import PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
-from sse_hub.broker.redis_cluster import RedisClusterBroker, slot_owner
-from sse_hub.keys import HUB
-from sse_hub.models import GLOBAL_CHANNEL
+from sse_hub.messages.message import GLOBAL_CHANNEL
+from sse_hub.web.state import HUB
 from tests.conftest import (
     HubClientFactory,
     HubProcess,

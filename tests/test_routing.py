@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from sse_hub.broker.redis import RedisBroker
-from sse_hub.models import Draft, Message
+from sse_hub.messages.message import Draft, Message
 from tests.conftest import (
     HubClientFactory,
     StartedBrokers,
@@ -236,7 +236,7 @@ async def two_hubs(hub_client: HubClientFactory, redis_server: str, prefix: str)
 
 
 def broker_of(client: TestClient[Any, Any]) -> RedisBroker:
-    from sse_hub.keys import HUB
+    from sse_hub.web.state import HUB
 
     broker = client.app[HUB].broker
     assert isinstance(broker, RedisBroker)

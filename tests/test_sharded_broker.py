@@ -19,9 +19,9 @@ from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partition_tags import TAGS
 from sse_hub.broker.sharded.partitions import PARTITIONS, partition, partition_slot
 from sse_hub.broker.sharded.publish import plan_rounds, script_call, split
-from sse_hub.broker.sharded_contract import NOWHERE
 from sse_hub.errors import BrokerUnavailable, UnknownClient
-from sse_hub.models import Draft, Message, message_from_payload
+from sse_hub.messages.message import Draft, Message, message_from_payload
+from sse_hub.messages.places import NOWHERE
 from tests.conftest import draft, eventually, free_port, wait_until
 from tests.redis_cluster import Cluster, ClusterNode, redis_cluster, running_cluster  # noqa: F401  # the fixture
 from tests.sharded_helpers import seqs, two_brokers

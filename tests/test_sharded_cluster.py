@@ -1,6 +1,6 @@
 """``broker.backend: redis-cluster`` with ``cluster_mode: sharded`` (the default) on a real
 3-master Redis Cluster (``tests.redis_cluster``), through HTTP only: two hubs, channels
-spread over every master, ids that are per-channel places (``sse_hub/positions.py``).
+spread over every master, ids that are per-channel places (``sse_hub/core/places/event_ids.py``).
 
 What is checked is the contract of docs/api.md ("Ids with a sharded Redis Cluster"):
 per channel, publish order, each message once; a resume with the last id seen, on any
@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestClient
 from redis.crc import key_slot
 
 from sse_hub.broker.sharded.keys import ShardKeys
-from sse_hub.config import ConfigError, load_settings
-from sse_hub.keys import HUB
-from sse_hub.positions import list_checksum, parse_component
+from sse_hub.config.settings import ConfigError, load_settings
+from sse_hub.core.places.event_ids import list_checksum, parse_component
+from sse_hub.web.state import HUB
 from tests.conftest import (
     HubClientFactory,
     HubProcess,

@@ -1,5 +1,5 @@
 """The SSE wire format: exact bytes for a table of cases, and property tests that the spec
-parser in ``tests/sse_client.py`` reads back what ``sse_hub.sse`` wrote, however the bytes
+parser in ``tests/sse_client.py`` reads back what ``sse_hub.messages.sse`` wrote, however the bytes
 are split on the way, and through the real HTTP app."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sse_hub import sse
+from sse_hub.messages import sse
 from tests.conftest import open_stream, publish
 from tests.sse_client import Event, EventStream, SseParser, parse
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sse_hub.keys import HUB
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, client_id_of, get_stats, open_stream, publish, wait_until
 
 CLIENT_FIELDS = {

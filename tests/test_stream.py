@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sse_hub.keys import HUB
-from sse_hub.models import Draft
+from sse_hub.messages.message import Draft
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, get_stats, open_stream, publish, read_raw_until, wait_until
 from tests.sse_client import EventStream
 

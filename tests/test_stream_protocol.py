@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web_protocol import RequestHandler
 
-from sse_hub.keys import CONNECTIONS, HUB
-from sse_hub.stream_protocol import CHUNKED_END
+from sse_hub.web.state import CONNECTIONS, HUB
+from sse_hub.web.stream_protocol import CHUNKED_END
 from tests.conftest import client_id_of, open_stream, publish, wait_until
 
 

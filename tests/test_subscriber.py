@@ -12,11 +12,11 @@ import asyncio
 
 import pytest
 
-from sse_hub import flusher as flusher_module
-from sse_hub import sse
-from sse_hub.flusher import MAX_WRITES_PER_ROUND, MIN_WRITES_PER_ROUND, Flusher
-from sse_hub.models import Draft, Message
-from sse_hub.subscriber import REPLAY_WINDOW_BYTES, Subscriber
+from sse_hub.core import flusher as flusher_module
+from sse_hub.core.flusher import MAX_WRITES_PER_ROUND, MIN_WRITES_PER_ROUND, Flusher
+from sse_hub.core.subscriber import REPLAY_WINDOW_BYTES, Subscriber
+from sse_hub.messages import sse
+from sse_hub.messages.message import Draft, Message
 from tests.sse_client import parse
 
 PREAMBLE = sse.chunk(b"retry: 3000\n" + sse.encode_event('{"client_id":"c_test","channels":["a"]}', "connected"))

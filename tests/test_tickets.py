@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.errors import TooManyTickets
-from sse_hub.keys import HUB
+from sse_hub.web.state import HUB
 from tests.conftest import HubClientFactory, HubProcess, expect_error, open_stream, wait_until
 from tests.test_history_bounds import FakeClock
 

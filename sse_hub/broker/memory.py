@@ -59,10 +59,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from sse_hub.broker import Broker, Deliver, History, Lost, nothing_lost
-from sse_hub.config import HistoryConfig, LimitsConfig, Settings
+from sse_hub.config.settings import HistoryConfig, LimitsConfig, Settings
 from sse_hub.errors import BrokerUnavailable, TooManyTickets
-from sse_hub.models import GLOBAL_CHANNEL, Draft, Message
+from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
+from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
 
 _HISTORY_DEFAULTS = HistoryConfig()
 _LIMITS_DEFAULTS = LimitsConfig()

@@ -38,12 +38,13 @@ from pathlib import Path
 
 import jwt
 
-# The same clock leeway and expiry cap as the channels' subscriber JWTs.
-from sse_hub.auth import JWT_LEEWAY_SECONDS, MAX_GRANT_SECONDS
-from sse_hub.config import MercureJwtConfig
+from sse_hub.config.settings import MercureJwtConfig
 from sse_hub.mercure.errors import MercureForbidden, MercureUnauthorized
 from sse_hub.mercure.grants import InvalidClaims, MercureGrant, access_token_grant, legacy_grant
 from sse_hub.mercure.tokens import PresentedToken
+
+# The same clock leeway and expiry cap as the channels' subscriber JWTs.
+from sse_hub.web.auth import JWT_LEEWAY_SECONDS, MAX_GRANT_SECONDS
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from sse_hub.mercure.protocol import EARLIEST
-from sse_hub.sse import FieldError, check_field
+from sse_hub.messages.sse import FieldError, check_field
 
 MAX_ID_CHARS = 1024
 _HUB_ID = re.compile(r"#([1-9][0-9]{0,18})")

@@ -34,7 +34,7 @@ from sse_hub.mercure.ids import InvalidEventId, check_publisher_id
 from sse_hub.mercure.protocol import HUB_PATH
 from sse_hub.mercure.selectors import WILDCARD, InvalidSelector, check_selector_value
 from sse_hub.mercure.update import MAX_TOPICS, MercureMeta
-from sse_hub.sse import FieldError, check_field
+from sse_hub.messages.sse import FieldError, check_field
 
 MAX_FORM_FIELDS = 1000
 MAX_RETRY_MS = 86_400_000  # the channels' bound (models.MAX_RETRY_MS)

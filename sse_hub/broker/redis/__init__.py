@@ -54,7 +54,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from sse_hub.broker import Broker, Deliver, History, Lost, nothing_lost
 from sse_hub.broker.redis.arrivals import Arrivals
 from sse_hub.broker.redis.directory import Directory
 from sse_hub.broker.redis.history import HistoryReader
@@ -67,9 +66,10 @@ from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
-from sse_hub.config import Settings
+from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
-from sse_hub.models import Draft, Message, message_from_payload
+from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
+from sse_hub.messages.message import Draft, Message, message_from_payload
 
 __all__ = ["POOL_CONNECTIONS", "RedisBroker", "redacted"]
 

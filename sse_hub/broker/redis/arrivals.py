@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from functools import partial
 
-from sse_hub.models import Message
+from sse_hub.messages.message import Message
 
 
 class Arrivals:

@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sse_hub.broker import History
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.publisher import IdFloor
 from sse_hub.broker.redis.scripts import (
@@ -40,6 +39,7 @@ from sse_hub.broker.redis.scripts import (
     script_entries,
 )
 from sse_hub.errors import BrokerUnavailable
+from sse_hub.messages.contract import History
 
 
 class HistoryReader:

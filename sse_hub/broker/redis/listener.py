@@ -47,7 +47,7 @@ from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS, own_connection
 from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import GLOBAL_CHANNEL
+from sse_hub.messages.message import GLOBAL_CHANNEL
 
 logger = logging.getLogger(__name__)
 

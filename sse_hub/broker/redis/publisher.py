@@ -40,7 +40,7 @@ from sse_hub.broker.redis.script_connection import ScriptConnection
 from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
 from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import Draft, Message, payload_tail
+from sse_hub.messages.message import Draft, Message, payload_tail
 
 logger = logging.getLogger(__name__)
 

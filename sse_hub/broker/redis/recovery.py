@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.scripts import merge_runs, parse_entries
-from sse_hub.models import Message
+from sse_hub.messages.message import Message
 
 BACKOFF_FIRST_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 5.0

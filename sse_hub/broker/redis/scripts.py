@@ -42,7 +42,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sse_hub.models import Message, message_from_payload
+from sse_hub.messages.message import Message, message_from_payload
 
 logger = logging.getLogger(__name__)
 

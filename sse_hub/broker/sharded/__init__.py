@@ -47,23 +47,23 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from sse_hub.broker import Deliver, Lost, nothing_lost
 from sse_hub.broker.redis import redacted
 from sse_hub.broker.redis.directory import Directory
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
+from sse_hub.broker.redis.topology import Topology
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.history import read_after, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.publish import Publisher
 from sse_hub.broker.sharded.repair import Repair
 from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
-from sse_hub.broker.sharded.topology import Topology
-from sse_hub.broker.sharded_contract import ChannelPage, Position, ShardedBroker
-from sse_hub.config import Settings
+from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
-from sse_hub.models import Draft, Message
+from sse_hub.messages.contract import Deliver, Lost, nothing_lost
+from sse_hub.messages.message import Draft, Message
+from sse_hub.messages.places import ChannelPage, Position, ShardedBroker
 
 __all__ = ["READS_IN_FLIGHT", "ShardedClusterBroker"]
 

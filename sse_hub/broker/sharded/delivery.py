@@ -22,10 +22,10 @@ from collections.abc import Callable, Collection, Iterable
 
 from pydantic import ValidationError
 
-from sse_hub.broker import Deliver
 from sse_hub.broker.redis.scripts import describe
-from sse_hub.broker.sharded_contract import Position
-from sse_hub.models import Message, message_from_payload
+from sse_hub.messages.contract import Deliver
+from sse_hub.messages.message import Message, message_from_payload
+from sse_hub.messages.places import Position
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from redis.asyncio import RedisCluster
 
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.sharded.keys import ShardKeys
-from sse_hub.broker.sharded_contract import NOWHERE, ChannelPage, Position
-from sse_hub.models import Message, message_from_payload
+from sse_hub.messages.message import Message, message_from_payload
+from sse_hub.messages.places import NOWHERE, ChannelPage, Position
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from sse_hub.broker.redis.listener import read_replies
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.tasks import cancel_and_wait
-from sse_hub.broker.sharded.topology import Node
+from sse_hub.broker.redis.topology import Node
 from sse_hub.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)

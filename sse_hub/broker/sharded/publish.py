@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partitions import partition
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import DRAFT_FIELDS, ChannelPosition, Draft, Message
+from sse_hub.messages.message import DRAFT_FIELDS, ChannelPosition, Draft, Message
 
 # Meta hashes outlive their stream by a day, so a counter is still there when its
 # history expired, and a resume is told "expired", not "epoch changed".

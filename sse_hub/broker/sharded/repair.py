@@ -35,13 +35,13 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.recovery import backoff_delays
 from sse_hub.broker.redis.tasks import raise_if_cancelled
+from sse_hub.broker.redis.topology import Topology
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.history import read_after
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.subscriptions import Subscriptions
-from sse_hub.broker.sharded.topology import Topology
-from sse_hub.broker.sharded_contract import NOWHERE, Position
 from sse_hub.errors import BrokerUnavailable
+from sse_hub.messages.places import NOWHERE, Position
 
 logger = logging.getLogger(__name__)
 

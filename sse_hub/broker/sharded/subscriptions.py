@@ -29,11 +29,11 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.interest import Interest
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
+from sse_hub.broker.redis.topology import Node, Topology
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.link import Link
-from sse_hub.broker.sharded.topology import Node, Topology
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.models import GLOBAL_CHANNEL
+from sse_hub.messages.message import GLOBAL_CHANNEL
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Settings: the YAML file, ``SSE_HUB_*`` environment overrides, their checks."""

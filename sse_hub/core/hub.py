@@ -1,0 +1,358 @@
+"""The hub: validates capacity, opens streams, publishes through the broker, fans out, counts.
+
+Invariants:
+
+1. Exactly one writer per socket (``Subscriber.flush``).
+2. Fan-out (``dispatch``) is synchronous and never awaits; it encodes each message once
+   (``Message.chunk``: SSE frame and HTTP chunk framing) and hands the same bytes to
+   every subscriber.
+3. Every per-subscriber buffer is bounded; overflow closes that subscriber as ``slow``.
+4. A subscriber is registered before its response headers go out and released once
+   (``Hub.release``): by the stream handler's ``finally`` when the stream ends before it
+   is live, else by the ``StreamProtocol`` that holds its connection, when it closes.
+5. Every background task has an owner that cancels and awaits it (``start``/``stop``).
+6. Control flow never depends on the log level.
+7. Mercure subscribers are in the registry (limits, heartbeats, drain, stats) and in
+   ``self.mercure`` (their selectors and grant); a Mercure update goes only to the
+   subscribers ``MercureIndex.targets`` picks, and a plain message never reaches a
+   Mercure subscriber (global broadcasts skip them). Plain messages pay one attribute
+   test for this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Collection, Sequence
+from functools import partial
+from typing import cast
+
+from sse_hub.config.settings import Settings
+from sse_hub.core import replay
+from sse_hub.core.counters import Counters
+from sse_hub.core.flusher import Flusher
+from sse_hub.core.places import replay as sharded_replay
+from sse_hub.core.places.subscriber import Encoded, ShardedSubscriber
+from sse_hub.core.registry import Registry
+from sse_hub.core.subscriber import CloseReason, Subscriber
+from sse_hub.errors import (
+    TooManyConnections,
+    TooManyConnectionsFromIp,
+    UnknownClient,
+)
+from sse_hub.mercure import replay as mercure_replay
+from sse_hub.mercure.fanout import MercureIndex
+from sse_hub.mercure.grants import MercureGrant
+from sse_hub.mercure.ids import Cursor
+from sse_hub.mercure.routing import FEED_CHANNEL
+from sse_hub.mercure.selectors import SelectorSet
+from sse_hub.messages import sse
+from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
+from sse_hub.messages.places import ShardedBroker
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, settings: Settings, broker: Broker, instance_id: str) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.registry = Registry()
+        self.mercure: MercureIndex[Subscriber] = MercureIndex()
+        self.counters = Counters(self.registry)
+        self.instance_id = instance_id
+        self.started_at = time.time()
+        self._flusher = Flusher(broker.arriving, lambda: len(self.registry))
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Called once per dispatched message with seconds since it was published (metrics).
+        self.observe_fanout: Callable[[float], None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start(self.dispatch_part if self.broker.sharded else self.dispatch, self.resync)
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
+
+    def begin_drain(self) -> None:
+        """Shutdown, first moment: refuse new streams from now on (``/readyz`` turns 503
+        too); open streams go on until ``close_streams``."""
+        self._closing = True
+
+    @property
+    def draining(self) -> bool:
+        return self._closing
+
+    async def close_streams(self) -> None:
+        """Shutdown, first step: tell every stream to reconnect a little later (jittered,
+        so a restarted cluster is not hit by every client at once) and end it cleanly."""
+        self._closing = True
+        self._end_streams("shutdown")
+
+    def resync(self) -> None:
+        """The broker may have missed messages it cannot recover (``Broker.start``): end
+        every stream, as at shutdown, so that each resumes from history and is told there
+        what it lost (``reset``), never left silently short."""
+        self._end_streams("resync")
+
+    def _end_streams(self, reason: CloseReason) -> None:
+        retry_ms = max(self.settings.sse.retry_ms, 1000)
+        for subscriber in self.registry:
+            subscriber.send_control(sse.chunk(sse.encode_retry(int(retry_ms * random.uniform(1, 3)))))
+            subscriber.close(reason)
+
+    async def stop(self) -> None:
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.broker.stop()
+
+    async def _heartbeat(self) -> None:
+        # Tick three times per heartbeat period and ping streams idle for two ticks, so no
+        # stream stays silent longer than heartbeat_seconds, and a transport that closed
+        # unnoticed is released within a third of it.
+        interval = self.settings.sse.heartbeat_seconds / 3
+        stall_seconds = self.settings.limits.stall_seconds
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            ping_before = now - 2 * interval
+            stalled_before = now - stall_seconds
+            for subscriber in self.registry:
+                subscriber.tick(now, ping_before, stalled_before)
+
+    # -- subscribe --------------------------------------------------------------------
+
+    def open(self, channels: tuple[str, ...], ip: str, user_agent: str) -> Subscriber:
+        """Register a new subscriber (holding live messages until ``go_live``)."""
+        self.check_capacity(ip)
+        limits = self.settings.limits
+        kind = ShardedSubscriber if self.broker.sharded else Subscriber
+        subscriber = kind(
+            client_id=f"c_{secrets.token_urlsafe(12)}",
+            channels=channels,
+            ip=ip,
+            user_agent=user_agent,
+            flusher=self._flusher,
+            max_buffer_bytes=limits.client_buffer_bytes,
+            on_close=self._closed,
+        )
+        self.registry.add(subscriber)
+        self.counters.connects += 1
+        self.broker.client_connected(subscriber.client_id)
+        logger.info("connect", extra={"client": subscriber.client_id, "ip": ip, "channels": ",".join(channels)})
+        return subscriber
+
+    def check_capacity(self, ip: str) -> None:
+        """Raise 503/429 when a new stream from ``ip`` would be over a limit."""
+        limits = self.settings.limits
+        if self._closing or self._heartbeat_task is None:  # shutting down, or not started
+            raise TooManyConnections("the hub is shutting down")
+        if len(self.registry) >= limits.max_connections:
+            raise TooManyConnections("the hub is at its connection limit")
+        if self.registry.count_for_ip(ip) >= limits.max_connections_per_ip:
+            raise TooManyConnectionsFromIp("too many connections from this address")
+
+    @property
+    def replay_page_size(self) -> int:
+        """Messages read from history at a time for a replay: a page of the largest
+        messages fits the client buffer, so a client that stops reading pins no more."""
+        limits = self.settings.limits
+        return max(1, limits.client_buffer_bytes // limits.max_message_bytes)
+
+    async def prepare_replay(self, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
+        """The stream's preamble (retry, ``connected``, maybe ``reset``) and the first page
+        of its replay (``replay``, or ``sharded_replay`` for per-channel places)."""
+        # Receive the stream's channels first: once attach returns, everything published
+        # to them reaches this instance, so nothing after `connected` is missed (the
+        # broker's attach contract; release detaches, also when attach raised).
+        await self.broker.attach(subscriber.channels)
+        if isinstance(subscriber, ShardedSubscriber):
+            return await sharded_replay.prepare(self, self._sharded, subscriber, last_event_id)
+        return await replay.prepare(self, subscriber, last_event_id)
+
+    def open_preamble(self, subscriber: Subscriber) -> list[bytes]:
+        """``retry`` and the ``connected`` event, in one chunk: the stream's first bytes
+        set the reconnection delay before anything else can go wrong."""
+        connected = json.dumps(
+            {"client_id": subscriber.client_id, "channels": list(subscriber.channels)},
+            separators=(",", ":"),
+        )
+        retry = b"retry: %d\n" % self.settings.sse.retry_ms
+        return [sse.chunk(retry + sse.encode_event(connected, "connected"))]
+
+    async def next_replay_page(self, subscriber: Subscriber, told_through: int) -> History | None:
+        """The page after what the stream has queued, or None when history it is owed was
+        trimmed since its first page (``told_through``: what that page reported)."""
+        if isinstance(subscriber, ShardedSubscriber):
+            return await sharded_replay.next_page(self, self._sharded, subscriber)
+        return await replay.next_page(self, subscriber, told_through)
+
+    async def replay_page(self, subscriber: Subscriber, after_id: int) -> History:
+        """The next page of a stream's replay: its channels' and global messages after
+        ``after_id`` (a Mercure stream's: the updates of the feed it may see)."""
+        if subscriber in self.mercure:
+            return await mercure_replay.read_page(
+                self.broker, partial(self._mercure_accepts, subscriber), after_id, self.replay_page_size
+            )
+        channels = (*subscriber.channels, GLOBAL_CHANNEL)
+        return await self.broker.history(channels, after_id, limit=self.replay_page_size)
+
+    def reset_chunk(self, reason: str, last_event_id: str) -> bytes:
+        self.counters.resets += 1
+        data = json.dumps({"reason": reason, "last_event_id": last_event_id}, separators=(",", ":"))
+        return sse.chunk(sse.encode_event(data, "reset"))
+
+    # -- Mercure subscribers ------------------------------------------------------------
+
+    def open_mercure(
+        self, subscription: SelectorSet, grant: MercureGrant | None, ip: str, user_agent: str
+    ) -> Subscriber:
+        """Register a Mercure subscriber (in the registry and the Mercure index)."""
+        subscriber = self.open((FEED_CHANNEL,), ip, user_agent)
+        self.mercure.add(subscriber, subscription, grant)
+        return subscriber
+
+    async def prepare_mercure_replay(
+        self, subscriber: Subscriber, cursor: Cursor | None
+    ) -> tuple[list[bytes], History, str | None]:
+        """The preamble, the first replay page and the cursor response header's value
+        (None: no cursor was sent). Attaches the feed first, as ``prepare_replay`` does."""
+        await self.broker.attach(subscriber.channels)
+        preamble = [sse.chunk(b"retry: %d\n\n" % self.settings.sse.retry_ms)]
+        if cursor is None:
+            return preamble, replay.NO_REPLAY, None
+        self.counters.replays += 1
+        history, after, header = await mercure_replay.start(self.broker, cursor, partial(self.replay_page, subscriber))
+        if after is not None:
+            subscriber.resume_after(after)
+        return preamble, history, header
+
+    def _mercure_accepts(self, subscriber: Subscriber, message: Message) -> bool:
+        meta = message.mercure
+        return meta is not None and self.mercure.accepts(subscriber, meta.topics, meta.private)
+
+    def release(self, subscriber: Subscriber) -> None:
+        """Forget a subscriber; called once per subscriber (invariant 4)."""
+        subscriber.close("disconnected")
+        self.mercure.remove(subscriber)
+        if self.registry.get(subscriber.client_id) is subscriber:
+            self.registry.remove(subscriber)
+            self.counters.delivered_to_departed += subscriber.messages_sent
+        self.broker.client_disconnected(subscriber.client_id)
+        self.broker.detach(subscriber.channels)
+
+    def _closed(self, subscriber: Subscriber, reason: CloseReason) -> None:
+        counters = self.counters
+        counters.disconnects[reason] = counters.disconnects.get(reason, 0) + 1
+        if reason == "slow":
+            counters.slow_disconnects += 1
+        logger.info(
+            "disconnect",
+            extra={
+                "client": subscriber.client_id,
+                "reason": reason,
+                "messages": subscriber.messages_sent,
+                "bytes": subscriber.bytes_sent,
+            },
+        )
+
+    async def kick(self, client_id: str) -> None:
+        """Disconnect a client wherever it is connected: here at once, else through the
+        broker as a ``kick`` control message to the instance that holds it."""
+        subscriber = self.registry.get(client_id)
+        if subscriber is not None:
+            subscriber.close("kicked")
+            return
+        if not await self.broker.client_exists(client_id):
+            raise UnknownClient(f"no client {client_id!r} is connected")
+        await self.broker.publish([Draft(event="message", data="", channels=(), client_id=client_id, kick=True)])
+
+    # -- publish and fan-out ----------------------------------------------------------
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        """Check direct targets, then hand the whole batch to the broker (all or nothing)."""
+        for draft in drafts:
+            if draft.client_id is not None and self.registry.get(draft.client_id) is None:
+                if not await self.broker.client_exists(draft.client_id):
+                    raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
+        messages = await self.broker.publish(drafts)
+        self.counters.messages_published += len(messages)
+        return messages
+
+    def dispatch(self, message: Message) -> None:
+        """Hand one message to every subscriber it is for. Synchronous; encodes once."""
+        if message.kick:
+            target = self.registry.get(message.client_id or "")
+            if target is not None:
+                target.close("kicked")
+            return
+        observe = self.observe_fanout
+        if observe is not None and message.published_at:
+            observe(time.time() - message.published_at)
+        mercure = message.mercure
+        if mercure is None:
+            targets = self._targets(message)
+        else:
+            targets = self.mercure.targets(mercure.topics, mercure.private)
+        if not targets:
+            return
+        chunk = message.chunk
+        frame_bytes = message.frame_bytes
+        message_id = message.id
+        exclude = message.exclude_client_id
+        if exclude is None:
+            for subscriber in targets:
+                subscriber.offer(message_id, chunk, frame_bytes)
+        else:
+            for subscriber in targets:
+                if subscriber.client_id != exclude:
+                    subscriber.offer(message_id, chunk, frame_bytes)
+
+    def dispatch_part(self, message: Message) -> None:
+        """``dispatch`` for the sharded broker: each stream decides by its places, and
+        streams that show the same id share one encoding (sharded_subscriber.py)."""
+        if message.kick:
+            self.dispatch(message)
+            return
+        observe = self.observe_fanout
+        if observe is not None and message.published_at:
+            observe(time.time() - message.published_at)
+        encoded: Encoded = {}
+        exclude = message.exclude_client_id
+        # With the sharded broker every subscriber is a ShardedSubscriber (``open``).
+        for subscriber in cast(Collection[ShardedSubscriber], self._targets(message)):
+            if subscriber.client_id != exclude:
+                subscriber.offer_part(message, encoded)
+
+    @property
+    def _sharded(self) -> ShardedBroker:
+        broker = self.broker
+        if not isinstance(broker, ShardedBroker):
+            raise TypeError("a sharded stream needs the sharded broker")
+        return broker
+
+    def _targets(self, message: Message) -> Collection[Subscriber]:
+        registry = self.registry
+        if message.client_id is not None:
+            subscriber = registry.get(message.client_id)
+            return (subscriber,) if subscriber is not None else ()
+        channels = message.channels
+        if channels == (GLOBAL_CHANNEL,):
+            if self.mercure:  # Mercure streams speak Mercure only
+                return [subscriber for subscriber in registry.all() if subscriber not in self.mercure]
+            return registry.all()
+        if len(channels) == 1:
+            return registry.on_channel(channels[0])
+        union: set[Subscriber] = set()
+        for channel in channels:
+            union.update(registry.on_channel(channel))
+        return union

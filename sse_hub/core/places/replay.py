@@ -1,0 +1,78 @@
+"""Opening and replaying a stream on the sharded broker (ids are per-channel positions).
+
+The same steps as ``Hub.prepare_replay`` for one sequence, with places instead of a
+floor (``sse_hub/core/places/event_ids.py``):
+
+1. attach the stream's channels (the hub did), then read where each channel is now: the
+   stream starts there, so it gets every part published after ``connected``;
+2. a ``Last-Event-ID`` that is not an id of this stream's channels, or is ahead of a
+   channel in the same epoch, starts with ``reset`` (``unknown_id``) from now;
+3. otherwise the stream moves to the id's places and replays each channel after its
+   place; a channel whose history no longer reaches back there (trimmed, expired, or its
+   counter started again) starts with ``reset`` (``history_expired``), and the stream
+   skips to what is retained.
+
+Invariant: a later page that finds a new gap ends the stream (``None`` from
+``next_page``), so the client reconnects and is told, never silently short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sse_hub.core.places.event_ids import Places
+from sse_hub.core.places.subscriber import ShardedSubscriber
+from sse_hub.core.replay import Hub
+from sse_hub.messages.contract import History
+from sse_hub.messages.message import GLOBAL_CHANNEL, Message
+from sse_hub.messages.places import ChannelPage, Position, ShardedBroker
+
+
+async def prepare(
+    hub: Hub, broker: ShardedBroker, subscriber: ShardedSubscriber, last_event_id: str | None
+) -> tuple[list[bytes], History]:
+    """Steps 1-3 of the module docstring, after the preamble ``hub.open_preamble`` built."""
+    preamble = hub.open_preamble(subscriber)
+    current = await broker.positions((*subscriber.channels, GLOBAL_CHANNEL))
+    places = Places(subscriber.channels, current)
+    subscriber.start_at(places)
+    if not last_event_id:
+        return preamble, _page(())
+    hub.counters.replays += 1
+    resumed = places.parse(last_event_id, current)
+    if resumed is None or _ahead(resumed, current):
+        preamble.append(hub.reset_chunk("unknown_id", last_event_id))
+        return preamble, _page(())
+    places.move_to(resumed)
+    page = await broker.history_after(places.snapshot(), hub.replay_page_size)
+    if page.gaps:
+        preamble.append(hub.reset_chunk("history_expired", last_event_id))
+        places.move_to(_past_gaps(page))
+    return preamble, _page(page.messages, page.complete)
+
+
+async def next_page(hub: Hub, broker: ShardedBroker, subscriber: ShardedSubscriber) -> History | None:
+    """The replay's next page, or None when history was trimmed while it was read."""
+    page = await broker.history_after(subscriber.places.snapshot(), hub.replay_page_size)
+    if page.gaps:
+        return None
+    return _page(page.messages, page.complete)
+
+
+def _ahead(resumed: dict[str, Position], current: dict[str, Position]) -> bool:
+    """An id past where a channel is, in the channel's epoch: not one this cluster gave."""
+    for channel, (seq, epoch) in resumed.items():
+        now_seq, now_epoch = current.get(channel, (0, ""))
+        if seq > now_seq and epoch == now_epoch:
+            return True
+    return False
+
+
+def _past_gaps(page: ChannelPage) -> dict[str, Position]:
+    """Places just before what each gapped channel still holds, in its current epoch."""
+    return {channel: (seq, page.current.get(channel, (0, ""))[1]) for channel, seq in page.gaps.items()}
+
+
+def _page(messages: Sequence[Message], complete: bool = True) -> History:
+    # The route feeds a History; on this path only its messages and completeness count.
+    return History(messages=messages, expired=False, last_id=0, complete=complete)

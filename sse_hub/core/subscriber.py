@@ -1,0 +1,343 @@
+"""One subscriber: its channels, its outgoing bytes, its counters.
+
+A subscriber moves through three states, one way:
+
+- **holding** (registered, response not started): live messages are kept, with their
+  ids, so that a replay read from history meanwhile can be followed by them with no gap.
+- **replaying** (``go_live`` with a replay): the preamble, then the replay, fed to the
+  socket as the client drains it, at most ``REPLAY_WINDOW_BYTES`` beyond what the kernel
+  holds (the stream handler wakes the feed when the transport drains, and reads the next
+  page of history when one is used up: ``needs_page``); live messages are still held.
+- **live**: what was held, then every message as it is offered.
+
+Invariants:
+
+1. Exactly one writer per socket: only ``Subscriber.flush`` writes to the transport; the
+   HTTP handler only waits (for the transport to drain during a replay), and the chunked
+   terminator is written once the subscriber is closed (by aiohttp, or by
+   ``StreamProtocol`` once the stream was handed over).
+2. Nothing here awaits. ``offer`` appends pre-encoded bytes to the outbox and marks the
+   subscriber dirty; the shared ``Flusher`` writes every dirty outbox once per loop
+   iteration, so messages published together leave in one ``write`` per socket.
+3. Ids only go up on a stream: the floor is the id the client resumed from, then the last
+   id queued; an offer at or below it is dropped, on every path (held, replayed, live,
+   and after the instance's own reconnect to its broker).
+4. Memory is bounded: held messages and the transport's backlog each stay within
+   ``client_buffer_bytes`` (over it: closed as ``slow``); a replay never holds more than
+   the window in the transport, however long it is. A stream whose backlog the client
+   does not read for ``stall_seconds`` is closed as ``slow`` (``tick``).
+
+``messages_sent`` and ``bytes_sent`` count published messages queued for this client,
+live or replayed (their SSE frames, without HTTP chunk framing); the preamble, ``reset``
+and heartbeats are not messages and are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Protocol, get_args
+
+from sse_hub.core.flusher import Flusher
+from sse_hub.messages import sse
+from sse_hub.messages.message import Message
+
+HEARTBEAT_CHUNK = sse.chunk(sse.HEARTBEAT)
+
+#: Why a stream ended: the client left, an admin kicked it, the hub shut down, it read too
+#: slowly, its token expired, or the broker may have missed messages and it must resume
+#: from history.
+CloseReason = Literal["disconnected", "kicked", "shutdown", "slow", "token_expired", "resync"]
+CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
+
+# Replay bytes handed to the transport beyond what the kernel took: enough to keep a
+# reading client's socket busy between two drain wake-ups, small enough that a client that
+# stops reading pins little (the whole history stays in the broker, not in the socket).
+REPLAY_WINDOW_BYTES = 64 * 1024
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def is_closing(self) -> bool: ...
+    def abort(self) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
+
+
+class Subscriber:
+    __slots__ = (
+        "_closed",
+        "_floor",
+        "_flusher",
+        "_held",
+        "_held_bytes",
+        "_max_buffer_bytes",
+        "_on_close",
+        "_outbox",
+        "_progress_at",
+        "_replay",
+        "_replay_complete",
+        "_replay_window",
+        "_taken",
+        "_transport",
+        "_written",
+        "bytes_sent",
+        "channels",
+        "client_id",
+        "close_reason",
+        "connected_at",
+        "ip",
+        "last_activity",
+        "messages_sent",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        client_id: str,
+        channels: tuple[str, ...],
+        ip: str,
+        user_agent: str,
+        flusher: Flusher,
+        max_buffer_bytes: int,
+        on_close: Callable[[Subscriber, CloseReason], None],
+    ) -> None:
+        self.client_id = client_id
+        self.channels = channels
+        self.ip = ip
+        self.user_agent = user_agent
+        self.connected_at = time.time()
+        self.last_activity = self.connected_at
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        self.close_reason: CloseReason | None = None
+        self._transport: Transport | None = None
+        self._outbox: list[bytes] = []
+        self._held: list[tuple[int, bytes, int]] | None = []
+        self._held_bytes = 0
+        self._floor = 0
+        self._replay: Iterator[Message] | None = None
+        self._replay_complete = True
+        self._replay_window = min(REPLAY_WINDOW_BYTES, max(1, max_buffer_bytes // 2))
+        self._written = 0
+        self._taken = 0
+        self._progress_at = self.connected_at
+        self._flusher = flusher
+        self._max_buffer_bytes = max_buffer_bytes
+        self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._on_close = on_close
+
+    # -- hot path ---------------------------------------------------------------------
+
+    def offer(self, message_id: int, chunk: bytes, frame_bytes: int) -> None:
+        """Queue one encoded message; never awaits, never raises for a dead client.
+        ``frame_bytes`` is the SSE frame's length inside ``chunk``, for ``bytes_sent``."""
+        if message_id <= self._floor:
+            return
+        held = self._held
+        if held is not None:
+            held.append((message_id, chunk, frame_bytes))
+            self._held_bytes += len(chunk)
+            if self._held_bytes > self._max_buffer_bytes:
+                self.close("slow", abort=True)
+            return
+        self._floor = message_id
+        outbox = self._outbox
+        if not outbox:
+            self._flusher.mark(self)
+        outbox.append(chunk)
+        self.messages_sent += 1
+        self.bytes_sent += frame_bytes
+
+    def _queue(self, chunk: bytes, frame_bytes: int) -> None:
+        """Queue a published message's chunk (``offer`` does the same inline: hot path)."""
+        if not self._outbox:
+            self._flusher.mark(self)
+        self._outbox.append(chunk)
+        self.messages_sent += 1
+        self.bytes_sent += frame_bytes
+
+    def flush(self, now: float) -> None:
+        """Write the outbox (while replaying, with the next slice of the replay after it)."""
+        transport = self._transport
+        if transport is None:
+            return
+        if self._replay is not None:
+            self._feed_replay(transport)
+        outbox = self._outbox
+        if not outbox:
+            return
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        if transport.is_closing():
+            self.close("disconnected")
+            return
+        transport.write(data)
+        self._written += len(data)
+        self.last_activity = now
+        if self._replay is None and transport.get_write_buffer_size() > self._max_buffer_bytes:
+            self.close("slow", abort=True)
+
+    def _feed_replay(self, transport: Transport) -> None:
+        """Queue the next replayed messages, up to the window beyond what the kernel took;
+        when the replay is done, queue what was held and go live."""
+        replay = self._replay
+        if replay is None:
+            return
+        outbox = self._outbox
+        budget = self._replay_window - transport.get_write_buffer_size() - sum(map(len, outbox))
+        while budget > 0:
+            message = next(replay, None)
+            if message is None:
+                self._replay = None
+                if self._replay_complete:
+                    self._release_held()
+                return
+            taken = self._take_replayed(message)
+            if taken is None:
+                continue
+            chunk, frame_bytes = taken
+            outbox.append(chunk)
+            budget -= len(chunk)
+            self.messages_sent += 1
+            self.bytes_sent += frame_bytes
+
+    def _take_replayed(self, message: Message) -> tuple[bytes, int] | None:
+        """A replayed message's chunk and frame length, unless the stream is past it
+        (then None); moves the floor past it."""
+        if message.id <= self._floor:
+            return None
+        self._floor = message.id
+        return message.chunk, message.frame_bytes
+
+    def _release_held(self) -> None:
+        held, self._held = self._held or [], None
+        self._held_bytes = 0
+        for message_id, chunk, frame_bytes in held:
+            self.offer(message_id, chunk, frame_bytes)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def resume_after(self, message_id: int) -> None:
+        """The client has seen every message up to this id: none of them is sent again."""
+        if message_id > self._floor:
+            self._floor = message_id
+
+    def go_live(
+        self, transport: Transport, preamble: Sequence[bytes], replay: Sequence[Message] = (), complete: bool = True
+    ) -> None:
+        """Start writing: the preamble chunks, the replay (fed as the client drains it:
+        see ``replaying``; ``complete`` False when more pages follow), then what was held
+        meanwhile, skipping ids already sent."""
+        if self.close_reason is not None:
+            return  # closed while the replay was read (kicked, or slow while holding)
+        self._transport = transport
+        self._progress_at = time.time()
+        for chunk in preamble:
+            self._send(chunk)
+        if replay or not complete:
+            # The transport pauses its protocol above the window, so the stream handler's
+            # drain() wakes the feed when the client has read most of it.
+            transport.set_write_buffer_limits(high=self._replay_window // 2)
+            self.extend_replay(replay, complete)
+        else:
+            self._release_held()
+
+    def extend_replay(self, page: Sequence[Message], complete: bool) -> None:
+        """The next page of the replay (``complete``: the last one)."""
+        self._replay = iter(page)
+        self._replay_complete = complete
+        if not self._outbox:
+            self._flusher.mark(self)
+
+    @property
+    def replaying(self) -> bool:
+        """The replay is not all handed to the transport yet."""
+        return (self._replay is not None or not self._replay_complete) and self.close_reason is None
+
+    @property
+    def needs_page(self) -> bool:
+        """The current page of the replay is written and more history follows: read the
+        page after ``replay_cursor``."""
+        return self._replay is None and not self._replay_complete and self.close_reason is None
+
+    @property
+    def replay_cursor(self) -> int:
+        """The last id queued for this stream (or the id it resumed from)."""
+        return self._floor
+
+    def feed(self) -> None:
+        """The transport drained: write the next slice of the replay now."""
+        self.flush(time.time())
+
+    def send_control(self, chunk: bytes) -> None:
+        """Queue bytes that are not a published message (a shutdown retry block); dropped
+        before the stream is live."""
+        if self._transport is not None:
+            self._send(chunk)
+
+    def _send(self, chunk: bytes) -> None:
+        if self.close_reason is not None:
+            return
+        if not self._outbox:
+            self._flusher.mark(self)
+        self._outbox.append(chunk)
+
+    def tick(self, now: float, ping_before: float, stalled_before: float) -> None:
+        """Heartbeat timer: close a stream whose client took none of its waiting bytes since
+        ``stalled_before``; ping one silent since ``ping_before``; notice a transport that
+        went away without the handler hearing of it."""
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.is_closing():
+            self.close("disconnected")
+            return
+        waiting = transport.get_write_buffer_size()
+        # Bytes the kernel took from us: it takes more only when the client reads.
+        taken = self._written - waiting
+        if waiting == 0 or taken != self._taken:
+            self._taken = taken
+            self._progress_at = now
+        elif self._progress_at < stalled_before:
+            self.close("slow", abort=True)
+            return
+        if self.last_activity < ping_before and not self._outbox:
+            self._send(HEARTBEAT_CHUNK)
+
+    @property
+    def buffered_bytes(self) -> int:
+        transport = self._transport
+        pending = sum(map(len, self._outbox)) + self._held_bytes
+        return pending + (transport.get_write_buffer_size() if transport is not None else 0)
+
+    def close(self, reason: CloseReason, abort: bool = False) -> None:
+        """Stop this stream. Graceful closes write what is queued first; ``abort`` drops it."""
+        if self.close_reason is not None:
+            return
+        if not abort:
+            self._replay = None  # a graceful end does not wait for the rest of a replay
+            self.flush(time.time())
+            if self.close_reason is not None:
+                return
+        self.close_reason = reason
+        self._outbox.clear()
+        self._held = None
+        self._replay = None
+        # Until the handler releases it, dispatch may still offer to this subscriber; the
+        # floor drops those too, at no cost to the hot path, so nothing is written after
+        # the stream's last chunk.
+        self._floor = sys.maxsize
+        if abort and self._transport is not None:
+            self._transport.abort()
+        if not self._closed.done():
+            self._closed.set_result(reason)
+        self._on_close(self, reason)
+
+    def wait_closed(self) -> asyncio.Future[str]:
+        """Resolves with the close reason. Not shielded: a cancelled handler cancels it,
+        and ``close`` only sets a result on a future that is not done (saves a future and
+        a callback per connection)."""
+        return self._closed

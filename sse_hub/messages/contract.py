@@ -1,0 +1,147 @@
+"""The Broker contract: number, store and carry messages; fan-out lives above it, in the hub.
+
+A broker:
+
+- ``start(deliver, lost)``: connect; from then on call ``deliver(message)`` (synchronously,
+  on the event loop) once for every message this instance must see, in id order: every
+  message of an attached channel, every global message (``*``), every direct message or
+  kick for a client of this instance. A broker may deliver more (the memory broker
+  delivers everything; the hub drops what no stream wants). ``start`` returns once the
+  broker is ready to publish and receive. When the broker may have missed messages that
+  it cannot recover (Redis lost its data, or too much was missed while disconnected) it
+  calls ``lost()``: the hub then ends its streams, which resume from history, where the
+  loss shows as ``reset``. A stream is never left silently short.
+- ``attach(channels)``: start receiving ``channels`` and return once every message
+  published to them from now on will reach ``deliver``; raises ``BrokerUnavailable``
+  when it cannot. The hub awaits it before it reads history or sends ``connected``, so a
+  stream misses nothing published after its ``connected`` event. Attachments are counted
+  before the first await: call ``detach(channels)`` exactly once per ``attach`` call,
+  also when it raised. After the last detach a broker may stop receiving the channel
+  (Redis: after a linger). Default: nothing to do (a broker that receives everything).
+- ``publish(drafts)``: give every draft the next id of one cluster-wide sequence, store
+  it in the history of each of its channels (not direct messages), and publish it, all
+  or nothing. It returns the numbered messages only once they are stored and published;
+  it raises ``BrokerUnavailable`` when it cannot take them (then nothing was applied,
+  except when the broker lost the reply: see the broker's docstring) and
+  ``UnknownClient`` for a direct message to a client no instance holds. A message is
+  never acknowledged unless it was stored and published.
+- ``history(channels, after_id, limit=None)``: the retained messages of those channels
+  with an id greater than ``after_id``, in id order, each once (at most ``limit`` of them,
+  the oldest, with ``complete`` False when more remain: a replay is read in pages, so
+  what a slow client is owed stays in the broker), plus whether any message newer than
+  ``after_id`` was evicted from one of them (by count or age; it may say so needlessly,
+  never wrongly say no) and the highest id ever published.
+- ``client_exists(client_id)``: whether a client is connected to some instance of the
+  cluster (for direct messages). The hub asks only after its own registry said no, so a
+  single-instance broker answers False.
+- ``client_connected(client_id)`` / ``client_disconnected(client_id)``: the hub's notice
+  of local clients, for brokers that keep a cluster-wide directory (default: nothing).
+- ``issue_ticket(ticket, patterns, ttl_seconds)`` / ``redeem_ticket(ticket)``: one-time
+  stream tickets, visible to every instance; ``redeem_ticket`` returns the ticket's
+  channel patterns once, within its TTL, and None after that or for an unknown ticket.
+- ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
+  None when the broker is not a cluster (default).
+- ``arriving()``: a future that resolves once this instance's own messages that are on
+  their way back to it through the broker (published, not yet delivered) were delivered,
+  or None when none are (default: a broker that delivers during ``publish``). The hub's
+  flusher waits for it, briefly, so they share a write with what is already waiting. It
+  may resolve early; the caller may cancel it.
+- ``connected``: whether publishing can work right now (``/readyz``).
+- ``stop()``: release everything; safe to call after a failed ``start``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from sse_hub.messages.message import Draft, Message
+
+Deliver = Callable[[Message], None]
+Lost = Callable[[], None]
+
+
+def nothing_lost() -> None:
+    """The default ``lost``: nobody to tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a reconnecting subscriber is owed.
+
+    ``messages``: retained messages newer than the requested id, in id order.
+    ``expired``: some message newer than the requested id is no longer retained.
+    ``last_id``: the highest id published so far (0 when none).
+    ``complete``: ``messages`` holds every retained message newer than the requested id
+    (False when a ``limit`` left some out: read the next page after the last one).
+    ``evicted_through``: the highest id these channels no longer hold (0: none), so the
+    reader of a paged replay can tell an eviction since its first page from one it was
+    told of already (``expired`` is ``evicted_through > after_id``).
+    """
+
+    messages: Sequence[Message]
+    expired: bool
+    last_id: int
+    complete: bool = True
+    evicted_through: int = 0
+
+
+class Broker(abc.ABC):
+    """See the module docstring for the contract every broker keeps."""
+
+    #: Times the broker re-established its connection (0 for brokers that never lose it).
+    reconnects: int = 0
+    #: Messages this instance received from other instances through the broker (0 for a
+    #: single-instance broker): with routing by interest it stays flat for channels that
+    #: have no stream here.
+    messages_received: int = 0
+    #: Ids are per-channel positions (``sharded_contract.ShardedBroker``), not one sequence.
+    sharded: bool = False
+    #: This instance's summary for the cluster (set by the app; see ``cluster_summaries``).
+    summary_source: Callable[[], dict[str, object]] | None = None
+
+    @abc.abstractmethod
+    async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, drafts: Sequence[Draft]) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History: ...
+
+    @abc.abstractmethod
+    async def client_exists(self, client_id: str) -> bool: ...
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None: ...
+
+    @abc.abstractmethod
+    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None: ...
+
+    async def attach(self, channels: Collection[str]) -> None:
+        """Receive ``channels`` from now on (see the module docstring)."""
+
+    def detach(self, channels: Collection[str]) -> None:
+        """One ``attach`` of ``channels`` is over."""
+
+    def arriving(self) -> asyncio.Future[None] | None:
+        """Own messages on their way back (see the module docstring)."""
+        return None
+
+    def client_connected(self, client_id: str) -> None:
+        """A client connected to this instance (synchronous: called on the hot path)."""
+
+    def client_disconnected(self, client_id: str) -> None:
+        """A client left this instance."""
+
+    async def cluster_summaries(self) -> list[dict[str, object]] | None:
+        return None

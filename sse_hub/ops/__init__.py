@@ -1,0 +1,1 @@
+"""Running the hub: the server process, workers, logging, Prometheus metrics."""

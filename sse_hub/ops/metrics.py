@@ -1,0 +1,124 @@
+"""Prometheus metrics, read from the hub's own counters at scrape time.
+
+Nothing is counted per delivery for Prometheus: the hub already keeps its counters (per
+message, per connection), and this collector turns them into metric families when
+``/metrics`` is scraped. Only the publish-to-fan-out latency histogram is observed on
+the hot path, once per message. Each app has its own CollectorRegistry (no global state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sse_hub import __version__
+from sse_hub.core.hub import Hub
+from sse_hub.core.subscriber import CLOSE_REASONS
+from sse_hub.ops.worker_metrics import WorkerGroup, render_group
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Channels are user-chosen names: label only the busiest, so the series count stays bounded.
+MAX_CHANNEL_LABELS = 50
+# The label value for all other channels. It is also a valid channel name: a channel really
+# called that is counted under it, so no two samples ever share a label set.
+OTHER_CHANNELS = "_other"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self._hub
+        counters = hub.counters
+        # Which instance answered: behind one address (--workers N on one port, a load
+        # balancer) each scrape reaches one instance, and its counters are that instance's.
+        info = GaugeMetricFamily(
+            "sse_hub_info", "This hub instance (always 1).", labels=["instance", "version", "broker"]
+        )
+        info.add_metric([hub.instance_id, __version__, hub.settings.broker.backend], 1)
+        yield info
+        yield GaugeMetricFamily("sse_hub_connections", "Open SSE connections.", value=len(hub.registry))
+        yield channel_connections(hub.registry.channel_counts())
+        yield CounterMetricFamily("sse_hub_connects", "SSE connections accepted.", value=counters.connects)
+        disconnects = CounterMetricFamily("sse_hub_disconnects", "SSE connections ended, by reason.", labels=["reason"])
+        # Every close reason from the start, at 0: a series that appears only when it first
+        # moves makes rate() and increase() miss that first step.
+        by_reason = dict.fromkeys(CLOSE_REASONS, 0) | counters.disconnects
+        for reason, count in sorted(by_reason.items()):
+            disconnects.add_metric([reason], count)
+        yield disconnects
+        yield CounterMetricFamily(
+            "sse_hub_messages_published", "Messages published through this instance.", value=counters.messages_published
+        )
+        yield CounterMetricFamily(
+            "sse_hub_messages_delivered", "Message deliveries handed to subscribers.", value=counters.messages_delivered
+        )
+        yield CounterMetricFamily(
+            "sse_hub_slow_disconnects", "Subscribers disconnected for not reading.", value=counters.slow_disconnects
+        )
+        yield CounterMetricFamily("sse_hub_replays", "Streams that asked for a replay.", value=counters.replays)
+        yield CounterMetricFamily("sse_hub_resets", "reset events sent.", value=counters.resets)
+        broker = hub.broker
+        yield GaugeMetricFamily(
+            "sse_hub_broker_connected", "1 when the broker can publish.", value=1 if broker.connected else 0
+        )
+        yield CounterMetricFamily(
+            "sse_hub_broker_reconnects", "Times the broker re-established its connection.", value=broker.reconnects
+        )
+        yield CounterMetricFamily(
+            "sse_hub_broker_messages_received",
+            "Messages this instance received from other instances through the broker.",
+            value=broker.messages_received,
+        )
+
+
+def channel_connections(counts: dict[str, int]) -> GaugeMetricFamily:
+    """Connections by channel: the ``MAX_CHANNEL_LABELS`` busiest channels each under its
+    own name, the rest summed under ``OTHER_CHANNELS`` (only when there is a rest)."""
+    family = GaugeMetricFamily(
+        "sse_hub_channel_connections",
+        f"Open SSE connections by channel (the {MAX_CHANNEL_LABELS} busiest; the rest as {OTHER_CHANNELS}).",
+        labels=["channel"],
+    )
+    # Busiest first; ties keep the registry's name order, so the labelled set is stable.
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    named = [item for item in ranked if item[0] != OTHER_CHANNELS][:MAX_CHANNEL_LABELS]
+    for channel, count in named:
+        family.add_metric([channel], count)
+    if len(named) < len(ranked):
+        family.add_metric([OTHER_CHANNELS], sum(counts.values()) - sum(count for _, count in named))
+    return family
+
+
+class Metrics:
+    """The registry behind ``/metrics`` for one app."""
+
+    def __init__(self, hub: Hub) -> None:
+        # Set when this app is one worker of ``--workers N`` (``sse_hub.ops.server``).
+        self.group: WorkerGroup | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(HubCollector(hub))
+        self.fanout_latency = Histogram(
+            "sse_hub_fanout_latency_seconds",
+            "Time from a publish request's arrival to the message's fan-out on this instance.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """This process's metrics."""
+        return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        """What ``/metrics`` answers: this process's metrics, or with ``--workers N`` the
+        whole process group's (``sse_hub.ops.worker_metrics``)."""
+        if self.group is None:
+            return self.render()
+        return await render_group(self.group, self.render)

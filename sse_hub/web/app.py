@@ -1,0 +1,142 @@
+"""The aiohttp application factory: wires settings, broker, hub, routes and lifecycle.
+
+Invariants: ``routes`` is the one route table: every route is added from it with its
+OpenAPI ``Operation``, so ``/openapi.json`` cannot miss one. The hub (and so the broker)
+is started and stopped by ``cleanup_ctx``: setup before ``yield``, teardown after, also
+when start-up failed half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+from aiohttp import web
+
+from sse_hub.broker.memory import MemoryBroker
+from sse_hub.config.settings import Settings
+from sse_hub.core.hub import Hub
+from sse_hub.messages.contract import Broker
+from sse_hub.ops.metrics import Metrics
+from sse_hub.web.auth import Authenticator
+from sse_hub.web.client_address import ClientAddress
+from sse_hub.web.connections import Connections
+from sse_hub.web.cors import Cors
+from sse_hub.web.middleware import json_errors
+from sse_hub.web.openapi import operations as spec
+from sse_hub.web.openapi.spec import Route, build_openapi
+from sse_hub.web.routes import admin, mercure, publish, stream, tickets
+from sse_hub.web.state import AUTH, CLIENT_ADDRESS, CONNECTIONS, CORS, HUB, METRICS, SETTINGS
+from sse_hub.web.stats import summary_for_broker
+
+STATIC = Path(__file__).parent.parent / "static"
+
+
+def default_instance_id() -> str:
+    """Unique per process and readable in /stats: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def create_broker(settings: Settings, instance_id: str) -> Broker:
+    if settings.broker.backend == "redis":
+        from sse_hub.broker.redis import RedisBroker
+
+        return RedisBroker(settings, instance_id)
+    if settings.sharded:
+        from sse_hub.broker.sharded import ShardedClusterBroker
+
+        return ShardedClusterBroker(settings, instance_id)
+    if settings.broker.backend == "redis-cluster":
+        from sse_hub.broker.redis.one_slot import RedisClusterBroker
+
+        return RedisClusterBroker(settings, instance_id)
+    return MemoryBroker.from_settings(settings)
+
+
+def create_app(settings: Settings | None = None, instance_id: str | None = None) -> web.Application:
+    settings = settings or Settings()
+    instance_id = instance_id or default_instance_id()
+    broker = create_broker(settings, instance_id)
+    hub = Hub(settings, broker, instance_id)
+    broker.summary_source = partial(summary_for_broker, hub)
+    cors = Cors(settings.server.cors_origins)
+
+    app = web.Application(middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[HUB] = hub
+    app[CLIENT_ADDRESS] = ClientAddress(settings.server.trusted_proxies)
+    app[CORS] = cors
+    app[AUTH] = Authenticator(settings.auth)
+    metrics = Metrics(hub)
+    hub.observe_fanout = metrics.fanout_latency.observe
+    app[METRICS] = metrics
+    app[CONNECTIONS] = Connections()
+    app.cleanup_ctx.append(_run_hub)
+    app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(cors.on_response_prepare)
+
+    for route in routes(settings):
+        if route.method == "GET":
+            app.router.add_get(route.pattern, route.handler)  # and HEAD
+        else:
+            app.router.add_route(route.method, route.pattern, route.handler)
+    return app
+
+
+def routes(settings: Settings) -> list[Route]:
+    """Every route of the app with its OpenAPI operation: registered and documented from here."""
+    table = [
+        Route("GET", "/events/{channel}", stream.stream_path, spec.STREAM_ONE),
+        Route("GET", "/events", stream.stream_query, spec.STREAM_MANY),
+        *(
+            Route("GET", alias.path, stream.alias(alias.channels), spec.stream_alias(alias.channels))
+            for alias in settings.streams
+        ),
+        Route("POST", "/broadcast", publish.broadcast, spec.publish(alias=False)),
+        Route("POST", "/api/broadcast", publish.broadcast, spec.publish(alias=True)),
+        Route("POST", "/tickets", tickets.issue, spec.TICKETS),
+        Route("GET", "/stats", admin.stats, spec.STATS),
+        Route("GET", "/metrics", admin.metrics, spec.METRICS),
+        Route("DELETE", "/clients/{client_id}", admin.delete_client, spec.DISCONNECT),
+        Route("GET", "/healthz", admin.healthz, spec.HEALTH),
+        Route("GET", "/readyz", admin.readyz, spec.READY),
+        Route("GET", "/openapi.json", _openapi, spec.DOCUMENT),
+        Route("GET", "/sse-hub.js", _browser_client, spec.BROWSER_CLIENT),
+    ]
+    if settings.demo_page:
+        table.append(Route("GET", "/", _demo_page, spec.DEMO_PAGE))
+    if settings.mercure.enabled:
+        subscribe, publish_update = mercure.handlers(settings)
+        table.append(Route("GET", mercure.HUB_PATH, subscribe, mercure.SUBSCRIBE))
+        table.append(Route("POST", mercure.HUB_PATH, publish_update, mercure.PUBLISH))
+    return table
+
+
+async def _run_hub(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    try:
+        await hub.start()
+        yield
+    finally:
+        await hub.stop()
+
+
+async def _close_streams(app: web.Application) -> None:
+    await app[HUB].close_streams()
+
+
+async def _demo_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def _browser_client(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "sse-hub.js", headers={"Content-Type": "text/javascript; charset=utf-8"})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    return web.json_response(build_openapi(settings, routes(settings)))

@@ -1,0 +1,251 @@
+"""A thin front protocol on every connection: plain ``POST /broadcast`` answered here, all
+else given to aiohttp.
+
+Under S5 (one POST per delivery) aiohttp's request machinery (request handler task, parser
+callbacks, request, match info, middlewares, response, writer, signals) was about half of
+the server's CPU per message (docs/performance.md, S5). This protocol owns a new
+connection first. While the requests it sees are plain, whole publishes, it answers them
+itself with the same validation, hub and receipt as ``routes/publish.py``; at the first
+request that is anything else it hands the connection to aiohttp for good.
+
+Invariants:
+
+1. Only a request whose every byte is known to be plain is answered here: the request
+   line ``POST /broadcast HTTP/1.1`` (or ``/api/broadcast``), header lines of visible
+   ASCII with token names, no repeated name, a ``Host``, one all-digit ``Content-Length``
+   within ``limits.max_message_bytes``, ``Content-Type: application/json``, none of
+   Transfer-Encoding, Expect, Upgrade, Connection, Origin, Content-Encoding (aiohttp
+   decodes the body) and Sec-WebSocket-Key1 (aiohttp refuses it), the head and body whole in
+   the buffer, a valid body, an accepted token, and the hub not draining. Any other
+   request, and any request that would be an error, goes to aiohttp, which answers it
+   exactly as before (status, JSON error, CORS, access log, timeouts).
+2. Handing over: aiohttp's request handler (``Server.__call__``) gets the transport
+   (``set_protocol``), ``connection_made`` and every byte not answered yet, in order; the
+   front then never touches the connection again. Nothing is answered twice: a request
+   is either answered here (after its publish) or replayed to aiohttp (before any
+   publish, validation has no side effect).
+3. One request at a time, in order (HTTP/1.1 pipelining): bytes that arrive while a
+   publish runs wait in the buffer; reading pauses when the buffer or the write buffer
+   is full.
+4. An idle connection (no whole request within ``request_header_timeout`` of its start or
+   of its last answer, as aiohttp's keep-alive timeout counts) is closed, also when what
+   it sent so far may still become a plain request's head (slowloris: the handover must
+   not restart aiohttp's count). A request whose head is whole but not plain, or whose
+   body is still arriving, is aiohttp's at once, under aiohttp's body timeout.
+5. The drain (``sse_hub/ops/server.py``) sees these connections: the app's ``Connections`` lists them, and
+   ``close`` closes an idle one now and a busy one after its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from aiohttp import web
+
+from sse_hub.errors import HubError
+from sse_hub.messages.message import Draft
+from sse_hub.web.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
+from sse_hub.web.middleware import INTERNAL_ERROR, hub_error_body
+from sse_hub.web.routes.publish import parse_items, receipts_body
+from sse_hub.web.state import AUTH, CONNECTIONS, CORS, HUB, SETTINGS
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("sse_hub.access")
+
+
+class FrontProtocol(asyncio.Protocol):
+    """A connection's first owner: see the module docstring."""
+
+    def __init__(self, make_handler: Callable[[], asyncio.Protocol], app: web.Application) -> None:
+        self._make_handler = make_handler
+        self._app = app
+        self._connections = app[CONNECTIONS]
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+        self._busy = False
+        self._closing = False
+        self._write_paused = False
+        self._read_paused = False
+        self._task: asyncio.Task[None] | None = None  # the publish in hand: referenced
+        self._idle_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._connections.fronts.add(self)
+        self._idle_since = asyncio.get_running_loop().time()
+        self._arm(self._idle_since)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > self._max_buffer() and self._transport is not None and not self._read_paused:
+            self._read_paused = True  # resumed once the buffer is answered (invariant 3)
+            self._transport.pause_reading()
+        if not self._busy:
+            self._next()
+
+    def eof_received(self) -> bool:
+        if self._busy:
+            self._closing = True  # answer the request in hand, then close
+            return True
+        if self._buffer:
+            return self._hand_over(eof=True)
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy:
+            self._next()
+
+    def close(self) -> None:
+        """For the drain: close now when idle, after the answer in hand when busy."""
+        self._closing = True
+        if not self._busy and self._transport is not None:
+            self._transport.close()
+
+    def _max_buffer(self) -> int:
+        return 2 * (self._app[SETTINGS].limits.max_message_bytes + MAX_HEAD_BYTES)
+
+    def _forget(self) -> None:
+        self._connections.fronts.discard(self)
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, since: float) -> None:
+        timeout = self._app[SETTINGS].server.request_header_timeout
+        self._timer = asyncio.get_running_loop().call_at(since + timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Invariant 4: one timer per connection, moved on lazily, not per request."""
+        self._timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        timeout = self._app[SETTINGS].server.request_header_timeout
+        if not self._busy and loop.time() - self._idle_since >= timeout:
+            transport.close()  # a partial head in the buffer is dropped unanswered, as aiohttp does
+            return
+        self._arm(loop.time() if self._busy else self._idle_since)
+
+    def _next(self) -> None:
+        """Answer the next request in the buffer, or hand the connection over."""
+        transport = self._transport
+        if transport is None or self._write_paused or not self._buffer:
+            return
+        if self._closing:
+            transport.close()
+            return
+        app = self._app
+        request = plain_request(self._buffer, app[SETTINGS].limits.max_message_bytes)
+        if request is None and head_incomplete(self._buffer):
+            return  # the rest of the head is awaited under the idle timer (invariant 4)
+        parsed = self._drafts(request) if request is not None else None
+        if request is None or parsed is None:
+            self._hand_over(eof=False)
+            return
+        self._buffer = self._buffer[request.end :]
+        self._busy = True
+        self._task = asyncio.get_running_loop().create_task(self._publish(request.path, *parsed))
+
+    def _drafts(self, request: Plain) -> tuple[list[Draft], bool] | None:
+        """The request's drafts and whether it is a batch, or None when aiohttp should
+        answer it (an error, or a direct message whose unknown client is the hub's 404)."""
+        app = self._app
+        if app[HUB].draining:
+            return None
+        try:
+            app[AUTH].require_publisher(request.authorization)
+            items, batch = parse_items(request.body, app[SETTINGS].limits.max_batch)
+            if any(item.client_id is not None for item in items):
+                return None
+            return [item.to_draft() for item in items], batch
+        except (HubError, ValueError):
+            return None
+
+    async def _publish(self, path: str, drafts: Sequence[Draft], batch: bool) -> None:
+        started = time.monotonic()
+        try:
+            messages = await self._app[HUB].publish(drafts)
+        except HubError as exc:
+            body = json.dumps(hub_error_body(exc, path)).encode()
+            self._answer(path, exc.status, body, exc.headers, started)
+        except Exception:
+            logger.exception("unhandled error path=%s", path)
+            self._answer(path, 500, json.dumps(INTERNAL_ERROR).encode(), {}, started)
+        else:
+            self._answer(path, 202, receipts_body(messages, batch), {}, started)
+        self._busy = False
+        self._task = None
+        self._idle_since = asyncio.get_running_loop().time()
+        if self._read_paused and self._transport is not None and len(self._buffer) <= self._max_buffer():
+            self._read_paused = False
+            self._transport.resume_reading()
+        self._next()
+
+    def _answer(self, path: str, status: int, body: bytes, extra: dict[str, str], started: float) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        headers = {**extra, **self._app[CORS].headers_for(None)}
+        if self._closing:
+            headers["Connection"] = "close"
+        transport.write(response_bytes(status, body, headers))
+        self._connections.answered += 1
+        if access_logger.isEnabledFor(logging.INFO):
+            peer = transport.get_extra_info("peername")
+            remote = peer[0] if isinstance(peer, tuple) else None
+            access_logger.info("%s %s %d %.3fs ip=%s", "POST", path, status, time.monotonic() - started, remote)
+        if self._closing:
+            transport.close()
+
+    def _hand_over(self, eof: bool) -> bool:
+        """Invariant 2: the connection is aiohttp's from here, with every unanswered byte."""
+        transport = self._transport
+        buffer, self._buffer = self._buffer, b""
+        self._forget()
+        if transport is None:
+            return False
+        self._connections.handed_over += 1
+        handler = self._make_handler()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._write_paused:
+            handler.pause_writing()
+        if self._read_paused:
+            transport.resume_reading()
+        if buffer:
+            handler.data_received(buffer)
+        return bool(handler.eof_received()) if eof else False
+
+
+class FrontSite(web.TCPSite):
+    """``web.TCPSite`` whose connections start with a ``FrontProtocol``."""
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        app = getattr(self._runner, "app", None)
+        assert server is not None and isinstance(app, web.Application)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FrontProtocol(server, app),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )

@@ -1,0 +1,150 @@
+"""The operations of the HTTP API as ``/openapi.json`` describes them: the prose.
+
+One ``Operation`` per kind of route (summary, who may call it, its parameters, what can
+go wrong); the app's route table (``app.routes``) pairs each route with one of these. The
+bodies' schemas are not written here: an operation names them (``ref("Stats")``) and
+``api_spec`` generates them from the types the handlers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sse_hub.web.openapi.spec import JsonObject, Operation, ref
+
+SSE_STREAM_EXAMPLE = (
+    'retry: 3000\nevent: connected\ndata: {"client_id":"c_x1","channels":["news"]}\n\n'
+    'id: 42\nevent: headline\ndata: {"title":"Hello"}\n\n: ping\n\n'
+)
+
+
+def parameter(name: str, where: str, description: str, schema: JsonObject, **more: object) -> JsonObject:
+    return {"name": name, "in": where, "description": description, "schema": schema, **more}
+
+
+TEXT: JsonObject = {"type": "string"}
+ADMIN_ERRORS = {401: "No token.", 403: "The token is not an admin token."}
+BODY_ERRORS = {
+    400: "Invalid JSON or fields.",
+    413: "The body is over `limits.max_message_bytes`.",
+    415: "The body is not `application/json`.",
+}
+LAST_EVENT_ID = (
+    parameter(
+        "Last-Event-ID",
+        "header",
+        "Resume after this id (browsers resend it on reconnect): retained newer messages are "
+        "replayed first, or `event: reset` (data: `Reset`) says they are gone.",
+        TEXT,
+    ),
+    parameter("last_event_id", "query", "Like `Last-Event-ID`, for clients that cannot set headers.", TEXT),
+    parameter("lastEventId", "query", "Alias of `last_event_id`.", TEXT),
+)
+CHANNEL_IN_PATH = parameter("channel", "path", "The channel.", ref("ChannelName"), required=True)
+CHANNELS_IN_QUERY = (
+    parameter(
+        "channel", "query", "Repeat for several channels.", {"type": "array", "items": ref("ChannelName")}, explode=True
+    ),
+    parameter("channels", "query", "Comma-separated channels.", TEXT),
+)
+
+
+def stream(summary: str, parameters: Iterable[JsonObject] = ()) -> Operation:
+    return Operation(
+        "subscribe",
+        summary,
+        TEXT,
+        access="subscribe",
+        media="text/event-stream",
+        parameters=(*parameters, *LAST_EVENT_ID),
+        description="A `text/event-stream`: `retry:` and a `connected` event (no id, data: `Connected`), then "
+        "replayed messages (when a last event id is given), then live ones, with a `: ping` comment when idle. "
+        "Sent with `Cache-Control: no-cache, no-transform` and `X-Accel-Buffering: no`.",
+        errors={
+            400: "Invalid channel names.",
+            401: "No token, or an invalid subscriber token or ticket.",
+            403: "The token does not allow the channel.",
+            429: "Over `limits.max_connections_per_ip`.",
+            503: "At `limits.max_connections`, or shutting down.",
+            505: "Streams need HTTP/1.1 (nginx: `proxy_http_version 1.1`).",
+        },
+        example=SSE_STREAM_EXAMPLE,
+    )
+
+
+STREAM_ONE = stream("Subscribe to one channel", [CHANNEL_IN_PATH])
+STREAM_MANY = stream("Subscribe to several channels", CHANNELS_IN_QUERY)
+
+
+def stream_alias(channels: Iterable[str]) -> Operation:
+    return stream(f"Subscribe to {', '.join(channels)} (configured in `streams:`)")
+
+
+def publish(alias: bool) -> Operation:
+    return Operation(
+        "publish",
+        "Publish one message or a batch" + (" (alias of /broadcast)" if alias else ""),
+        {"oneOf": [ref("Receipt"), ref("Receipts")]},
+        access="publish",
+        request={"oneOf": [ref("PublishItem"), ref("PublishBatch")]},
+        status=202,
+        description="Stored and published: one receipt, or a list of them for a batch (all or nothing).",
+        operation_id="publishAlias" if alias else "publish",
+        errors={
+            **BODY_ERRORS,
+            401: "No token.",
+            403: "The token may not publish.",
+            404: "`client_id` names no connected client.",
+            503: "The broker cannot take the message (Redis down); nothing was published.",
+        },
+    )
+
+
+STATS = Operation(
+    "operate",
+    "Connections and counters of this instance (and, with `scope=cluster`, of the cluster)",
+    {"anyOf": [ref("Stats"), ref("ClusterStats")]},
+    access="admin",
+    errors={400: "Invalid `limit` or `scope`.", **ADMIN_ERRORS},
+    parameters=(
+        parameter("limit", "query", "List at most this many clients.", {"type": "integer", "minimum": 0}),
+        parameter(
+            "scope", "query", "`cluster` adds every instance.", {"enum": ["local", "cluster"], "default": "local"}
+        ),
+    ),
+)
+DISCONNECT = Operation(
+    "operate",
+    "Disconnect one client",
+    ref("ClientDisconnected"),
+    access="admin",
+    errors={404: "No such client.", **ADMIN_ERRORS},
+    parameters=(parameter("client_id", "path", "The client.", TEXT, required=True),),
+)
+METRICS = Operation("operate", "Prometheus metrics", TEXT, access="admin", errors=ADMIN_ERRORS, media="text/plain")
+HEALTH = Operation("operate", "The process is up", ref("Health"))
+READY = Operation(
+    "operate",
+    "The broker is usable",
+    ref("Readiness"),
+    errors={503: "Not ready."},
+    error_body=ref("Readiness"),
+    retry_after=frozenset(),
+)
+TICKETS = Operation(
+    "subscribe",
+    "A one-time ticket for `?ticket=`",
+    ref("Ticket"),
+    access="tickets",
+    request=ref("TicketRequest"),
+    status=201,
+    errors={
+        **BODY_ERRORS,
+        **ADMIN_ERRORS,
+        404: "Subscriber auth is off: no tickets.",
+        503: "The broker cannot store the ticket (Redis down, or `limits.max_tickets` outstanding).",
+    },
+)
+DOCUMENT = Operation("docs", "This document", {"type": "object"})
+BROWSER_CLIENT = Operation("docs", "The browser helper (an ES module)", TEXT, media="text/javascript")
+DEMO_PAGE = Operation("docs", "The demo page", TEXT, media="text/html")

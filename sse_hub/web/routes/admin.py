@@ -1,0 +1,86 @@
+"""Operations: ``/stats``, ``/metrics``, ``DELETE /clients/{id}``, ``/healthz``, ``/readyz``.
+
+Every JSON answer here is built as its ``schemas`` TypedDict (``Stats``, ``Health``,
+``Readiness``, ``ClientDisconnected``), the types ``/openapi.json`` declares. Everything
+but the two probes needs the admin token when ``auth.admin_tokens`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from aiohttp import web
+
+from sse_hub.errors import BadRequest
+from sse_hub.ops.metrics import CONTENT_TYPE
+from sse_hub.web.openapi.schemas import (
+    CLUSTER_STATS,
+    STATS,
+    ClientDisconnected,
+    ClusterStats,
+    Health,
+    InstanceSummary,
+    Readiness,
+)
+from sse_hub.web.routes.publish import json_answer
+from sse_hub.web.state import AUTH, HUB, METRICS
+from sse_hub.web.stats import cluster_totals, instance_summary, local_stats
+
+
+def client_limit(request: web.Request) -> int | None:
+    raw = request.query.get("limit")
+    if raw is None:
+        return None
+    # isascii: str.isdigit() also accepts "²", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise BadRequest("limit must be a non-negative integer", {"limit": raw[:50]})
+    return int(raw)
+
+
+async def stats(request: web.Request) -> web.Response:
+    request.app[AUTH].require_admin(request.headers.get("Authorization"))
+    hub = request.app[HUB]
+    scope = request.query.get("scope", "local")
+    if scope not in ("local", "cluster"):
+        raise BadRequest("scope is local or cluster", {"scope": scope[:50]})
+    document = local_stats(hub, client_limit(request))
+    if scope == "local":
+        return json_answer(STATS.dump_json(document))
+    # The broker validates every summary it reads (broker.redis.scripts.InstanceSummary).
+    summaries = cast("list[InstanceSummary] | None", await hub.broker.cluster_summaries())
+    instances = summaries if summaries is not None else [instance_summary(hub)]
+    cluster = ClusterStats(**document, instances=instances, cluster=cluster_totals(instances))
+    return json_answer(CLUSTER_STATS.dump_json(cluster))
+
+
+async def delete_client(request: web.Request) -> web.Response:
+    request.app[AUTH].require_admin(request.headers.get("Authorization"))
+    client_id = request.match_info["client_id"]
+    await request.app[HUB].kick(client_id)
+    answer: ClientDisconnected = {"id": client_id, "disconnected": True}
+    return web.json_response(answer)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    request.app[AUTH].require_admin(request.headers.get("Authorization"))
+    body = await request.app[METRICS].scrape()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    answer: Health = {"status": "ok"}
+    return web.json_response(answer)
+
+
+def readiness(ready: bool, detail: str) -> web.Response:
+    answer: Readiness = {"status": "ready"} if ready else {"status": "unavailable", "detail": detail}
+    return web.json_response(answer, status=200 if ready else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when this instance should get new streams: not while it drains (from the first
+    moment of a shutdown), not while its broker is unusable."""
+    hub = request.app[HUB]
+    if hub.draining:
+        return readiness(False, "draining: shutting down")
+    return readiness(hub.broker.connected, "broker not connected")
