@@ -1,14 +1,17 @@
 """The package's import boundaries, read from the source with ``ast`` (every import
-statement, those inside functions included), plus one real import in a fresh interpreter:
+statement, those inside functions included), plus one real import in a fresh interpreter.
+The rules name packages, not modules, so a new module is checked by where it lives:
 
-- the client (``sse_hub/client/``) and the server (every other module) do not import
+- the client (``sse_hub/client/``) and the server (every other package) do not import
   each other; the one meeting point is the ``sse-hub`` command (``sse_hub/cli.py``),
   which registers the client's ``publish`` and ``tail`` beside ``serve``;
-- imports go one way, as style.md draws it,
-  ``cli -> app -> handlers -> hub -> {registry, sse, broker} -> {models, config, errors}``,
-  with no cycles;
-- the hub, registry, brokers, models and sse.py do not use ``aiohttp.web``, so they can
-  be tested without a server.
+- imports go one way down the layers of style.md and docs/architecture.md,
+  ``cli -> ops -> web -> {core, broker, mercure} -> messages -> {config, errors}``, with no
+  cycles; in the middle layer core and broker never import each other, the brokers import
+  no Mercure, and Mercure imports neither core nor the brokers;
+- nothing imports ``ops`` but the command; the fast publish path (``web/front*.py``)
+  imports no route module;
+- core imports no aiohttp at all, and no layer below web uses ``aiohttp.web``.
 """
 
 from __future__ import annotations
@@ -31,29 +34,33 @@ MEETING_POINTS = frozenset({"sse_hub.cli"})
 # ``sse_hub/__init__.py`` holds only the version: neither side.
 NEUTRAL = frozenset({PACKAGE})
 
-# style.md's layers, highest first; a module may import its own layer or any below it,
-# directly or through unlisted modules (keys, metrics, stats...). sse.py imports nothing
-# and models.py encodes each message's frame with it, so it sits with the foundations.
+
+def package(name: str) -> tuple[str, ...]:
+    """The patterns of a package and everything in it."""
+    return (f"{PACKAGE}.{name}", f"{PACKAGE}.{name}.*")
+
+
+# The layers, highest first; a module may import its own layer or any below it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("cli", ("sse_hub.cli", "sse_hub.__main__", "sse_hub.ops.workers", "sse_hub.ops.server")),
-    ("app", ("sse_hub.web.app",)),
-    ("handlers", ("sse_hub.web.routes", "sse_hub.web.routes.*")),
-    ("hub", ("sse_hub.core.hub",)),
-    ("registry, broker", ("sse_hub.core.registry", "sse_hub.core.subscriber", "sse_hub.broker", "sse_hub.broker.*")),
-    (
-        "models, config, errors, sse",
-        ("sse_hub.messages.message", "sse_hub.config.settings", "sse_hub.errors", "sse_hub.messages.sse"),
-    ),
+    ("cli", ("sse_hub.cli", "sse_hub.__main__")),
+    ("ops", package("ops")),
+    ("web", package("web")),
+    ("core, broker, mercure", (*package("core"), *package("broker"), *package("mercure"))),
+    ("messages", package("messages")),
+    ("config, errors", (*package("config"), "sse_hub.errors")),
 ]
+# Packages of one layer that must not import each other, in the direction given.
+APART: list[tuple[str, str]] = [("core", "broker"), ("broker", "core"), ("broker", "mercure")]
+APART += [("mercure", "core"), ("mercure", "broker")]
+# Who may import a package (besides the package itself).
+ONLY_FROM: dict[str, tuple[str, ...]] = {"ops": ("sse_hub.cli", "sse_hub.__main__")}
+# The fast publish path reads requests below aiohttp: it shares no code with a route.
+FAST_PATH = ("sse_hub.web.front", "sse_hub.web.front_http")
+# No aiohttp at all, so the hub runs and is tested without an HTTP stack.
+WITHOUT_AIOHTTP = package("core")
 # "Only the HTTP-facing modules import aiohttp.web" (style.md).
-WITHOUT_A_SERVER = (
-    "sse_hub.core.hub",
-    "sse_hub.core.registry",
-    "sse_hub.core.subscriber",
-    "sse_hub.broker*",
-    "sse_hub.messages.message",
-)
-WITHOUT_A_SERVER += ("sse_hub.messages.sse", "sse_hub.config.settings", "sse_hub.errors")
+WITHOUT_A_SERVER = (*package("core"), *package("broker"), *package("messages"), *package("config"))
+WITHOUT_A_SERVER += (*package("mercure"), "sse_hub.errors")
 
 
 @dataclass
@@ -62,6 +69,7 @@ class Module:
     is_package: bool
     imports: set[str] = field(default_factory=set)  # every dotted name imported, resolved
     uses_aiohttp_web: bool = False
+    uses_aiohttp: bool = False
 
 
 def module_name(path: Path, root: Path) -> tuple[str, bool]:
@@ -93,6 +101,7 @@ def read_module(path: Path, root: Path) -> Module:
         elif isinstance(node, ast.Attribute) and node.attr == "web":
             module.uses_aiohttp_web |= isinstance(node.value, ast.Name) and node.value.id == "aiohttp"
     module.uses_aiohttp_web |= any(name.startswith("aiohttp.web") for name in module.imports)
+    module.uses_aiohttp = any(name.split(".")[0] == "aiohttp" for name in module.imports)
     return module
 
 
@@ -197,6 +206,49 @@ def server_free_modules_using_aiohttp_web(modules: dict[str, Module]) -> list[st
     )
 
 
+def in_package(name: str, short: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in package(short))
+
+
+def imports_across_apart_packages(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{name} ({source}) imports {target} ({forbidden})"
+        for source, forbidden in APART
+        for name, targets in sorted(graph.items())
+        if in_package(name, source)
+        for target in sorted(targets)
+        if in_package(target, forbidden)
+    ]
+
+
+def imports_of_guarded_packages(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{name} imports {target}"
+        for guarded, allowed in ONLY_FROM.items()
+        for name, targets in sorted(graph.items())
+        if name not in allowed and not in_package(name, guarded)
+        for target in sorted(targets)
+        if in_package(target, guarded)
+    ]
+
+
+def fast_path_route_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{name} reaches {target}: {' -> '.join(path_to(graph, name, target))}"
+        for name in FAST_PATH
+        for target in sorted(reachable(graph, name))
+        if in_package(target, "web.routes")
+    ]
+
+
+def modules_outside_the_layers(modules: dict[str, Module]) -> list[str]:
+    return sorted(
+        name
+        for name in modules
+        if layer_of(name) is None and not is_client(name) and name not in NEUTRAL | MEETING_POINTS
+    )
+
+
 # -- tests ---------------------------------------------------------------------------------
 
 
@@ -212,6 +264,10 @@ def test_the_import_graph_is_read_from_every_module() -> None:
     assert MODULES["sse_hub.web.app"].uses_aiohttp_web
 
 
+def test_every_server_module_lives_in_a_layer() -> None:
+    assert modules_outside_the_layers(MODULES) == []
+
+
 def test_client_and_server_do_not_import_each_other() -> None:
     assert client_server_crossings(GRAPH) == []
 
@@ -220,12 +276,41 @@ def test_imports_go_one_way_down_the_layers() -> None:
     assert upward_imports(GRAPH) == []
 
 
+def test_core_and_broker_and_mercure_keep_apart() -> None:
+    assert imports_across_apart_packages(GRAPH) == []
+
+
+def test_nothing_imports_ops_but_the_command() -> None:
+    assert imports_of_guarded_packages(GRAPH) == []
+
+
+def test_the_fast_publish_path_reaches_no_route_module() -> None:
+    assert fast_path_route_imports(GRAPH) == []
+
+
 def test_the_package_has_no_import_cycles() -> None:
     graphlib.TopologicalSorter(GRAPH).prepare()  # raises CycleError with the cycle
 
 
-def test_hub_registry_brokers_and_models_do_not_use_aiohttp_web() -> None:
+def test_core_imports_no_aiohttp_and_the_lower_layers_no_aiohttp_web() -> None:
     assert server_free_modules_using_aiohttp_web(MODULES) == []
+    assert [name for name, module in MODULES.items() if module.uses_aiohttp and name.startswith("sse_hub.core")] == []
+
+
+def test_each_rule_catches_an_import_planted_against_it() -> None:
+    """The checks run on a copy of the graph with one forbidden import added each."""
+    planted = {
+        "sse_hub.core.hub": "sse_hub.web.app",  # upward
+        "sse_hub.broker.memory": "sse_hub.core.hub",  # across
+        "sse_hub.web.app": "sse_hub.ops.server",  # into ops
+        "sse_hub.web.front": "sse_hub.web.routes.publish",  # fast path into a route
+    }
+    for source, target in planted.items():
+        graph = {name: set(targets) for name, targets in GRAPH.items()}
+        graph[source].add(target)
+        found = upward_imports(graph) + imports_across_apart_packages(graph) + imports_of_guarded_packages(graph)
+        found += fast_path_route_imports(graph)
+        assert any(source in line and target in line for line in found), (source, target, found)
 
 
 def test_importing_the_client_or_the_command_loads_no_server_module() -> None:

@@ -20,8 +20,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sse_hub.config.checks import MAX_GRANT_SECONDS
 from sse_hub.config.settings import MercureJwtConfig
-from sse_hub.mercure.auth import MAX_GRANT_SECONDS, AccessTokenPolicy, JwtKey, MercureAuthorizer
+from sse_hub.mercure.auth import AccessTokenPolicy, JwtKey, MercureAuthorizer
 from sse_hub.mercure.errors import MercureForbidden, MercureUnauthorized, bearer_challenge
 from sse_hub.mercure.protocol import COOKIE, LEGACY_COOKIE, Protocol
 from sse_hub.mercure.tokens import PresentedToken, TokenSource, select_token

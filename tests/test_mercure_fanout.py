@@ -13,7 +13,7 @@ from sse_hub.mercure.grants import MercureGrant
 from sse_hub.mercure.protocol import Protocol
 from sse_hub.mercure.publish_form import parse_publish_form
 from sse_hub.mercure.selectors import EMPTY, MatchType, Selector, SelectorSet, compile_selectors
-from sse_hub.mercure.update import MercureMeta, MercurePayload
+from sse_hub.messages.mercure import MercureMeta, MercurePayload
 
 HUB = "https://localhost/.well-known/mercure"
 BOOK1 = "https://example.com/books/1"

@@ -18,8 +18,8 @@ from sse_hub.mercure.publish_form import (
     is_reserved_topic,
     parse_publish_form,
 )
-from sse_hub.mercure.selectors import MAX_SELECTOR_CHARS
 from sse_hub.messages import sse
+from sse_hub.messages.mercure import MAX_SELECTOR_CHARS
 
 HUB = "https://localhost/.well-known/mercure"
 

@@ -9,16 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sse_hub.mercure.ids import (
-    Cursor,
-    CursorKind,
-    InvalidEventId,
-    check_publisher_id,
-    hub_event_id,
-    parse_cursor,
-    response_cursor,
-    resume_after,
-)
+from sse_hub.mercure.ids import Cursor, CursorKind, parse_cursor, response_cursor, resume_after
+from sse_hub.messages.mercure import InvalidEventId, check_publisher_id, hub_event_id
 
 
 def test_hub_ids_are_fragments_of_the_sequence() -> None:

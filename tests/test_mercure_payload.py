@@ -8,8 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from sse_hub.mercure.routing import FEED_CHANNEL
-from sse_hub.mercure.update import MercureMeta
+from sse_hub.messages.mercure import FEED_CHANNEL, MercureMeta
 from sse_hub.messages.message import Draft, message_from_payload
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sse_hub.config.settings import CHANNEL_PATTERN
-from sse_hub.mercure.routing import FEED_CHANNEL
+from sse_hub.messages.mercure import FEED_CHANNEL
 
 
 def test_the_feed_is_outside_the_user_namespace() -> None:

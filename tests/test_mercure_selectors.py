@@ -15,8 +15,6 @@ from hypothesis import strategies as st
 from sse_hub.mercure import selectors as selectors_module
 from sse_hub.mercure.selectors import (
     EMPTY,
-    MAX_SELECTOR_CHARS,
-    InvalidSelector,
     MatchType,
     Selector,
     SelectorSet,
@@ -24,6 +22,7 @@ from sse_hub.mercure.selectors import (
     should_deliver,
 )
 from sse_hub.mercure.uritemplate import MAX_EXPRESSIONS, MAX_PREFIX, MAX_VARIABLES, template_regex
+from sse_hub.messages.mercure import MAX_SELECTOR_CHARS, InvalidSelector
 
 HUB = "https://hub.example/.well-known/mercure"
 

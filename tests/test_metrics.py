@@ -20,8 +20,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from sse_hub import __version__
-from sse_hub.ops.metrics import MAX_CHANNEL_LABELS
 from sse_hub.ops.worker_metrics import WorkerGroup, merge, render_group, serve_local
+from sse_hub.web.metrics import MAX_CHANNEL_LABELS
 from sse_hub.web.state import HUB, METRICS
 from tests.conftest import (
     HubClientFactory,

@@ -4,7 +4,7 @@ Each check asks the code that will use the value later, so that a value passing 
 one that code accepts, and a mistake stops start-up (exit 2, the key named) instead of
 failing at the first request:
 
-- ``server.trusted_proxies``: ``net.parse_networks``, what ``ClientAddress`` runs;
+- ``server.trusted_proxies``: ``parse_networks``, what ``web.client_address`` runs;
 - ``broker.redis_url``: redis-py's own URL parser, what ``Redis.from_url`` runs;
 - JWT algorithms and keys: PyJWT's algorithm registry and each algorithm's
   ``prepare_key``, what ``jwt.decode`` runs for every token.
@@ -15,14 +15,43 @@ does not repeat values under ``auth``, ``mercure`` or ``broker.redis_url``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import jwt
 from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 from redis.asyncio.connection import parse_url
 
-from sse_hub.web.client_address import parse_networks
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Seconds of clock difference tolerated between a token's issuer and this host (both the
+# subscriber JWTs and Mercure's).
+JWT_LEEWAY_SECONDS = 5
+# A stream's expiry timer is capped here: a later ``exp`` (10**400 is a valid JSON integer)
+# changes nothing in practice but would overflow a float.
+MAX_GRANT_SECONDS = 366 * 24 * 3600
+
+
+def token_expiry(exp: int | float | str) -> float | None:
+    """When a stream opened with a token must end: its ``exp`` (PyJWT has checked that it
+    reads as an integer), at most ``MAX_GRANT_SECONDS`` from now; None once it has passed."""
+    now = time.time()
+    expires_at = min(int(exp), now + MAX_GRANT_SECONDS)
+    return float(expires_at) if expires_at > now else None
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """IPs or CIDRs; raises ValueError naming the bad entry."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR: {entry!r}") from exc
+    return tuple(networks)
 
 
 def check_proxy_entry(entry: str) -> str:

@@ -49,10 +49,10 @@ from sse_hub.mercure import replay as mercure_replay
 from sse_hub.mercure.fanout import MercureIndex
 from sse_hub.mercure.grants import MercureGrant
 from sse_hub.mercure.ids import Cursor
-from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.messages import sse
 from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
 from sse_hub.messages.places import ShardedBroker
 

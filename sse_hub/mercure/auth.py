@@ -31,20 +31,19 @@ one ``invalid_token`` whatever it was (the 1.0 spec's advice).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 
+from sse_hub.config.checks import JWT_LEEWAY_SECONDS, token_expiry
 from sse_hub.config.settings import MercureJwtConfig
 from sse_hub.mercure.errors import MercureForbidden, MercureUnauthorized
 from sse_hub.mercure.grants import InvalidClaims, MercureGrant, access_token_grant, legacy_grant
 from sse_hub.mercure.tokens import PresentedToken
 
 # The same clock leeway and expiry cap as the channels' subscriber JWTs.
-from sse_hub.web.auth import JWT_LEEWAY_SECONDS, MAX_GRANT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +184,7 @@ def _expiry(claims: Mapping[str, object], *, required: bool) -> float | None:
         if required:
             raise ExpiredToken("the token has no exp")
         return None
-    now = time.time()
-    expires_at = min(int(exp), now + MAX_GRANT_SECONDS)
-    if expires_at <= now:
+    expires_at = token_expiry(exp)
+    if expires_at is None:
         raise ExpiredToken("the token has expired")
-    return float(expires_at)
+    return expires_at

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sse_hub.mercure.protocol import Protocol
-from sse_hub.mercure.selectors import EMPTY, InvalidSelector, MatchType, Selector, SelectorSet, compile_selectors
+from sse_hub.mercure.selectors import EMPTY, MatchType, Selector, SelectorSet, compile_selectors
+from sse_hub.messages.mercure import InvalidSelector
 
 MERCURE_DETAIL_TYPES = frozenset({"https://mercure.rocks/authorization-detail", "mercure"})
 MAX_DETAILS = 100

@@ -30,36 +30,9 @@ import enum
 import re
 from dataclasses import dataclass
 
-from sse_hub.mercure.protocol import EARLIEST
-from sse_hub.messages.sse import FieldError, check_field
+from sse_hub.messages.mercure import EARLIEST
 
-MAX_ID_CHARS = 1024
 _HUB_ID = re.compile(r"#([1-9][0-9]{0,18})")
-
-
-class InvalidEventId(ValueError):
-    """A publisher-supplied id the hub refuses; the message says why."""
-
-
-def hub_event_id(sequence: int) -> str:
-    """The IRI of the update numbered ``sequence`` by the hub."""
-    if sequence < 1:
-        raise ValueError("hub sequences start at 1")
-    return f"#{sequence}"
-
-
-def check_publisher_id(event_id: str) -> None:
-    """Raise InvalidEventId unless ``event_id`` may be used as a publisher-supplied id."""
-    if len(event_id) > MAX_ID_CHARS:
-        raise InvalidEventId(f"id may have at most {MAX_ID_CHARS} characters")
-    try:
-        check_field("id", event_id)
-    except FieldError as exc:
-        raise InvalidEventId(str(exc)) from exc
-    if event_id.startswith("#"):
-        raise InvalidEventId("id must not start with '#' (the hub's own ids do)")
-    if event_id == EARLIEST:
-        raise InvalidEventId("id must not be 'earliest' (the cursor that asks for the whole history)")
 
 
 class CursorKind(enum.Enum):

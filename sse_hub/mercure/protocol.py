@@ -20,9 +20,6 @@ from __future__ import annotations
 import enum
 
 HUB_PATH = "/.well-known/mercure"
-# The cursor a subscriber sends to get every retained update, and the value of the
-# response header when the hub replays from the oldest update it holds.
-EARLIEST = "earliest"
 
 LEGACY_COOKIE = "mercureAuthorization"
 COOKIE = "__Secure-mercure_access_token"

@@ -30,10 +30,16 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 from sse_hub.errors import BadRequest, PayloadTooLarge
-from sse_hub.mercure.ids import InvalidEventId, check_publisher_id
 from sse_hub.mercure.protocol import HUB_PATH
-from sse_hub.mercure.selectors import WILDCARD, InvalidSelector, check_selector_value
-from sse_hub.mercure.update import MAX_TOPICS, MercureMeta
+from sse_hub.mercure.selectors import WILDCARD
+from sse_hub.messages.mercure import (
+    MAX_TOPICS,
+    InvalidEventId,
+    InvalidSelector,
+    MercureMeta,
+    check_publisher_id,
+    check_selector_value,
+)
 from sse_hub.messages.sse import FieldError, check_field
 
 MAX_FORM_FIELDS = 1000

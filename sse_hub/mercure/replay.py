@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sse_hub.mercure.ids import Cursor, CursorKind, response_cursor, resume_after
-from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import Message
 
 FEED = (FEED_CHANNEL,)

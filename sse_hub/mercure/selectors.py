@@ -34,9 +34,9 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no type informati
 from urlpattern import URLPattern
 
 from sse_hub.mercure.uritemplate import TemplateTooComplex, template_regex
+from sse_hub.messages.mercure import InvalidSelector, check_selector_value
 
 WILDCARD = "*"
-MAX_SELECTOR_CHARS = 2048
 TEMPLATE_CACHE_SIZE = 4096
 URLPATTERN_CACHE_SIZE = 1024
 # RE2's compiled program for one template may not use more than this (the template limits
@@ -48,11 +48,6 @@ class MatchType(enum.Enum):
     TOPIC = "topic"
     EXACT = "exact"
     URLPATTERN = "urlpattern"
-
-
-class InvalidSelector(ValueError):
-    """A selector the hub refuses: bad characters, too long, too complex, or (URL
-    patterns) not a valid pattern. The message says which, for a 400 body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +93,6 @@ class _UrlPatternMatcher:
 
 
 _Matcher = _TemplateMatcher | _UrlPatternMatcher
-
-
-def check_selector_value(value: str, what: str = "selector") -> None:
-    """Raise InvalidSelector for an empty or over-long value, or one carrying C0 or C1
-    controls, DEL, or a lone surrogate (bytes that were not UTF-8)."""
-    if not value:
-        raise InvalidSelector(f"a {what} must not be empty")
-    if len(value) > MAX_SELECTOR_CHARS:
-        raise InvalidSelector(f"a {what} may have at most {MAX_SELECTOR_CHARS} characters")
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or 0xD800 <= ord(char) <= 0xDFFF for char in value):
-        raise InvalidSelector(f"a {what} must be UTF-8 without control characters")
 
 
 @functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)

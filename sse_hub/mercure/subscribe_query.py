@@ -33,7 +33,8 @@ from sse_hub.mercure.protocol import (
     LEGACY_TOPIC_PARAM,
     Protocol,
 )
-from sse_hub.mercure.selectors import InvalidSelector, MatchType, Selector, SelectorSet, compile_selectors
+from sse_hub.mercure.selectors import MatchType, Selector, SelectorSet, compile_selectors
+from sse_hub.messages.mercure import InvalidSelector
 
 MAX_SELECTORS = 1000
 MAX_PATTERN_SELECTORS = 100

@@ -43,9 +43,8 @@ from pydantic_core import to_json
 from typing_extensions import TypeAliasType
 
 from sse_hub.config.settings import CHANNEL_PATTERN
-from sse_hub.mercure.routing import FEED_CHANNEL
-from sse_hub.mercure.update import MercureMeta, MercurePayload
 from sse_hub.messages import sse
+from sse_hub.messages.mercure import FEED_CHANNEL, MercureMeta, MercurePayload
 
 GLOBAL_CHANNEL = "*"
 MAX_CHANNELS_PER_MESSAGE = 100
@@ -90,7 +89,7 @@ def _check_mercure(meta: MercureMeta) -> MercureMeta:
     return MercurePayload(topics=list(meta.topics), private=meta.private, event_id=meta.event_id).to_meta()
 
 
-# Set when the message is a Mercure update (sse_hub/mercure/update.py).
+# Set when the message is a Mercure update (sse_hub/messages/mercure.py).
 Mercure = Annotated[MercureMeta, AfterValidator(_check_mercure)]
 
 

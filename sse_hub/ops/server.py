@@ -22,13 +22,14 @@ import logging
 import math
 import signal
 from collections.abc import Callable
+from functools import partial
 
 from aiohttp import web
 
 from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.ops.worker_metrics import WorkerGroup, serve_local
+from sse_hub.ops.worker_metrics import WorkerGroup, render_group, serve_local
 from sse_hub.web.access_log import AccessLogger
 from sse_hub.web.app import create_app
 from sse_hub.web.connections import Connections
@@ -80,8 +81,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def run_server(settings: Settings, reuse_port: bool = False, group: WorkerGroup | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then shut down within ``server.shutdown_timeout``."""
-    app = create_app(settings)
-    app[METRICS].group = group
+    app = create_app(settings, group_scrape=None if group is None else partial(render_group, group))
     app.on_response_prepare.append(close_connection_while_draining)
     runner = web.AppRunner(
         app,

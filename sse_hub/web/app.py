@@ -21,11 +21,11 @@ from sse_hub.broker.memory import MemoryBroker
 from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
 from sse_hub.messages.contract import Broker
-from sse_hub.ops.metrics import Metrics
 from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
 from sse_hub.web.cors import Cors
+from sse_hub.web.metrics import GroupScrape, Metrics
 from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
 from sse_hub.web.openapi.spec import Route, build_openapi
@@ -57,7 +57,11 @@ def create_broker(settings: Settings, instance_id: str) -> Broker:
     return MemoryBroker.from_settings(settings)
 
 
-def create_app(settings: Settings | None = None, instance_id: str | None = None) -> web.Application:
+def create_app(
+    settings: Settings | None = None, instance_id: str | None = None, group_scrape: GroupScrape | None = None
+) -> web.Application:
+    """The app of one hub instance; ``group_scrape``: with ``--workers N``, how ``/metrics``
+    shows the whole process group (the server hands it in)."""
     settings = settings or Settings()
     instance_id = instance_id or default_instance_id()
     broker = create_broker(settings, instance_id)
@@ -71,7 +75,7 @@ def create_app(settings: Settings | None = None, instance_id: str | None = None)
     app[CLIENT_ADDRESS] = ClientAddress(settings.server.trusted_proxies)
     app[CORS] = cors
     app[AUTH] = Authenticator(settings.auth)
-    metrics = Metrics(hub)
+    metrics = Metrics(hub, group_scrape)
     hub.observe_fanout = metrics.fanout_latency.observe
     app[METRICS] = metrics
     app[CONNECTIONS] = Connections()

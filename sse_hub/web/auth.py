@@ -24,21 +24,16 @@ header is a 401/403, never an encoding error.
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 
+from sse_hub.config.checks import JWT_LEEWAY_SECONDS, token_expiry
 from sse_hub.config.settings import AuthConfig
 from sse_hub.errors import Forbidden, Unauthorized
 
 TOKEN_COOKIE = "sse_hub_token"
-# Seconds of clock difference tolerated between the token issuer and this host.
-JWT_LEEWAY_SECONDS = 5
-# A stream's expiry timer is capped here: a later ``exp`` (10**400 is a valid JSON integer)
-# changes nothing in practice but would overflow a float.
-MAX_GRANT_SECONDS = 366 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +150,10 @@ def _expiry(exp: object) -> float | None:
     as an integer (``1700000000``, ``1.7e9`` or ``"1700000000"``); 401 once it has passed."""
     if not isinstance(exp, int | float | str):
         return None  # absent (PyJWT refuses any other type)
-    now = time.time()
-    expires_at = min(int(exp), now + MAX_GRANT_SECONDS)
-    if expires_at <= now:
+    expires_at = token_expiry(exp)
+    if expires_at is None:
         raise Unauthorized("the subscriber token has expired")
-    return float(expires_at)
+    return expires_at
 
 
 def check_channels(grant: Grant, channels: tuple[str, ...]) -> None:

@@ -11,18 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
-    """IPs or CIDRs; raises ValueError naming the bad entry."""
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError as exc:
-            raise ValueError(f"not an IP address or CIDR: {entry!r}") from exc
-    return tuple(networks)
+from sse_hub.config.checks import parse_networks
 
 
 class ClientAddress:

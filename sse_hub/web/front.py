@@ -5,8 +5,9 @@ Under S5 (one POST per delivery) aiohttp's request machinery (request handler ta
 callbacks, request, match info, middlewares, response, writer, signals) was about half of
 the server's CPU per message (docs/performance.md, S5). This protocol owns a new
 connection first. While the requests it sees are plain, whole publishes, it answers them
-itself with the same validation, hub and receipt as ``routes/publish.py``; at the first
-request that is anything else it hands the connection to aiohttp for good.
+itself with the same validation, hub and receipt as ``routes/publish.py`` (both read the
+body with ``web/bodies.py``); at the first request that is anything else it hands the
+connection to aiohttp for good.
 
 Invariants:
 
@@ -49,9 +50,9 @@ from aiohttp import web
 
 from sse_hub.errors import HubError
 from sse_hub.messages.message import Draft
+from sse_hub.web.bodies import parse_items, receipts_body
 from sse_hub.web.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
 from sse_hub.web.middleware import INTERNAL_ERROR, hub_error_body
-from sse_hub.web.routes.publish import parse_items, receipts_body
 from sse_hub.web.state import AUTH, CONNECTIONS, CORS, HUB, SETTINGS
 
 logger = logging.getLogger(__name__)

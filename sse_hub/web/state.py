@@ -10,11 +10,11 @@ from aiohttp import web
 
 from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
-from sse_hub.ops.metrics import Metrics
 from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
 from sse_hub.web.cors import Cors
+from sse_hub.web.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)

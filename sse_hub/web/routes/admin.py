@@ -12,7 +12,8 @@ from typing import cast
 from aiohttp import web
 
 from sse_hub.errors import BadRequest
-from sse_hub.ops.metrics import CONTENT_TYPE
+from sse_hub.web.bodies import json_answer
+from sse_hub.web.metrics import CONTENT_TYPE
 from sse_hub.web.openapi.schemas import (
     CLUSTER_STATS,
     STATS,
@@ -22,7 +23,6 @@ from sse_hub.web.openapi.schemas import (
     InstanceSummary,
     Readiness,
 )
-from sse_hub.web.routes.publish import json_answer
 from sse_hub.web.state import AUTH, HUB, METRICS
 from sse_hub.web.stats import cluster_totals, instance_summary, local_stats
 

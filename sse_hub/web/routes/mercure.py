@@ -33,12 +33,12 @@ from sse_hub.errors import (
 from sse_hub.mercure.auth import AccessTokenPolicy, JwtKey, MercureAuthorizer
 from sse_hub.mercure.protocol import HUB_PATH, Protocol
 from sse_hub.mercure.publish_form import parse_publish_form
-from sse_hub.mercure.routing import FEED_CHANNEL
 from sse_hub.mercure.subscribe_query import parse_subscribe_query
 from sse_hub.mercure.tokens import select_token
+from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import Draft
+from sse_hub.web.bodies import read_body
 from sse_hub.web.openapi.spec import JsonObject, Operation, ref
-from sse_hub.web.routes.publish import read_body
 from sse_hub.web.routes.stream import (
     SSE_HEADERS,
     Opening,

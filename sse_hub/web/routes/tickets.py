@@ -19,8 +19,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from sse_hub.errors import NotFound
+from sse_hub.web.bodies import invalid_body, json_answer, read_json_body
 from sse_hub.web.openapi.schemas import TICKET, TicketRequest
-from sse_hub.web.routes.publish import invalid_body, json_answer, read_json_body
 from sse_hub.web.state import AUTH, HUB, SETTINGS
 from sse_hub.web.stats import iso
 

@@ -8,7 +8,7 @@ the hot path, once per message. Each app has its own CollectorRegistry (no globa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector
 from sse_hub import __version__
 from sse_hub.core.hub import Hub
 from sse_hub.core.subscriber import CLOSE_REASONS
-from sse_hub.ops.worker_metrics import WorkerGroup, render_group
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Channels are user-chosen names: label only the busiest, so the series count stays bounded.
@@ -95,12 +94,16 @@ def channel_connections(counts: dict[str, int]) -> GaugeMetricFamily:
     return family
 
 
+# With ``--workers N``: renders the whole process group's metrics, given this process's
+# (``sse_hub.ops.worker_metrics.render_group``, handed in by the server).
+GroupScrape = Callable[[Callable[[], bytes]], Awaitable[bytes]]
+
+
 class Metrics:
     """The registry behind ``/metrics`` for one app."""
 
-    def __init__(self, hub: Hub) -> None:
-        # Set when this app is one worker of ``--workers N`` (``sse_hub.ops.server``).
-        self.group: WorkerGroup | None = None
+    def __init__(self, hub: Hub, group_scrape: GroupScrape | None = None) -> None:
+        self._group_scrape = group_scrape
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -118,7 +121,7 @@ class Metrics:
 
     async def scrape(self) -> bytes:
         """What ``/metrics`` answers: this process's metrics, or with ``--workers N`` the
-        whole process group's (``sse_hub.ops.worker_metrics``)."""
-        if self.group is None:
+        whole process group's (``GroupScrape``)."""
+        if self._group_scrape is None:
             return self.render()
-        return await render_group(self.group, self.render)
+        return await self._group_scrape(self.render)
