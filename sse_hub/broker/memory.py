@@ -25,31 +25,19 @@ Bounds, each kept in O(1) amortised time with no timer:
   heap by expiry; entries of redeemed tickets are dropped when the heap grows to twice
   the live tickets), then ``issue_ticket`` raises ``TooManyTickets`` (503, Retry-After).
 
-Dropped history and ``History.expired``. The contract for every broker: ``expired`` is
-True whenever a message with an id above ``after_id`` was published to a requested
-channel and is no longer retained. It may be True when nothing was lost (a needless
-``reset`` only makes the client resynchronise), never False when something was (silent
-loss). Once a channel's history is gone the broker no longer knows what it held, so this
-broker keeps watermarks:
+``History.expired`` is never False when something was lost (the contract,
+``sse_hub/messages/contract.py``), though a dropped history leaves no record of what it
+held. Watermarks keep what is needed:
 
-1. Each channel history has ``evicted_through``: the highest id it no longer holds
-   (trimmed by ``history_size``), 0 when it lost none.
-2. ``dropped_through``: the highest id that was ever in a dropped channel history (the
-   last id published to it). One watermark covers the named channels, a separate one
-   covers ``*``: every resume asks for ``*``, so a shared watermark would reset every
-   resume from an old id on a hub that never broadcasts globally.
-3. A channel history created after drops starts with ``evicted_through`` equal to the
-   watermark of its kind: it may be a dropped channel published to again, whose old
-   messages are gone.
-4. ``history(channels, after_id)`` is expired when some requested channel either has a
-   history with ``evicted_through > after_id``, or has none and its watermark is
-   ``> after_id``.
+1. each channel history keeps ``evicted_through``, the highest id it trimmed;
+2. two watermarks, ``_dropped_through`` (named channels) and ``_global_dropped_through``
+   (``*``), keep the highest id of any dropped history of their kind; a history created
+   after drops starts with its kind's watermark as ``evicted_through``;
+3. a read is expired when a requested channel's ``evicted_through``, or for a channel
+   without history its watermark, or the ``origin``, is above ``after_id``.
 
-Why it suffices: a dropped history held ids up to the watermark only, and a client that
-resumes from ``after_id`` has seen every id up to it. Ids grow with time, so a drop by
-age raises a watermark only to an id at least ``ttl_seconds`` old: a client resuming from
-a more recent id never gets a reset from it. Drops by count can be recent under channel
-churn; they reset only clients asking for a channel without history.
+Why that suffices, and why ``*`` has its own watermark: docs/architecture.md, "History
+bounds on the memory broker".
 """
 
 from __future__ import annotations

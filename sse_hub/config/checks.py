@@ -9,7 +9,7 @@ failing at the first request:
 - JWT algorithms and keys: PyJWT's algorithm registry and each algorithm's
   ``prepare_key``, what ``jwt.decode`` runs for every token.
 
-Invariant: a message never holds a secret. ``config._describe`` adds the key's name; it
+Invariant: a message never holds a secret. ``settings._describe`` adds the key's name; it
 does not repeat values under ``auth``, ``mercure`` or ``broker.redis_url``.
 """
 

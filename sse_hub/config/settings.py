@@ -6,11 +6,11 @@ and, for overrides, where the value came from (``SSE_HUB_SERVER__PORT``), so a t
 start-up instead of being silently ignored.
 
 How environment values are read, and which ``SSE_HUB_*`` variables are skipped as
-Kubernetes service links, is ``config_env``'s job; ``service_link_variables`` names the
+Kubernetes service links, is ``config.env``'s job; ``service_link_variables`` names the
 skipped ones so the CLI can warn once logging is set up.
 
 Values a type cannot judge (``server.trusted_proxies``, JWT keys and algorithms,
-``broker.redis_url``) are checked here too, by ``config_checks``, with the libraries that
+``broker.redis_url``) are checked here too, by ``config.checks``, with the libraries that
 will use them; those errors name the key like any other.
 """
 

@@ -28,24 +28,14 @@ class Flushable(Protocol):
     def flush(self, now: float) -> None: ...
 
 
-# Sockets written per loop iteration. A message to 10,000 subscribers is 10,000 writes
-# (~100 ms of one core); writing them in rounds lets the loop read the next publishes in
-# between, and whatever they add to a subscriber still waiting joins its outbox, so one
-# write carries several messages. No socket is read while a round runs, publishes
-# included. Too long a round holds publishes back; too short a one lets them in faster
-# than the writes go out, and the outboxes (and the latency) grow. A message to every
-# subscriber goes out in about ``ROUNDS_PER_FAN_OUT`` rounds, each of 100 to 1000 sockets
-# (bench, paired runs: with 1000 subscribers, rounds of 250 instead of 1000 gave S1 2-3x
-# the deliveries/s at the same latency; with 5000, rounds of 100 instead of 1000 gave its
-# p99 1.2-1.4 s instead of 0.3; docs/performance.md, "Flush rounds").
+# Sockets written per loop iteration: a fan-out goes out in about four rounds, so the loop
+# reads publishes between them (why these numbers: docs/performance.md, "Flush rounds").
 ROUNDS_PER_FAN_OUT = 4
 MIN_WRITES_PER_ROUND = 100
 MAX_WRITES_PER_ROUND = 1000
 
-# The longest a flush waits for this instance's own publishes to come back from the broker
-# (a Redis round trip: well under a millisecond when Redis keeps up). With publishes back
-# to back, messages then reach each subscriber in one write where they took two
-# (bench: S1 on Redis; docs/performance.md).
+# The longest a round waits for this instance's own publishes to come back from the broker
+# (invariant 4; why 2 ms: docs/performance.md, "Flush rounds").
 HOLD_SECONDS = 0.002
 
 

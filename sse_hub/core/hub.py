@@ -319,7 +319,7 @@ class Hub:
 
     def dispatch_part(self, message: Message) -> None:
         """``dispatch`` for the sharded broker: each stream decides by its places, and
-        streams that show the same id share one encoding (sharded_subscriber.py)."""
+        streams that show the same id share one encoding (core/places/subscriber.py)."""
         if message.kick:
             self.dispatch(message)
             return

@@ -1,7 +1,17 @@
-"""Connection registry: subscribers by client id, by channel and by address.
+"""The hub's open subscribers: by client id, by channel and per address.
 
-Only the stream handler adds and removes (add before the response headers go out, remove
-in its ``finally``), never the fan-out loop, so fan-out may iterate the sets in place.
+It answers fan-out (``on_channel``, ``all``), direct messages and kicks (``get``), and the
+connection limits (``len``, ``count_for_ip``).
+
+Invariants:
+
+1. Only ``Hub.open`` adds (before the stream's response headers go out) and only
+   ``Hub.release`` removes (once per subscriber: the stream handler's ``finally`` before
+   the handover, the ``StreamProtocol`` after it). A closed subscriber stays registered
+   until then, and fan-out never adds or removes, so ``Hub.dispatch`` may iterate the
+   sets in place; iterating the registry itself walks a copy.
+2. Bounded by the open streams: a channel or an address with no subscriber left has no
+   entry.
 """
 
 from __future__ import annotations

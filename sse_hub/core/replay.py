@@ -12,7 +12,7 @@
 
 Invariant: a later page that finds messages evicted since the first page ends the stream
 (``next_page`` returns None), so the client reconnects and is told, never silently short.
-The sharded broker's counterpart, with per-channel places, is ``sharded_replay``.
+The sharded broker's counterpart, with per-channel places, is ``core.places.replay``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Fields (draft-07 and 1.0, section "Publication"):
   reserved for the hub's subscription events and must not be forgeable.
 - ``data``: the payload (default empty); the SSE encoder splits it into ``data:`` lines.
 - ``private``: present -> private, whatever its value, even empty or without ``=``.
-- ``id``: see ``sse_hub.mercure.ids.check_publisher_id``; empty means absent.
+- ``id``: see ``sse_hub.messages.mercure.check_publisher_id``; empty means absent.
 - ``type``: the SSE ``event``; no CR, LF or NUL; ``mercure`` is reserved (1.0 sends its
   subscription events under it); empty means absent.
 - ``retry``: ASCII digits only, at most ``MAX_RETRY_MS``.
@@ -43,7 +43,7 @@ from sse_hub.messages.mercure import (
 from sse_hub.messages.sse import FieldError, check_field
 
 MAX_FORM_FIELDS = 1000
-MAX_RETRY_MS = 86_400_000  # the channels' bound (models.MAX_RETRY_MS)
+MAX_RETRY_MS = 86_400_000  # the channels' bound (messages.message.MAX_RETRY_MS)
 MAX_TYPE_CHARS = 128
 RESERVED_TYPE = "mercure"
 _SINGLE_FIELDS = ("data", "id", "type", "retry")

@@ -2,7 +2,7 @@
 
 A sharded broker keeps no cluster-wide sequence: each channel counts its own messages
 (``seq`` from 1, with an ``epoch`` that changes when the counter had to start again), so a
-message's place is one ``ChannelPosition`` per channel (``models.Message.pos``), and a
+message's place is one ``ChannelPosition`` per channel (``message.Message.pos``), and a
 stream's place is one ``Position`` per channel it holds (``sse_hub/core/places/event_ids.py``).
 
 On top of the ``Broker`` contract (whose integer ``history`` it does not serve):

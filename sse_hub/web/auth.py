@@ -1,6 +1,6 @@
 """Who may publish, administer and subscribe: bearer tokens and subscriber JWTs.
 
-The matrix (design.md, "Precise rules"):
+The matrix (docs/security.md):
 
 - ``auth.publish_tokens`` set: ``/broadcast`` and ``/tickets`` need a publish or an admin
   token. Only ``auth.admin_tokens`` set: ``/broadcast`` stays open.

@@ -92,7 +92,7 @@ def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
 
 
 def receipt(message: Message) -> Receipt:
-    # The sharded broker has no cluster-wide id: a message's id is its places (positions.py).
+    # The sharded broker has no cluster-wide id: a message's id is its places (core/places/event_ids.py).
     message_id = receipt_id(message) if message.pos else str(message.id)
     if message.client_id is not None:
         return {"id": message_id, "channels": [], "client_id": message.client_id}

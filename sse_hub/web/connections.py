@@ -5,7 +5,7 @@ them: live streams handed over to a ``StreamProtocol`` (sse_hub/web/stream_proto
 connections still held by the publish ``FrontProtocol`` (sse_hub/web/front.py). The drain
 (sse_hub/ops/server.py) waits for these too.
 
-Invariants: one ``Connections`` per app (``keys.CONNECTIONS``), never process-wide state;
+Invariants: one ``Connections`` per app (``state.CONNECTIONS``), never process-wide state;
 a protocol counts itself in when it takes a connection and out when it loses it, once.
 """
 

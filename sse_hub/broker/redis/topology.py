@@ -92,7 +92,7 @@ class Topology:
 async def cluster_slots(connection: AbstractConnection) -> list[object]:
     """The raw ``CLUSTER SLOTS`` reply of the node a new, unconnected ``connection`` points
     at, within ``COMMAND_TIMEOUT_SECONDS``; the connection is closed again. Also used by
-    the one-slot broker (``redis_cluster``)."""
+    the one-slot broker (``redis.one_slot``)."""
     try:
         async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
             await connection.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated

@@ -71,7 +71,7 @@ def _start(position: Position) -> str:
 
 
 async def read_after(cluster: RedisCluster, keys: ShardKeys, after: Mapping[str, Position], limit: int) -> ChannelPage:
-    """The page of retained parts past ``after`` (see ``sharded_contract``). Raises
+    """The page of retained parts past ``after`` (see ``messages.places``). Raises
     RedisError/OSError."""
     if not after:
         return ChannelPage(messages=(), complete=True)

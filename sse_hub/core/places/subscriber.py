@@ -48,7 +48,7 @@ class ShardedSubscriber(Subscriber):
         on_close: Callable[[Subscriber, CloseReason], None],
     ) -> None:
         super().__init__(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close)
-        #: Nowhere until ``start_at``: ``sharded_replay`` reads where the channels are.
+        #: Nowhere until ``start_at``: ``places.replay`` reads where the channels are.
         self.places = Places(channels, {})
         self._held_parts: list[Message] = []
 

@@ -3,7 +3,7 @@
 One ``Operation`` per kind of route (summary, who may call it, its parameters, what can
 go wrong); the app's route table (``app.routes``) pairs each route with one of these. The
 bodies' schemas are not written here: an operation names them (``ref("Stats")``) and
-``api_spec`` generates them from the types the handlers use.
+``openapi.spec`` generates them from the types the handlers use.
 """
 
 from __future__ import annotations

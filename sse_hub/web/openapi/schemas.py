@@ -4,10 +4,10 @@ the type its handler builds and serialises, and as its schema in ``/openapi.json
 Responses are ``TypedDict``s: a handler builds a plain dict (no per-item model, no
 validation of our own output; mypy checks the keys and types) and serialises it with
 the ``TypeAdapter`` below in one call. Requests that need validating are pydantic models
-(``TicketRequest`` here, ``models.PublishItem`` for messages).
+(``TicketRequest`` here, ``messages.message.PublishItem`` for messages).
 
-Invariant: the OpenAPI document (``api_spec``) takes every schema from this module and
-``models``, so a response cannot change shape without its schema changing with it.
+Invariant: the OpenAPI document (``openapi.spec``) takes every schema from this module and
+``messages.message``, so a response cannot change shape without its schema changing with it.
 """
 
 from __future__ import annotations

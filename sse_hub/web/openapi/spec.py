@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``, generated.
 
-Schemas come from the types the handlers use (``models.PublishItem``, the ``schemas``
+Schemas come from the types the handlers use (``messages.message.PublishItem``, the ``schemas``
 TypedDicts and ``TicketRequest``) through pydantic's JSON Schema (2020-12, the OpenAPI 3.1
 dialect); paths come from the app's route table (``app.routes``), where each route names
-its ``Operation`` (written in ``api_operations``: the prose, parameters and errors). So a
+its ``Operation`` (written in ``openapi.operations``: the prose, parameters and errors). So a
 route cannot be served undocumented, and a body cannot change shape without its schema
 changing too.
 

@@ -100,7 +100,7 @@ PUBLISH = Operation(
 def authorizer(settings: Settings) -> MercureAuthorizer:
     config = settings.mercure
     publisher_key = JwtKey.from_config(config.publisher_jwt)
-    if publisher_key is None:  # config.MercureConfig refuses this at load time
+    if publisher_key is None:  # config.settings.MercureConfig refuses this at load time
         raise ValueError("mercure.enabled needs mercure.publisher_jwt")
     subscriber_key = JwtKey.from_config(config.subscriber_jwt) if config.subscriber_jwt else None
     return MercureAuthorizer(
