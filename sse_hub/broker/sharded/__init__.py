@@ -3,7 +3,7 @@ each channel numbered on its own, in the slot of its partition, with sharded pub
 
 The parts, one job each (names in ``keys``):
 
-- ``partitions`` (+ the generated ``partition_tags``): channel -> partition -> slot;
+- ``partitions`` (+ ``partition_tags``, computed at import): channel -> partition -> slot;
 - ``publish``: drafts split into parts by partition, rounds of script calls, the script;
 - ``history``: positions and replay pages (``history_after``), recovery reads;
 - ``topology``: the slot map (``CLUSTER SLOTS``);

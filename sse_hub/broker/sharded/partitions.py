@@ -6,7 +6,7 @@ name between the first ``{`` and the next ``}`` when that part is not empty (the
 hash-tag rule, https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/),
 else the whole name. So ``{room1}.chat`` and ``{room1}.typing`` share a partition.
 
-Partition ``p``'s keys carry the hash tag ``TAGS[p]`` (``partition_tags``, generated),
+Partition ``p``'s keys carry the hash tag ``TAGS[p]`` (``partition_tags``, computed at import),
 whose slot is ``p * 16384 // 1024``. Invariants:
 
 1. Partitions follow the slot ranges in order, 16 slots apart, so a cluster whose masters
