@@ -6,7 +6,7 @@ line, header lines of token names and visible-ASCII values, no name twice, a Hos
 all-digit Content-Length, no Transfer-Encoding; anything else is None and goes to aiohttp
 whole. Nor on what it holds: aiohttp refuses a request without Host or with
 Sec-WebSocket-Key1, and decodes a body by its Content-Encoding, so those go to it too
-(tests/test_front_differential.py holds the front to aiohttp's parser).
+(tests/app/test_front_differential.py holds the front to aiohttp's parser).
 """
 
 from __future__ import annotations

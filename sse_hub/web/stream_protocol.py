@@ -13,7 +13,7 @@ and puts aiohttp's request handler in the state it is in after a connection is l
 ``transport`` is None, so it neither writes, reads nor closes the socket (its final chunk
 fails as a client disconnection would, which it logs and ends on), and once its request
 task has ended it is told ``connection_lost``, which removes it from the server's
-connections. tests/test_stream_protocol.py pins this against the installed aiohttp.
+connections. tests/app/test_stream_protocol.py pins this against the installed aiohttp.
 
 Invariants:
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 CLI = [sys.executable, "-m", "sse_hub"]
 # The CLI reads these as defaults; tests set them explicitly or not at all.

@@ -1,9 +1,9 @@
 """A real Redis Cluster on loopback for tests: ``redis-server --cluster-enabled yes`` per
 node and ``redis-cli --cluster create``; about 2 s for 3 masters.
 
-``redis_cluster`` (session fixture): 3 masters, no replicas, shared by every test (tests
-use their own key prefix, hence their own slot). ``start_cluster(workdir, replicas=1)``
-gives a test its own cluster when it kills nodes.
+The ``redis_cluster`` fixture (``tests/support/plugin.py``): 3 masters, no replicas,
+shared by every test (tests use their own key prefix, hence their own slot).
+``running_cluster(workdir, replicas=1)`` gives a test its own cluster when it kills nodes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import redis
 
-from tests.conftest import free_port, require_binary, wait_for_port
+from tests.support.processes import free_port, require_binary, wait_for_port
 
 # A failed master is replaced after this long (the default, 15 s, would slow the tests).
 NODE_TIMEOUT_MS = 1000
@@ -28,6 +27,8 @@ NODE_TIMEOUT_MS = 1000
 class ClusterNode:
     port: int
     process: subprocess.Popen[bytes]
+    command: list[str] = field(default_factory=list)
+    log: Path | None = None
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
@@ -36,6 +37,15 @@ class ClusterNode:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Start the killed node again: the same port and cluster identity (its nodes.conf),
+        no data (the nodes keep none), as a master that crashed without persistence."""
+        assert self.process.poll() is not None, "kill the node first"
+        assert self.log is not None
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process)
 
 
 @dataclass
@@ -95,9 +105,10 @@ def start_cluster(workdir: Path, masters: int = 3, replicas: int = 0) -> Cluster
             command += ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
             command += ["--cluster-config-file", f"nodes-{port}.conf"]
             command += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--dir", str(workdir)]
-            with (workdir / f"redis-{port}.log").open("wb") as log:  # the child keeps its own copy
+            log_path = workdir / f"redis-{port}.log"
+            with log_path.open("wb") as log:  # the child keeps its own copy
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            cluster.nodes.append(ClusterNode(port, process))
+            cluster.nodes.append(ClusterNode(port, process, command, log_path))
             wait_for_port(port, process)
         addresses = [f"127.0.0.1:{node.port}" for node in cluster.nodes]
         subprocess.run(
@@ -133,10 +144,3 @@ def running_cluster(workdir: Path, masters: int = 3, replicas: int = 0) -> Itera
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A 3-master Redis Cluster shared by the session."""
-    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
-        yield cluster
