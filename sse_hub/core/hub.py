@@ -30,15 +30,14 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
-from typing import cast
+from typing import TYPE_CHECKING
 
 from sse_hub.config.settings import Settings
-from sse_hub.core import replay
 from sse_hub.core.counters import Counters
 from sse_hub.core.flusher import Flusher
-from sse_hub.core.places import replay as sharded_replay
-from sse_hub.core.places.subscriber import Encoded, ShardedSubscriber
+from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
 from sse_hub.core.registry import Registry
+from sse_hub.core.replay import NO_REPLAY
 from sse_hub.core.subscriber import CloseReason, Subscriber
 from sse_hub.errors import (
     TooManyConnections,
@@ -46,25 +45,34 @@ from sse_hub.errors import (
     UnknownClient,
 )
 from sse_hub.mercure import replay as mercure_replay
-from sse_hub.mercure.fanout import MercureIndex
-from sse_hub.mercure.grants import MercureGrant
-from sse_hub.mercure.ids import Cursor
-from sse_hub.mercure.selectors import SelectorSet
 from sse_hub.messages import sse
 from sse_hub.messages.contract import Broker, History
 from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
-from sse_hub.messages.places import ShardedBroker
+
+if TYPE_CHECKING:
+    from sse_hub.mercure.fanout import MercureIndex
+    from sse_hub.mercure.grants import MercureGrant
+    from sse_hub.mercure.ids import Cursor
+    from sse_hub.mercure.selectors import SelectorSet
 
 logger = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, settings: Settings, broker: Broker, instance_id: str) -> None:
+    def __init__(self, settings: Settings, broker: Broker, instance_id: str, ids: IdScheme = SEQUENCE_IDS) -> None:
         self.settings = settings
         self.broker = broker
+        #: One id sequence or per-channel places, chosen with the broker (``core/ids.py``).
+        self.ids = ids
         self.registry = Registry()
-        self.mercure: MercureIndex[Subscriber] = MercureIndex()
+        # Mercure's index (and the selector engines, RE2 and URL patterns, it needs) is
+        # loaded only when Mercure is on: a hub without it pays one empty check.
+        self.mercure: MercureIndex[Subscriber] | NoMercure = NoMercure()
+        if settings.mercure.enabled:
+            from sse_hub.mercure.fanout import MercureIndex
+
+            self.mercure = MercureIndex()
         self.counters = Counters(self.registry)
         self.instance_id = instance_id
         self.started_at = time.time()
@@ -77,7 +85,7 @@ class Hub:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.broker.start(self.dispatch_part if self.broker.sharded else self.dispatch, self.resync)
+        await self.broker.start(self.ids.dispatcher(self), self.resync)
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="sse-hub-heartbeat")
 
     def begin_drain(self) -> None:
@@ -135,8 +143,7 @@ class Hub:
         """Register a new subscriber (holding live messages until ``go_live``)."""
         self.check_capacity(ip)
         limits = self.settings.limits
-        kind = ShardedSubscriber if self.broker.sharded else Subscriber
-        subscriber = kind(
+        subscriber = self.ids.new_subscriber(
             client_id=f"c_{secrets.token_urlsafe(12)}",
             channels=channels,
             ip=ip,
@@ -170,14 +177,12 @@ class Hub:
 
     async def prepare_replay(self, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
         """The stream's preamble (retry, ``connected``, maybe ``reset``) and the first page
-        of its replay (``replay``, or ``sharded_replay`` for per-channel places)."""
+        of its replay, as the hub's id scheme reads them (``core/ids.py``)."""
         # Receive the stream's channels first: once attach returns, everything published
         # to them reaches this instance, so nothing after `connected` is missed (the
         # broker's attach contract; release detaches, also when attach raised).
         await self.broker.attach(subscriber.channels)
-        if isinstance(subscriber, ShardedSubscriber):
-            return await sharded_replay.prepare(self, self._sharded, subscriber, last_event_id)
-        return await replay.prepare(self, subscriber, last_event_id)
+        return await self.ids.prepare(self, subscriber, last_event_id)
 
     def open_preamble(self, subscriber: Subscriber) -> list[bytes]:
         """``retry`` and the ``connected`` event, in one chunk: the stream's first bytes
@@ -192,9 +197,7 @@ class Hub:
     async def next_replay_page(self, subscriber: Subscriber, told_through: int) -> History | None:
         """The page after what the stream has queued, or None when history it is owed was
         trimmed since its first page (``told_through``: what that page reported)."""
-        if isinstance(subscriber, ShardedSubscriber):
-            return await sharded_replay.next_page(self, self._sharded, subscriber)
-        return await replay.next_page(self, subscriber, told_through)
+        return await self.ids.next_page(self, subscriber, told_through)
 
     async def replay_page(self, subscriber: Subscriber, after_id: int) -> History:
         """The next page of a stream's replay: its channels' and global messages after
@@ -216,7 +219,8 @@ class Hub:
     def open_mercure(
         self, subscription: SelectorSet, grant: MercureGrant | None, ip: str, user_agent: str
     ) -> Subscriber:
-        """Register a Mercure subscriber (in the registry and the Mercure index)."""
+        """Register a Mercure subscriber (in the registry and the Mercure index); only the
+        Mercure endpoint calls it, which exists when Mercure is on."""
         subscriber = self.open((FEED_CHANNEL,), ip, user_agent)
         self.mercure.add(subscriber, subscription, grant)
         return subscriber
@@ -229,7 +233,7 @@ class Hub:
         await self.broker.attach(subscriber.channels)
         preamble = [sse.chunk(b"retry: %d\n\n" % self.settings.sse.retry_ms)]
         if cursor is None:
-            return preamble, replay.NO_REPLAY, None
+            return preamble, NO_REPLAY, None
         self.counters.replays += 1
         history, after, header = await mercure_replay.start(self.broker, cursor, partial(self.replay_page, subscriber))
         if after is not None:
@@ -300,7 +304,7 @@ class Hub:
             observe(time.time() - message.published_at)
         mercure = message.mercure
         if mercure is None:
-            targets = self._targets(message)
+            targets = self.targets(message)
         else:
             targets = self.mercure.targets(mercure.topics, mercure.private)
         if not targets:
@@ -317,30 +321,8 @@ class Hub:
                 if subscriber.client_id != exclude:
                     subscriber.offer(message_id, chunk, frame_bytes)
 
-    def dispatch_part(self, message: Message) -> None:
-        """``dispatch`` for the sharded broker: each stream decides by its places, and
-        streams that show the same id share one encoding (core/places/subscriber.py)."""
-        if message.kick:
-            self.dispatch(message)
-            return
-        observe = self.observe_fanout
-        if observe is not None and message.published_at:
-            observe(time.time() - message.published_at)
-        encoded: Encoded = {}
-        exclude = message.exclude_client_id
-        # With the sharded broker every subscriber is a ShardedSubscriber (``open``).
-        for subscriber in cast(Collection[ShardedSubscriber], self._targets(message)):
-            if subscriber.client_id != exclude:
-                subscriber.offer_part(message, encoded)
-
-    @property
-    def _sharded(self) -> ShardedBroker:
-        broker = self.broker
-        if not isinstance(broker, ShardedBroker):
-            raise TypeError("a sharded stream needs the sharded broker")
-        return broker
-
-    def _targets(self, message: Message) -> Collection[Subscriber]:
+    def targets(self, message: Message) -> Collection[Subscriber]:
+        """The local subscribers a message is for (before ``exclude_client_id``)."""
         registry = self.registry
         if message.client_id is not None:
             subscriber = registry.get(message.client_id)
@@ -356,3 +338,25 @@ class Hub:
         for channel in channels:
             union.update(registry.on_channel(channel))
         return union
+
+
+class NoMercure:
+    """The Mercure index of a hub with Mercure off: it holds no subscriber."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __contains__(self, subscriber: object) -> bool:
+        return False
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """Nothing to forget."""
+
+    def add(self, subscriber: Subscriber, subscription: SelectorSet, grant: MercureGrant | None) -> None:
+        raise RuntimeError("Mercure is off (mercure.enabled)")
+
+    def accepts(self, subscriber: Subscriber, topics: Sequence[str], private: bool) -> bool:
+        return False
+
+    def targets(self, topics: Sequence[str], private: bool) -> list[Subscriber]:
+        return []

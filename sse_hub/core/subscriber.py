@@ -58,6 +58,14 @@ CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
 REPLAY_WINDOW_BYTES = 64 * 1024
 
 
+class Placement(Protocol):
+    """How a stream whose place is not one integer takes messages (``core/places/``): it
+    decides replayed messages, and keeps the messages held before the stream is live."""
+
+    def take_replayed(self, message: Message) -> tuple[bytes, int] | None: ...
+    def release(self, subscriber: Subscriber) -> None: ...
+
+
 class Transport(Protocol):
     def write(self, data: bytes) -> None: ...
     def is_closing(self) -> bool: ...
@@ -76,6 +84,7 @@ class Subscriber:
         "_max_buffer_bytes",
         "_on_close",
         "_outbox",
+        "_placement",
         "_progress_at",
         "_replay",
         "_replay_complete",
@@ -103,6 +112,7 @@ class Subscriber:
         flusher: Flusher,
         max_buffer_bytes: int,
         on_close: Callable[[Subscriber, CloseReason], None],
+        placement: Placement | None = None,
     ) -> None:
         self.client_id = client_id
         self.channels = channels
@@ -128,6 +138,8 @@ class Subscriber:
         self._max_buffer_bytes = max_buffer_bytes
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._on_close = on_close
+        #: None: one id sequence, the floor below decides; else the stream's places do.
+        self._placement = placement
 
     # -- hot path ---------------------------------------------------------------------
 
@@ -151,7 +163,23 @@ class Subscriber:
         self.messages_sent += 1
         self.bytes_sent += frame_bytes
 
-    def _queue(self, chunk: bytes, frame_bytes: int) -> None:
+    @property
+    def placement(self) -> Placement | None:
+        return self._placement
+
+    @property
+    def holding(self) -> bool:
+        """Live messages wait until the replay is written (``go_live``)."""
+        return self._held is not None
+
+    def hold(self, size: int) -> None:
+        """A placement holds a message of ``size`` bytes for this stream: counted against
+        the buffer limit, as ``offer`` counts what it holds."""
+        self._held_bytes += size
+        if self._held_bytes > self._max_buffer_bytes:
+            self.close("slow", abort=True)
+
+    def queue(self, chunk: bytes, frame_bytes: int) -> None:
         """Queue a published message's chunk (``offer`` does the same inline: hot path)."""
         if not self._outbox:
             self._flusher.mark(self)
@@ -206,7 +234,9 @@ class Subscriber:
 
     def _take_replayed(self, message: Message) -> tuple[bytes, int] | None:
         """A replayed message's chunk and frame length, unless the stream is past it
-        (then None); moves the floor past it."""
+        (then None); moves the floor (or the placement's places) past it."""
+        if self._placement is not None:
+            return self._placement.take_replayed(message)
         if message.id <= self._floor:
             return None
         self._floor = message.id
@@ -215,6 +245,9 @@ class Subscriber:
     def _release_held(self) -> None:
         held, self._held = self._held or [], None
         self._held_bytes = 0
+        if self._placement is not None:
+            self._placement.release(self)
+            return
         for message_id, chunk, frame_bytes in held:
             self.offer(message_id, chunk, frame_bytes)
 

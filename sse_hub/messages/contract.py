@@ -97,8 +97,6 @@ class Broker(abc.ABC):
     #: single-instance broker): with routing by interest it stays flat for channels that
     #: have no stream here.
     messages_received: int = 0
-    #: Ids are per-channel positions (``messages.places.ShardedBroker``), not one sequence.
-    sharded: bool = False
     #: This instance's summary for the cluster (set by the app; see ``cluster_summaries``).
     summary_source: Callable[[], dict[str, object]] | None = None
 

@@ -53,8 +53,6 @@ class ChannelPage:
 class ShardedBroker(Broker):
     """A broker that numbers each channel on its own (module docstring)."""
 
-    sharded = True
-
     @abc.abstractmethod
     async def positions(self, channels: Collection[str]) -> dict[str, Position]: ...
 

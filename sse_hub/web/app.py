@@ -20,6 +20,7 @@ from aiohttp import web
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
+from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
 from sse_hub.messages.contract import Broker
 from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
@@ -29,7 +30,7 @@ from sse_hub.web.metrics import GroupScrape, Metrics
 from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
 from sse_hub.web.openapi.spec import Route, build_openapi
-from sse_hub.web.routes import admin, mercure, publish, stream, tickets
+from sse_hub.web.routes import admin, publish, stream, tickets
 from sse_hub.web.state import AUTH, CLIENT_ADDRESS, CONNECTIONS, CORS, HUB, METRICS, SETTINGS
 from sse_hub.web.stats import summary_for_broker
 
@@ -41,20 +42,23 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def create_broker(settings: Settings, instance_id: str) -> Broker:
+def create_broker(settings: Settings, instance_id: str) -> tuple[Broker, IdScheme]:
+    """The configured broker, and the id scheme that goes with it (``core/ids.py``)."""
     if settings.broker.backend == "redis":
         from sse_hub.broker.redis import RedisBroker
 
-        return RedisBroker(settings, instance_id)
+        return RedisBroker(settings, instance_id), SEQUENCE_IDS
     if settings.sharded:
         from sse_hub.broker.sharded import ShardedClusterBroker
+        from sse_hub.core.places.replay import PlaceIds
 
-        return ShardedClusterBroker(settings, instance_id)
+        sharded = ShardedClusterBroker(settings, instance_id)
+        return sharded, PlaceIds(sharded)
     if settings.broker.backend == "redis-cluster":
         from sse_hub.broker.redis.one_slot import RedisClusterBroker
 
-        return RedisClusterBroker(settings, instance_id)
-    return MemoryBroker.from_settings(settings)
+        return RedisClusterBroker(settings, instance_id), SEQUENCE_IDS
+    return MemoryBroker.from_settings(settings), SEQUENCE_IDS
 
 
 def create_app(
@@ -64,8 +68,8 @@ def create_app(
     shows the whole process group (the server hands it in)."""
     settings = settings or Settings()
     instance_id = instance_id or default_instance_id()
-    broker = create_broker(settings, instance_id)
-    hub = Hub(settings, broker, instance_id)
+    broker, ids = create_broker(settings, instance_id)
+    hub = Hub(settings, broker, instance_id, ids)
     broker.summary_source = partial(summary_for_broker, hub)
     cors = Cors(settings.server.cors_origins)
 
@@ -114,6 +118,9 @@ def routes(settings: Settings) -> list[Route]:
     if settings.demo_page:
         table.append(Route("GET", "/", _demo_page, spec.DEMO_PAGE))
     if settings.mercure.enabled:
+        # Only a hub with Mercure on loads it (and the selector engines it needs).
+        from sse_hub.web.routes import mercure
+
         subscribe, publish_update = mercure.handlers(settings)
         table.append(Route("GET", mercure.HUB_PATH, subscribe, mercure.SUBSCRIBE))
         table.append(Route("POST", mercure.HUB_PATH, publish_update, mercure.PUBLISH))

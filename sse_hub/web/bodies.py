@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from pydantic import ValidationError
 
-from sse_hub.core.places.event_ids import receipt_id
+from sse_hub.core.ids import IdScheme
 from sse_hub.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from sse_hub.messages.message import PUBLISH_BATCH, Message, PublishItem
 from sse_hub.web.openapi.schemas import RECEIPT, RECEIPTS, Receipt
@@ -91,16 +91,16 @@ def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
     return parsed, True
 
 
-def receipt(message: Message) -> Receipt:
-    # The sharded broker has no cluster-wide id: a message's id is its places (core/places/event_ids.py).
-    message_id = receipt_id(message) if message.pos else str(message.id)
+def receipt(message: Message, ids: IdScheme) -> Receipt:
+    message_id = ids.receipt_id(message)
     if message.client_id is not None:
         return {"id": message_id, "channels": [], "client_id": message.client_id}
     return {"id": message_id, "channels": list(message.channels)}
 
 
-def receipts_body(messages: Sequence[Message], batch: bool) -> bytes:
-    """The 202's body: the receipts of a batch, or the receipt of one message."""
+def receipts_body(messages: Sequence[Message], batch: bool, ids: IdScheme) -> bytes:
+    """The 202's body: the receipts of a batch, or the receipt of one message, with the
+    ids of the hub's id scheme."""
     if batch:
-        return RECEIPTS.dump_json([receipt(message) for message in messages])
-    return RECEIPT.dump_json(receipt(messages[0]))
+        return RECEIPTS.dump_json([receipt(message, ids) for message in messages])
+    return RECEIPT.dump_json(receipt(messages[0], ids))

@@ -179,8 +179,9 @@ class FrontProtocol(asyncio.Protocol):
 
     async def _publish(self, path: str, drafts: Sequence[Draft], batch: bool) -> None:
         started = time.monotonic()
+        hub = self._app[HUB]
         try:
-            messages = await self._app[HUB].publish(drafts)
+            messages = await hub.publish(drafts)
         except HubError as exc:
             body = json.dumps(hub_error_body(exc, path)).encode()
             self._answer(path, exc.status, body, exc.headers, started)
@@ -188,7 +189,7 @@ class FrontProtocol(asyncio.Protocol):
             logger.exception("unhandled error path=%s", path)
             self._answer(path, 500, json.dumps(INTERNAL_ERROR).encode(), {}, started)
         else:
-            self._answer(path, 202, receipts_body(messages, batch), {}, started)
+            self._answer(path, 202, receipts_body(messages, batch, hub.ids), {}, started)
         self._busy = False
         self._task = None
         self._idle_since = asyncio.get_running_loop().time()

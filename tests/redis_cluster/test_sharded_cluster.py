@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.config.settings import ConfigError, load_settings
 from tests.support.http import client_id_of, open_stream, publish
+from tests.support.openapi import connected_client_id, contract_of
 from tests.support.plugin import HubsFactory
 from tests.support.redis_cluster import Cluster
 from tests.support.sharded import master_of, receipt_places, slot_of, spread_channels
@@ -458,3 +459,17 @@ async def test_channels_with_one_tag_share_a_partition_and_a_message_to_them_is_
     path = "/events?channels=room%7B7%7Da,room%7B7%7Db"
     async with open_stream(a, path, headers={"Last-Event-ID": receipt["id"]}) as resumed:
         assert [event.data for event in await collect(resumed, 2)] == ["after", "later"]
+
+
+async def test_receipts_of_the_sharded_broker_match_the_openapi_schema(two_hubs: Hubs) -> None:
+    """A sharded hub's receipts carry places, not decimals: its own /openapi.json says so."""
+    a, _ = two_hubs
+    contract = await contract_of(a)
+    async with open_stream(a, "/events/news") as stream:
+        client_id = connected_client_id(stream)
+        single = await publish(a, {"channel": "news", "data": "x"})
+        batch = await publish(a, [{"channels": ["news", "sport"], "data": "y"}, {"data": None}])
+        direct = await publish(a, {"client_id": client_id, "data": "for you"})
+    for body in (single, batch, direct):
+        contract.check_response("/broadcast", "post", 202, body)
+    assert "." in single["id"] and all("." in receipt["id"] for receipt in batch)

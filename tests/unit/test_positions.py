@@ -13,12 +13,20 @@ from hypothesis import strategies as st
 
 from sse_hub.core.flusher import Flusher
 from sse_hub.core.places.event_ids import Places, base36, component, list_checksum, parse_component, receipt_id
-from sse_hub.core.places.subscriber import ShardedSubscriber
+from sse_hub.core.places.subscriber import ChannelPlacement
+from sse_hub.core.subscriber import Subscriber
 from sse_hub.messages.message import Message, message_from_payload
 from tests.support.fakes import FakeTransport, unchunk
 from tests.support.sse_client import parse
 
 EPOCH = "k2x9"
+
+
+def placed(client_id: str, channels: tuple[str, ...], flusher: Flusher) -> tuple[Subscriber, ChannelPlacement]:
+    """A subscriber with per-channel places, as ``PlaceIds.new_subscriber`` makes it."""
+    placement = ChannelPlacement(channels)
+    subscriber = Subscriber(client_id, channels, "127.0.0.1", "test", flusher, 1 << 20, lambda *_: None, placement)
+    return subscriber, placement
 
 
 def part(
@@ -123,18 +131,18 @@ def test_a_part_on_channels_the_stream_does_not_hold_is_not_taken() -> None:
 
 async def test_the_subscriber_holds_replays_then_goes_live_each_part_once() -> None:
     flusher = Flusher()
-    subscriber = ShardedSubscriber("c_1", ("a", "b"), "127.0.0.1", "test", flusher, 1 << 20, lambda *_: None)
-    subscriber.start_at(Places(("a", "b"), {"a": (1, EPOCH)}))
+    subscriber, placement = placed("c_1", ("a", "b"), flusher)
+    placement.start_at(Places(("a", "b"), {"a": (1, EPOCH)}))
     # Held while the replay is read: a duplicate of the replay, and two new parts.
     for message in (part(("a",), (3,)), part(("b",), (1,)), part(("a",), (4,))):
-        subscriber.offer_part(message, {})
+        placement.offer(subscriber, message, {})
     transport = FakeTransport()
     replay = [part(("a",), (2,)), part(("a",), (3,))]
     subscriber.go_live(transport, [], replay, complete=True)
     flusher.flush()
-    subscriber.offer_part(part(("a",), (4,)), {})  # live duplicate of a held one
-    subscriber.offer_part(part(("b",), (2,), prior=(("a", 5),)), {})  # a later part of a5
-    subscriber.offer_part(part(("a",), (5,)), {})
+    placement.offer(subscriber, part(("a",), (4,)), {})  # live duplicate of a held one
+    placement.offer(subscriber, part(("b",), (2,), prior=(("a", 5),)), {})  # a later part of a5
+    placement.offer(subscriber, part(("a",), (5,)), {})
     flusher.flush()
     transport.read()
     events = parse(unchunk(bytes(transport.received)).decode())
@@ -155,15 +163,15 @@ async def test_streams_that_show_the_same_id_share_one_encoding() -> None:
     encoded: dict[str, tuple[bytes, int]] = {}
     streams = []
     for number in range(3):
-        subscriber = ShardedSubscriber(f"c_{number}", ("a",), "127.0.0.1", "t", flusher, 1 << 20, lambda *_: None)
-        subscriber.start_at(Places(("a",), {}))
+        subscriber, placement = placed(f"c_{number}", ("a",), flusher)
+        placement.start_at(Places(("a",), {}))
         subscriber.go_live(FakeTransport(), [])
-        streams.append(subscriber)
+        streams.append((subscriber, placement))
     message = part(("a",), (1,))
-    for subscriber in streams:
-        subscriber.offer_part(message, encoded)
+    for subscriber, placement in streams:
+        placement.offer(subscriber, message, encoded)
     assert len(encoded) == 1
-    assert {subscriber.bytes_sent for subscriber in streams} == {encoded[streams[0].places.event_id][1]}
+    assert {subscriber.bytes_sent for subscriber, _ in streams} == {encoded[streams[0][1].places.event_id][1]}
 
 
 def test_the_broker_payload_carries_places() -> None:
@@ -176,9 +184,9 @@ async def test_parts_held_before_the_stream_knows_where_it_starts_are_kept() -> 
     """A part can reach the instance after the stream's channels were attached but before
     the read of where they are returns; it is held, and kept when the places arrive."""
     flusher = Flusher()
-    subscriber = ShardedSubscriber("c_1", ("a",), "127.0.0.1", "test", flusher, 1 << 20, lambda *_: None)
-    subscriber.offer_part(part(("a",), (3,)), {})  # published just after the read below
-    subscriber.start_at(Places(("a",), {"a": (2, EPOCH)}))
+    subscriber, placement = placed("c_1", ("a",), flusher)
+    placement.offer(subscriber, part(("a",), (3,)), {})  # published just after the read below
+    placement.start_at(Places(("a",), {"a": (2, EPOCH)}))
     transport = FakeTransport()
     subscriber.go_live(transport, [])
     flusher.flush()

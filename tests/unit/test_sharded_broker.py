@@ -101,7 +101,7 @@ def part_payload(channel: str, seq: int, epoch: str = "abcd") -> bytes:
 
 def test_live_parts_wait_for_the_recovery_of_their_channel() -> None:
     delivered: list[Message] = []
-    delivery = Delivery(lambda: {"news", "sport"})
+    delivery = Delivery(lambda: {"news", "sport"}, lambda: None)
     delivery.deliver = delivered.append
     delivery.receive(part_payload("news", 7))
     delivery.recovering.add("news")

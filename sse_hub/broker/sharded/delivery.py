@@ -13,6 +13,10 @@ Invariants:
    keeps failing they may be dropped (past ``MAX_HELD``) and read again by the next one.
 3. ``messages_received`` counts every payload read, before any check; a malformed one is
    logged and skipped, never raised into the reader.
+4. A channel whose epoch changed (its counter started again: the master that held it
+   lost its data, or a replica without the last writes took over) may have lost parts
+   this instance never received: ``lost()`` is called before the new epoch's first part
+   is handed over, so the hub ends its streams and they resume with ``reset``.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ MAX_HELD = 100_000
 
 
 class Delivery:
-    def __init__(self, received: Callable[[], Collection[str]]) -> None:
-        """``received()``: the channels this instance receives now."""
+    def __init__(self, received: Callable[[], Collection[str]], lost: Callable[[], None]) -> None:
+        """``received()``: the channels this instance receives now; ``lost()``: an epoch
+        changed (invariant 4)."""
         self._received = received
+        self._lost = lost
         self.deliver: Deliver | None = None
         self.seen: dict[str, Position] = {}
         self.recovering: set[str] = set()
@@ -74,6 +80,15 @@ class Delivery:
                 continue
             held = seen.get(channel)
             if held is None or seq > held[0] or epoch != held[1]:
+                if held is not None and epoch != held[1]:
+                    logger.warning(
+                        "redis cluster: channel %s started again (epoch %s, was %s): parts may be lost;"
+                        " ending the streams so that they resume from history",
+                        channel,
+                        epoch,
+                        held[1],
+                    )
+                    self._lost()
                 seen[channel] = (seq, epoch)
                 fresh = True
         return fresh

@@ -1,7 +1,8 @@
-"""Opening and replaying a stream on the sharded broker (ids are per-channel positions).
+"""The id scheme of per-channel places (``PlaceIds``, the sharded broker's): opening and
+replaying a stream, dispatching received parts, receipt ids.
 
-The same steps as ``Hub.prepare_replay`` for one sequence, with places instead of a
-floor (``sse_hub/core/places/event_ids.py``):
+The same steps as ``core/replay.py`` for one sequence, with places instead of a floor
+(``sse_hub/core/places/event_ids.py``):
 
 1. attach the stream's channels (the hub did), then read where each channel is now: the
    stream starts there, so it gets every part published after ``connected``;
@@ -18,24 +19,81 @@ Invariant: a later page that finds a new gap ends the stream (``None`` from
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import cast
 
-from sse_hub.core.places.event_ids import Places
-from sse_hub.core.places.subscriber import ShardedSubscriber
+from sse_hub.core.flusher import Flusher
+from sse_hub.core.ids import Dispatching, OnClose
+from sse_hub.core.places.event_ids import Places, receipt_id
+from sse_hub.core.places.subscriber import ChannelPlacement, Encoded
 from sse_hub.core.replay import Hub
-from sse_hub.messages.contract import History
+from sse_hub.core.subscriber import Subscriber
+from sse_hub.messages.contract import Deliver, History
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
 from sse_hub.messages.places import ChannelPage, Position, ShardedBroker
 
 
+class PlaceIds:
+    """Per-channel places: each channel numbers its own messages (``IdScheme``)."""
+
+    def __init__(self, broker: ShardedBroker) -> None:
+        self._broker = broker
+
+    def new_subscriber(
+        self,
+        client_id: str,
+        channels: tuple[str, ...],
+        ip: str,
+        user_agent: str,
+        flusher: Flusher,
+        max_buffer_bytes: int,
+        on_close: OnClose,
+    ) -> Subscriber:
+        placement = ChannelPlacement(channels)
+        return Subscriber(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close, placement)
+
+    async def prepare(self, hub: Hub, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
+        return await prepare(hub, self._broker, subscriber, last_event_id)
+
+    async def next_page(self, hub: Hub, subscriber: Subscriber, told_through: int) -> History | None:
+        return await next_page(hub, self._broker, subscriber)
+
+    def dispatcher(self, hub: Dispatching) -> Deliver:
+        def dispatch_part(message: Message) -> None:
+            """Each stream decides by its places, and streams that show the same id share
+            one encoding (``core/places/subscriber.py``)."""
+            if message.kick:
+                hub.dispatch(message)
+                return
+            observe = hub.observe_fanout
+            if observe is not None and message.published_at:
+                observe(time.time() - message.published_at)
+            encoded: Encoded = {}
+            exclude = message.exclude_client_id
+            for subscriber in hub.targets(message):
+                if subscriber.client_id != exclude:
+                    placement_of(subscriber).offer(subscriber, message, encoded)
+
+        return dispatch_part
+
+    def receipt_id(self, message: Message) -> str:
+        return receipt_id(message)
+
+
+def placement_of(subscriber: Subscriber) -> ChannelPlacement:
+    """The placement ``PlaceIds.new_subscriber`` gave every subscriber of this scheme."""
+    return cast(ChannelPlacement, subscriber.placement)
+
+
 async def prepare(
-    hub: Hub, broker: ShardedBroker, subscriber: ShardedSubscriber, last_event_id: str | None
+    hub: Hub, broker: ShardedBroker, subscriber: Subscriber, last_event_id: str | None
 ) -> tuple[list[bytes], History]:
     """Steps 1-3 of the module docstring, after the preamble ``hub.open_preamble`` built."""
     preamble = hub.open_preamble(subscriber)
     current = await broker.positions((*subscriber.channels, GLOBAL_CHANNEL))
     places = Places(subscriber.channels, current)
-    subscriber.start_at(places)
+    placement_of(subscriber).start_at(places)
     if not last_event_id:
         return preamble, _page(())
     hub.counters.replays += 1
@@ -51,9 +109,9 @@ async def prepare(
     return preamble, _page(page.messages, page.complete)
 
 
-async def next_page(hub: Hub, broker: ShardedBroker, subscriber: ShardedSubscriber) -> History | None:
+async def next_page(hub: Hub, broker: ShardedBroker, subscriber: Subscriber) -> History | None:
     """The replay's next page, or None when history was trimmed while it was read."""
-    page = await broker.history_after(subscriber.places.snapshot(), hub.replay_page_size)
+    page = await broker.history_after(placement_of(subscriber).places.snapshot(), hub.replay_page_size)
     if page.gaps:
         return None
     return _page(page.messages, page.complete)

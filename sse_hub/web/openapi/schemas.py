@@ -41,7 +41,13 @@ class Receipt(TypedDict):
     """A published message: ``POST /broadcast`` answers one, or a list for a batch."""
 
     id: Annotated[
-        str, Field(pattern="^[1-9][0-9]*$", description="Decimal, increasing in publish order across the cluster.")
+        str,
+        Field(
+            pattern=r"^(?:[1-9][0-9]*|[0-9a-z]{4}(?:\.(?:0|[0-9a-z]{5,16}))*)$",
+            description="Decimal, increasing in publish order across the cluster; with the sharded Redis "
+            "Cluster (`broker.cluster_mode: sharded`), the message's place in each of its channels: "
+            "`<list>.<place>...`, what a stream on exactly those channels shows for it (docs/scaling.md).",
+        ),
     ]
     channels: Annotated[list[str], Field(description='`["*"]` for a global broadcast, `[]` for a direct message.')]
     client_id: NotRequired[Annotated[ClientId, Field(description="Present for a direct message.")]]

@@ -20,5 +20,6 @@ async def broadcast(request: web.Request) -> web.Response:
         drafts = [item.to_draft() for item in items]
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
-    messages = await app[HUB].publish(drafts)
-    return json_answer(receipts_body(messages, batch), 202)
+    hub = app[HUB]
+    messages = await hub.publish(drafts)
+    return json_answer(receipts_body(messages, batch, hub.ids), 202)

@@ -1,0 +1,93 @@
+"""The id scheme: what differs between one id sequence and per-channel places, in one seam.
+
+A hub is built with one ``IdScheme``, chosen once with its broker (``web/app.py``): the
+memory, Redis and one-slot Redis Cluster brokers number every message in one sequence
+(``SequenceIds``, here); the sharded Redis Cluster broker numbers each channel on its own
+(``core.places.replay.PlaceIds``). The scheme answers everything that depends on it:
+
+- ``new_subscriber``: the stream's subscriber (a floor, or places per channel);
+- ``prepare`` and ``next_page``: the preamble and the replay's pages of a resume;
+- ``dispatcher``: the callback the broker delivers received messages to;
+- ``receipt_id``: the id a publish receipt carries (what a stream on exactly the
+  message's channels shows for it).
+
+Invariant: the hub asks the scheme and never branches on which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Protocol
+
+from sse_hub.core import replay
+from sse_hub.core.flusher import Flusher
+from sse_hub.core.subscriber import CloseReason, Subscriber
+from sse_hub.messages.contract import Deliver, History
+from sse_hub.messages.message import Message
+
+OnClose = Callable[[Subscriber, CloseReason], None]
+
+
+class Dispatching(replay.Hub, Protocol):
+    """What a scheme's dispatcher needs of the hub (``core.hub.Hub``)."""
+
+    @property
+    def observe_fanout(self) -> Callable[[float], None] | None: ...
+    def dispatch(self, message: Message) -> None: ...
+    def targets(self, message: Message) -> Collection[Subscriber]: ...
+
+
+class IdScheme(Protocol):
+    def new_subscriber(
+        self,
+        client_id: str,
+        channels: tuple[str, ...],
+        ip: str,
+        user_agent: str,
+        flusher: Flusher,
+        max_buffer_bytes: int,
+        on_close: OnClose,
+    ) -> Subscriber: ...
+
+    async def prepare(
+        self, hub: replay.Hub, subscriber: Subscriber, last_event_id: str | None
+    ) -> tuple[list[bytes], History]: ...
+
+    async def next_page(self, hub: replay.Hub, subscriber: Subscriber, told_through: int) -> History | None: ...
+
+    def dispatcher(self, hub: Dispatching) -> Deliver: ...
+
+    def receipt_id(self, message: Message) -> str: ...
+
+
+class SequenceIds:
+    """One cluster-wide sequence: a stream's place is one integer (``core/replay.py``)."""
+
+    def new_subscriber(
+        self,
+        client_id: str,
+        channels: tuple[str, ...],
+        ip: str,
+        user_agent: str,
+        flusher: Flusher,
+        max_buffer_bytes: int,
+        on_close: OnClose,
+    ) -> Subscriber:
+        return Subscriber(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close)
+
+    async def prepare(
+        self, hub: replay.Hub, subscriber: Subscriber, last_event_id: str | None
+    ) -> tuple[list[bytes], History]:
+        return await replay.prepare(hub, subscriber, last_event_id)
+
+    async def next_page(self, hub: replay.Hub, subscriber: Subscriber, told_through: int) -> History | None:
+        return await replay.next_page(hub, subscriber, told_through)
+
+    def dispatcher(self, hub: Dispatching) -> Deliver:
+        return hub.dispatch
+
+    def receipt_id(self, message: Message) -> str:
+        return str(message.id)
+
+
+SEQUENCE_IDS = SequenceIds()
