@@ -8,6 +8,7 @@ The parts, one job each (key layout in ``keyspace``):
   interest, with a linger);
 - ``directory``: presence and the cluster-wide client directory;
 - ``tickets``: one-time stream tickets with a cap;
+- ``shared_state``: the Broker methods on those two, shared with the sharded broker;
 - ``history``: reading a resume's pages, and telling what was lost (count or age);
 - ``recovery``: reconnecting, and reading what was missed for the channels served;
 - ``arrivals``: when this instance's own publishes are back from the subscription;
@@ -56,6 +57,7 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.arrivals import Arrivals
 from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS, Listener
@@ -64,6 +66,7 @@ from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.scripts import describe
+from sse_hub.broker.redis.shared_state import SharedState
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config.settings import Settings
@@ -80,9 +83,11 @@ logger = logging.getLogger(__name__)
 POOL_CONNECTIONS = 16
 
 
-class RedisBroker(Broker):
+class RedisBroker(SharedState, Broker):
     """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
     more stays subscribed (tests shorten it)."""
+
+    store = "Redis"
 
     def __init__(
         self,
@@ -137,7 +142,7 @@ class RedisBroker(Broker):
     async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
         self._deliver = deliver
         self._lost = lost
-        try:
+        with unavailable(f"cannot use Redis at {redacted(self._url)}", cause=True):
             await self._locate()
             await self._check_origin()
             # Read the sequence before subscribing: whatever then arrives on the
@@ -149,8 +154,6 @@ class RedisBroker(Broker):
             await self.directory.write()
             await self.directory.refresh_presence()
             self._announced = True
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"cannot use Redis at {redacted(self._url)}: {exc}") from exc
         self._set_connected(True)
         self._tasks = [
             asyncio.create_task(self._listen(), name="sse-hub-redis-listener"),
@@ -181,6 +184,10 @@ class RedisBroker(Broker):
         if not connected:
             self._arrivals.lost()
 
+    def _refuse_if_disconnected(self) -> None:
+        if not self._connected:
+            raise BrokerUnavailable("Redis is not connected")
+
     async def _locate(self) -> None:
         """Point the connection pool at the Redis that holds our keys, before (re)connecting:
         nothing to do for one Redis (Redis Cluster overrides it). Raises RedisError/OSError."""
@@ -203,8 +210,7 @@ class RedisBroker(Broker):
         holds its client (``UnknownClient`` when none does: nothing of the batch is sent)."""
         if not drafts:
             return []
-        if not self._connected:
-            raise BrokerUnavailable("Redis is not connected")
+        self._refuse_if_disconnected()
         self.directory.refuse_if_incompatible()
         topics = [await self._topics(draft) for draft in drafts]
         return await self.publisher.publish(drafts, topics)
@@ -212,50 +218,15 @@ class RedisBroker(Broker):
     async def _topics(self, draft: Draft) -> list[str]:
         if draft.client_id is None:
             return [self._keys.topic(channel) for channel in draft.channels]
-        try:
+        with unavailable("cannot look the client up in Redis"):
             instance = await self.directory.locate(draft.client_id)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot look the client up in Redis") from exc
         if instance is None:
             raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
         return [self._keys.inbox(instance)]
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
-        if not self._connected:
-            raise BrokerUnavailable("Redis is not connected")
+        self._refuse_if_disconnected()
         return await self._history.read(channels, after_id, limit)
-
-    async def client_exists(self, client_id: str) -> bool:
-        if client_id in self.directory.clients:
-            return True
-        if not self._connected:
-            raise BrokerUnavailable("Redis is not connected")
-        try:
-            return await self.directory.locate(client_id) is not None
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot look the client up in Redis") from exc
-
-    async def cluster_summaries(self) -> list[dict[str, object]] | None:
-        if not self._connected:
-            raise BrokerUnavailable("Redis is not connected")
-        try:
-            return await self.directory.summaries()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot read the cluster from Redis") from exc
-
-    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
-        await self.tickets.issue(ticket, patterns, ttl_seconds)
-
-    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
-        return await self.tickets.redeem(ticket)
-
-    # -- client directory -------------------------------------------------------------
-
-    def client_connected(self, client_id: str) -> None:
-        self.directory.client_connected(client_id)
-
-    def client_disconnected(self, client_id: str) -> None:
-        self.directory.client_disconnected(client_id)
 
     # -- own messages on their way back ------------------------------------------------
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.publisher import IdFloor
 from sse_hub.broker.redis.scripts import (
@@ -38,7 +38,6 @@ from sse_hub.broker.redis.scripts import (
     parse_entries,
     script_entries,
 )
-from sse_hub.errors import BrokerUnavailable
 from sse_hub.messages.contract import History
 
 
@@ -56,13 +55,11 @@ class HistoryReader:
         names = list(dict.fromkeys(channels))
         # Two entries more than the page: the one past the window, and a stream's marker.
         keep = 0 if limit is None else limit + 2
-        try:
+        with unavailable("cannot read history from Redis"):
             reply = await self._history_script(
                 keys=[self._keys.seq, self._keys.clock, self._keys.origin, *map(self._keys.history, names)],
                 args=[f"({after_id}-0", window, self._bound_offset_ms, keep],
             )
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot read history from Redis") from exc
         sequence, dropped_bound, origin, *streams = reply
         # A stream missing or created again may have lost ids up to the bound.
         evicted_through = int(dropped_bound)

@@ -16,11 +16,11 @@ import logging
 
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.scripts import ISSUE_TICKET_SCRIPT, REDEEM_TICKET_SCRIPT, describe
-from sse_hub.errors import BrokerUnavailable, TooManyTickets
+from sse_hub.errors import TooManyTickets
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +36,9 @@ class Tickets:
 
     async def issue(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
         keys = [self._keys.tickets, self._keys.ticket(ticket)]
-        try:
+        with unavailable("cannot store the ticket in Redis"):
             args: list[str | int] = [json.dumps(patterns), max(1, ttl_seconds) * 1000, self.max_tickets]
             stored = await self._issue(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot store the ticket in Redis") from exc
         if not stored:
             raise TooManyTickets(
                 f"{self.max_tickets} one-time tickets are outstanding (limits.max_tickets);"
@@ -48,10 +46,8 @@ class Tickets:
             )
 
     async def redeem(self, ticket: str) -> tuple[str, ...] | None:
-        try:
+        with unavailable("cannot read the ticket from Redis"):
             stored = await self._redeem(keys=[self._keys.tickets, self._keys.ticket(ticket)])
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot read the ticket from Redis") from exc
         if stored is None:
             return None
         try:

@@ -12,7 +12,8 @@ The parts, one job each (names in ``keys``):
 - ``delivery``: each position once, in order, around recoveries;
 - ``repair``: following slot moves and failovers (resubscribe, then recover);
 - reused from the standalone broker: ``Directory`` (presence, client directory),
-  ``Tickets``, ``cancel_and_wait``, ``backoff_delays``, on ``Keyspace.for_cluster``.
+  ``Tickets`` and the Broker methods on them (``SharedState``), ``unavailable``,
+  ``cancel_and_wait``, ``backoff_delays``, on ``Keyspace.for_cluster``.
 
 Invariants of the whole:
 
@@ -38,18 +39,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from typing import NoReturn, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from sse_hub.broker.redis import redacted
 from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
+from sse_hub.broker.redis.shared_state import SharedState
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.redis.topology import Topology
@@ -76,9 +78,11 @@ logger = logging.getLogger(__name__)
 READS_IN_FLIGHT = 16
 
 
-class ShardedClusterBroker(ShardedBroker):
+class ShardedClusterBroker(SharedState, ShardedBroker):
     """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
     more stays subscribed (tests shorten it)."""
+
+    store = "Redis Cluster"
 
     def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self.instance_id = instance_id
@@ -137,14 +141,12 @@ class ShardedClusterBroker(ShardedBroker):
     async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
         self.delivery.deliver = deliver
         self._lost = lost
-        try:
+        with unavailable(f"cannot use Redis Cluster at {redacted(self._url)}", cause=True):
             await self.topology.refresh()
             await self.subscriptions.place(self.subscriptions.pinned)
             await self.directory.write()
             await self.directory.refresh_presence()
             self._announced = True
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"cannot use Redis Cluster at {redacted(self._url)}: {exc}") from exc
         self._started = self.repair.connected = True
         linger = self.subscriptions.linger_seconds
         self._tasks = [
@@ -186,6 +188,17 @@ class ShardedClusterBroker(ShardedBroker):
     def _wake_repair(self) -> None:
         self.repair.wake()
 
+    @contextlib.contextmanager
+    def _unavailable(self, what: str) -> Iterator[None]:
+        """``unavailable(what, cause=True)``, and a repair round on any ``BrokerUnavailable``:
+        a slot may have moved (MOVED), or a master may be gone."""
+        try:
+            with unavailable(what, cause=True):
+                yield
+        except BrokerUnavailable:
+            self._wake_repair()
+            raise
+
     # -- interest ---------------------------------------------------------------------
 
     async def attach(self, channels: Collection[str]) -> None:
@@ -216,7 +229,7 @@ class ShardedClusterBroker(ShardedBroker):
         self.directory.refuse_if_incompatible()
         if not self.connected:
             raise BrokerUnavailable("Redis Cluster is not reachable")
-        try:
+        with self._unavailable("Redis Cluster did not take the message"):
             inboxes = {index: await self._inbox(draft) for index, draft in enumerate(drafts) if draft.client_id}
             channel_drafts = [draft for index, draft in enumerate(drafts) if index not in inboxes]
             published = iter(await self.publisher.publish(channel_drafts))
@@ -228,12 +241,6 @@ class ShardedClusterBroker(ShardedBroker):
                     messages.append(message)
                 else:
                     messages.append(next(published))
-        except (RedisError, OSError) as exc:
-            self._wake_repair()
-            raise BrokerUnavailable(f"Redis Cluster did not take the message: {exc}") from exc
-        except BrokerUnavailable:
-            self._wake_repair()  # MOVED, or a master is gone: has the map changed?
-            raise
         return messages
 
     async def _inbox(self, draft: Draft) -> str:
@@ -244,20 +251,14 @@ class ShardedClusterBroker(ShardedBroker):
         return self.keys.inbox(instance)
 
     async def positions(self, channels: Collection[str]) -> dict[str, Position]:
-        try:
+        with self._unavailable("cannot read positions from Redis Cluster"):
             async with self._read_turn():
                 return await read_positions(self._cluster, self.keys, channels)
-        except (RedisError, OSError) as exc:
-            self._wake_repair()
-            raise BrokerUnavailable(f"cannot read positions from Redis Cluster: {exc}") from exc
 
     async def history_after(self, after: Mapping[str, Position], limit: int) -> ChannelPage:
-        try:
+        with self._unavailable("cannot read history from Redis Cluster"):
             async with self._read_turn():
                 return await read_after(self._cluster, self.keys, after, limit)
-        except (RedisError, OSError) as exc:
-            self._wake_repair()
-            raise BrokerUnavailable(f"cannot read history from Redis Cluster: {exc}") from exc
 
     @contextlib.asynccontextmanager
     async def _read_turn(self) -> AsyncIterator[None]:
@@ -268,29 +269,3 @@ class ShardedClusterBroker(ShardedBroker):
             yield
         finally:
             self._reads.release()
-
-    async def client_exists(self, client_id: str) -> bool:
-        if client_id in self.directory.clients:
-            return True
-        try:
-            return await self.directory.locate(client_id) is not None
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot look the client up in Redis Cluster") from exc
-
-    async def cluster_summaries(self) -> list[dict[str, object]] | None:
-        try:
-            return await self.directory.summaries()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable("cannot read the cluster from Redis Cluster") from exc
-
-    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
-        await self.tickets.issue(ticket, patterns, ttl_seconds)
-
-    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
-        return await self.tickets.redeem(ticket)
-
-    def client_connected(self, client_id: str) -> None:
-        self.directory.client_connected(client_id)
-
-    def client_disconnected(self, client_id: str) -> None:
-        self.directory.client_disconnected(client_id)

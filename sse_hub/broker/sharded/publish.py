@@ -31,11 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partitions import partition
-from sse_hub.errors import BrokerUnavailable
 from sse_hub.messages.message import DRAFT_FIELDS, ChannelPosition, Draft, Message
 
 # Meta hashes outlive their stream by a day, so a counter is still there when its
@@ -195,10 +194,8 @@ class Publisher:
                     for part, positions in zip(parts, result, strict=True):
                         placed[part.index] += positions
             if failures:
-                error = failures[0]
-                if isinstance(error, RedisError | OSError):
-                    raise BrokerUnavailable(f"Redis Cluster did not take the message: {error}") from error
-                raise error
+                with unavailable("Redis Cluster did not take the message", cause=True):
+                    raise failures[0]
         return [
             dataclasses.replace(draft.numbered(positions[0][1]), pos=tuple(positions))
             for draft, positions in zip(drafts, placed, strict=True)

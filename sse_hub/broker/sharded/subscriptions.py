@@ -25,8 +25,8 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.interest import Interest
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.topology import Node, Topology
@@ -151,7 +151,7 @@ class Subscriptions:
             if current is not None and current != owner and current in self.links:
                 await self.links[current].unsubscribe([shard_channel])
             by_node.setdefault(owner, []).append(shard_channel)
-        try:
+        with unavailable("Redis Cluster did not confirm the subscription", cause=True):
             for node, joining in by_node.items():
                 link = await self._link(node)
                 for shard_channel in joining:
@@ -163,8 +163,6 @@ class Subscriptions:
                 waits += futures
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
                 await asyncio.gather(*map(asyncio.shield, waits))
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"Redis Cluster did not confirm the subscription: {exc}") from exc
 
     def _settle(self, shard_channel: str, future: asyncio.Future[None]) -> None:
         if self._pending.get(shard_channel) is future:
