@@ -36,9 +36,11 @@ from sse_hub.config.settings import Settings
 from sse_hub.core.counters import Counters
 from sse_hub.core.flusher import Flusher
 from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
+from sse_hub.core.mercure_index import mercure_index
 from sse_hub.core.registry import Registry
 from sse_hub.core.replay import NO_REPLAY
-from sse_hub.core.subscriber import CloseReason, Subscriber
+from sse_hub.core.streams import CloseReason
+from sse_hub.core.subscriber import Subscriber
 from sse_hub.errors import (
     TooManyConnections,
     TooManyConnectionsFromIp,
@@ -51,7 +53,6 @@ from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
 
 if TYPE_CHECKING:
-    from sse_hub.mercure.fanout import MercureIndex
     from sse_hub.mercure.grants import MercureGrant
     from sse_hub.mercure.ids import Cursor
     from sse_hub.mercure.selectors import SelectorSet
@@ -66,13 +67,7 @@ class Hub:
         #: One id sequence or per-channel places, chosen with the broker (``core/ids.py``).
         self.ids = ids
         self.registry = Registry()
-        # Mercure's index (and the selector engines, RE2 and URL patterns, it needs) is
-        # loaded only when Mercure is on: a hub without it pays one empty check.
-        self.mercure: MercureIndex[Subscriber] | NoMercure = NoMercure()
-        if settings.mercure.enabled:
-            from sse_hub.mercure.fanout import MercureIndex
-
-            self.mercure = MercureIndex()
+        self.mercure = mercure_index(settings.mercure.enabled)
         self.counters = Counters(self.registry)
         self.instance_id = instance_id
         self.started_at = time.time()
@@ -143,14 +138,15 @@ class Hub:
         """Register a new subscriber (holding live messages until ``go_live``)."""
         self.check_capacity(ip)
         limits = self.settings.limits
-        subscriber = self.ids.new_subscriber(
-            client_id=f"c_{secrets.token_urlsafe(12)}",
-            channels=channels,
-            ip=ip,
-            user_agent=user_agent,
-            flusher=self._flusher,
-            max_buffer_bytes=limits.client_buffer_bytes,
-            on_close=self._closed,
+        subscriber = Subscriber(
+            f"c_{secrets.token_urlsafe(12)}",
+            channels,
+            ip,
+            user_agent,
+            self._flusher,
+            limits.client_buffer_bytes,
+            self._closed,
+            self.ids.placement(channels),
         )
         self.registry.add(subscriber)
         self.counters.connects += 1
@@ -338,25 +334,3 @@ class Hub:
         for channel in channels:
             union.update(registry.on_channel(channel))
         return union
-
-
-class NoMercure:
-    """The Mercure index of a hub with Mercure off: it holds no subscriber."""
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __contains__(self, subscriber: object) -> bool:
-        return False
-
-    def remove(self, subscriber: Subscriber) -> None:
-        """Nothing to forget."""
-
-    def add(self, subscriber: Subscriber, subscription: SelectorSet, grant: MercureGrant | None) -> None:
-        raise RuntimeError("Mercure is off (mercure.enabled)")
-
-    def accepts(self, subscriber: Subscriber, topics: Sequence[str], private: bool) -> bool:
-        return False
-
-    def targets(self, topics: Sequence[str], private: bool) -> list[Subscriber]:
-        return []

@@ -5,7 +5,8 @@ memory, Redis and one-slot Redis Cluster brokers number every message in one seq
 (``SequenceIds``, here); the sharded Redis Cluster broker numbers each channel on its own
 (``core.places.replay.PlaceIds``). The scheme answers everything that depends on it:
 
-- ``new_subscriber``: the stream's subscriber (a floor, or places per channel);
+- ``placement``: how a stream's subscriber takes messages (None: by one integer floor;
+  else places per channel, ``core.subscriber.Placement``);
 - ``prepare`` and ``next_page``: the preamble and the replay's pages of a resume;
 - ``dispatcher``: the callback the broker delivers received messages to;
 - ``receipt_id``: the id a publish receipt carries (what a stream on exactly the
@@ -20,12 +21,10 @@ from collections.abc import Callable, Collection
 from typing import Protocol
 
 from sse_hub.core import replay
-from sse_hub.core.flusher import Flusher
-from sse_hub.core.subscriber import CloseReason, Subscriber
+from sse_hub.core.streams import Placement
+from sse_hub.core.subscriber import Subscriber
 from sse_hub.messages.contract import Deliver, History
 from sse_hub.messages.message import Message
-
-OnClose = Callable[[Subscriber, CloseReason], None]
 
 
 class Dispatching(replay.Hub, Protocol):
@@ -38,16 +37,7 @@ class Dispatching(replay.Hub, Protocol):
 
 
 class IdScheme(Protocol):
-    def new_subscriber(
-        self,
-        client_id: str,
-        channels: tuple[str, ...],
-        ip: str,
-        user_agent: str,
-        flusher: Flusher,
-        max_buffer_bytes: int,
-        on_close: OnClose,
-    ) -> Subscriber: ...
+    def placement(self, channels: tuple[str, ...]) -> Placement | None: ...
 
     async def prepare(
         self, hub: replay.Hub, subscriber: Subscriber, last_event_id: str | None
@@ -63,17 +53,8 @@ class IdScheme(Protocol):
 class SequenceIds:
     """One cluster-wide sequence: a stream's place is one integer (``core/replay.py``)."""
 
-    def new_subscriber(
-        self,
-        client_id: str,
-        channels: tuple[str, ...],
-        ip: str,
-        user_agent: str,
-        flusher: Flusher,
-        max_buffer_bytes: int,
-        on_close: OnClose,
-    ) -> Subscriber:
-        return Subscriber(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close)
+    def placement(self, channels: tuple[str, ...]) -> None:
+        return None  # the subscriber's floor decides
 
     async def prepare(
         self, hub: replay.Hub, subscriber: Subscriber, last_event_id: str | None

@@ -38,40 +38,15 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, Protocol, get_args
 
 from sse_hub.core.flusher import Flusher
-from sse_hub.messages import sse
+from sse_hub.core.streams import HEARTBEAT_CHUNK, CloseReason, Placement, Transport
 from sse_hub.messages.message import Message
-
-HEARTBEAT_CHUNK = sse.chunk(sse.HEARTBEAT)
-
-#: Why a stream ended: the client left, an admin kicked it, the hub shut down, it read too
-#: slowly, its token expired, or the broker may have missed messages and it must resume
-#: from history.
-CloseReason = Literal["disconnected", "kicked", "shutdown", "slow", "token_expired", "resync"]
-CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
 
 # Replay bytes handed to the transport beyond what the kernel took: enough to keep a
 # reading client's socket busy between two drain wake-ups, small enough that a client that
 # stops reading pins little (the whole history stays in the broker, not in the socket).
 REPLAY_WINDOW_BYTES = 64 * 1024
-
-
-class Placement(Protocol):
-    """How a stream whose place is not one integer takes messages (``core/places/``): it
-    decides replayed messages, and keeps the messages held before the stream is live."""
-
-    def take_replayed(self, message: Message) -> tuple[bytes, int] | None: ...
-    def release(self, subscriber: Subscriber) -> None: ...
-
-
-class Transport(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def is_closing(self) -> bool: ...
-    def abort(self) -> None: ...
-    def get_write_buffer_size(self) -> int: ...
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
 
 
 class Subscriber:
@@ -84,7 +59,6 @@ class Subscriber:
         "_max_buffer_bytes",
         "_on_close",
         "_outbox",
-        "_placement",
         "_progress_at",
         "_replay",
         "_replay_complete",
@@ -100,6 +74,7 @@ class Subscriber:
         "ip",
         "last_activity",
         "messages_sent",
+        "placement",
         "user_agent",
     )
 
@@ -139,7 +114,7 @@ class Subscriber:
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._on_close = on_close
         #: None: one id sequence, the floor below decides; else the stream's places do.
-        self._placement = placement
+        self.placement = placement
 
     # -- hot path ---------------------------------------------------------------------
 
@@ -151,9 +126,7 @@ class Subscriber:
         held = self._held
         if held is not None:
             held.append((message_id, chunk, frame_bytes))
-            self._held_bytes += len(chunk)
-            if self._held_bytes > self._max_buffer_bytes:
-                self.close("slow", abort=True)
+            self.hold(len(chunk))
             return
         self._floor = message_id
         outbox = self._outbox
@@ -164,17 +137,13 @@ class Subscriber:
         self.bytes_sent += frame_bytes
 
     @property
-    def placement(self) -> Placement | None:
-        return self._placement
-
-    @property
     def holding(self) -> bool:
         """Live messages wait until the replay is written (``go_live``)."""
         return self._held is not None
 
     def hold(self, size: int) -> None:
-        """A placement holds a message of ``size`` bytes for this stream: counted against
-        the buffer limit, as ``offer`` counts what it holds."""
+        """A message of ``size`` bytes is held for this stream (by ``offer``, or by its
+        placement): counted against the buffer limit."""
         self._held_bytes += size
         if self._held_bytes > self._max_buffer_bytes:
             self.close("slow", abort=True)
@@ -235,8 +204,8 @@ class Subscriber:
     def _take_replayed(self, message: Message) -> tuple[bytes, int] | None:
         """A replayed message's chunk and frame length, unless the stream is past it
         (then None); moves the floor (or the placement's places) past it."""
-        if self._placement is not None:
-            return self._placement.take_replayed(message)
+        if self.placement is not None:
+            return self.placement.take_replayed(message)
         if message.id <= self._floor:
             return None
         self._floor = message.id
@@ -245,8 +214,8 @@ class Subscriber:
     def _release_held(self) -> None:
         held, self._held = self._held or [], None
         self._held_bytes = 0
-        if self._placement is not None:
-            self._placement.release(self)
+        if self.placement is not None:
+            self.placement.release(self)
             return
         for message_id, chunk, frame_bytes in held:
             self.offer(message_id, chunk, frame_bytes)

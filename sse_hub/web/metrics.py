@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from sse_hub import __version__
 from sse_hub.core.hub import Hub
-from sse_hub.core.subscriber import CLOSE_REASONS
+from sse_hub.core.streams import CLOSE_REASONS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Channels are user-chosen names: label only the busiest, so the series count stays bounded.

@@ -23,8 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import cast
 
-from sse_hub.core.flusher import Flusher
-from sse_hub.core.ids import Dispatching, OnClose
+from sse_hub.core.ids import Dispatching
 from sse_hub.core.places.event_ids import Places, receipt_id
 from sse_hub.core.places.subscriber import ChannelPlacement, Encoded
 from sse_hub.core.replay import Hub
@@ -40,18 +39,8 @@ class PlaceIds:
     def __init__(self, broker: ShardedBroker) -> None:
         self._broker = broker
 
-    def new_subscriber(
-        self,
-        client_id: str,
-        channels: tuple[str, ...],
-        ip: str,
-        user_agent: str,
-        flusher: Flusher,
-        max_buffer_bytes: int,
-        on_close: OnClose,
-    ) -> Subscriber:
-        placement = ChannelPlacement(channels)
-        return Subscriber(client_id, channels, ip, user_agent, flusher, max_buffer_bytes, on_close, placement)
+    def placement(self, channels: tuple[str, ...]) -> ChannelPlacement:
+        return ChannelPlacement(channels)
 
     async def prepare(self, hub: Hub, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
         return await prepare(hub, self._broker, subscriber, last_event_id)

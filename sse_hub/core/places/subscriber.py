@@ -5,7 +5,7 @@ broker's streams): a ``Placement`` that the ``Subscriber`` uses.
 cluster-wide id, so such a stream's subscriber is given ``ChannelPlacement``, which keeps
 ``places`` (``sse_hub/core/places/event_ids.py``) and encodes each message with the
 stream's own id (several channels' positions). Everything else (states, windows, limits,
-the one writer) is the ``Subscriber``'s, through its public methods.
+the one writer) is the ``Subscriber``'s, through the methods of ``streams.Holder``.
 
 Invariants:
 
@@ -22,7 +22,7 @@ Invariants:
 from __future__ import annotations
 
 from sse_hub.core.places.event_ids import Places
-from sse_hub.core.subscriber import Subscriber
+from sse_hub.core.streams import Holder
 from sse_hub.messages import sse
 from sse_hub.messages.message import Message
 
@@ -48,7 +48,7 @@ class ChannelPlacement:
         meanwhile stay held: ``places`` decides them when the stream goes live."""
         self.places = places
 
-    def offer(self, subscriber: Subscriber, message: Message, encoded: Encoded) -> None:
+    def offer(self, subscriber: Holder, message: Message, encoded: Encoded) -> None:
         """Queue one received part for ``subscriber``, encoded with its id (shared through
         ``encoded`` with the other streams that show the same id)."""
         if subscriber.close_reason is not None:
@@ -71,7 +71,7 @@ class ChannelPlacement:
             return None
         return encode(message, self.places.event_id)
 
-    def release(self, subscriber: Subscriber) -> None:
+    def release(self, subscriber: Holder) -> None:
         parts, self._held = self._held, []
         for message in parts:
             self.offer(subscriber, message, {})
