@@ -101,7 +101,7 @@ def part_payload(channel: str, seq: int, epoch: str = "abcd") -> bytes:
 
 def test_live_parts_wait_for_the_recovery_of_their_channel() -> None:
     delivered: list[Message] = []
-    delivery = Delivery(lambda: {"news", "sport"}, lambda: None)
+    delivery = Delivery(lambda: {"news", "sport"}, lambda: None, lambda: None)
     delivery.deliver = delivered.append
     delivery.receive(part_payload("news", 7))
     delivery.recovering.add("news")
@@ -119,3 +119,31 @@ def test_live_parts_wait_for_the_recovery_of_their_channel() -> None:
         ("news", 10),
     ]
     assert delivery.messages_received == 5 and not delivery.held
+
+
+def test_a_gap_on_the_live_path_is_filled_from_history_before_the_part_after_it() -> None:
+    """A subscription that missed parts (around a failover) shows a seq jump: the part is
+    held, the repair is woken for the channel, and what it reads goes out first."""
+    delivered: list[Message] = []
+    woken: list[bool] = []
+    lost: list[bool] = []
+    delivery = Delivery(lambda: {"news"}, lambda: lost.append(True), lambda: woken.append(True))
+    delivery.deliver = delivered.append
+    delivery.receive(part_payload("news", 48))
+    delivery.receive(part_payload("news", 51))  # 49 and 50 never came on the subscription
+    assert [m.pos[0][1] for m in delivered] == [48] and woken == [True] and delivery.gapped == {"news"}
+    delivery.receive(part_payload("news", 52))  # held behind the gap
+    recovered = [message_from_payload(part_payload("news", seq)) for seq in (49, 50, 51)]
+    delivery.recovered(["news"], recovered)
+    assert [m.pos[0][1] for m in delivered] == [48, 49, 50, 51, 52] and not lost
+
+
+def test_a_gap_that_history_cannot_fill_ends_the_streams() -> None:
+    delivered: list[Message] = []
+    lost: list[bool] = []
+    delivery = Delivery(lambda: {"news"}, lambda: lost.append(True), lambda: None)
+    delivery.deliver = delivered.append
+    delivery.receive(part_payload("news", 48))
+    delivery.receive(part_payload("news", 51))
+    delivery.recovered(["news"], [])  # 49 and 50 are gone from history too
+    assert [m.pos[0][1] for m in delivered] == [48, 51] and lost == [True]

@@ -109,7 +109,7 @@ class ShardedClusterBroker(SharedState, ShardedBroker):
             "client_name": f"sse-hub-sub:{instance_id}",
         }
         self.topology = Topology((str(url.get("host", "localhost")), int(str(url.get("port", 6379)))), link_kwargs)
-        self.delivery = Delivery(lambda: self.subscriptions.names, lambda: self._lost())
+        self.delivery = Delivery(lambda: self.subscriptions.names, lambda: self._lost(), lambda: self._wake_repair())
         self.subscriptions = Subscriptions(
             keys, self.topology, link_kwargs, instance_id, self.delivery.receive, self._wake_repair, linger_seconds
         )

@@ -13,7 +13,13 @@ Invariants:
    keeps failing they may be dropped (past ``MAX_HELD``) and read again by the next one.
 3. ``messages_received`` counts every payload read, before any check; a malformed one is
    logged and skipped, never raised into the reader.
-4. A channel whose epoch changed (its counter started again: the master that held it
+4. A live part whose seq is more than one past the last delivered on its channel, in the
+   same epoch, shows a gap on the live path (a subscription that missed parts, as around
+   a failover): the channel is held back as in invariant 2 and handed to the repair
+   (``gapped``, ``wake``), which reads the missing parts from history before the held
+   ones go out. A gap that history cannot fill either (the parts were lost with a master)
+   is ``lost()``, as below.
+5. A channel whose epoch changed (its counter started again: the master that held it
    lost its data, or a replica without the last writes took over) may have lost parts
    this instance never received: ``lost()`` is called before the new epoch's first part
    is handed over, so the hub ends its streams and they resume with ``reset``.
@@ -37,11 +43,16 @@ MAX_HELD = 100_000
 
 
 class Delivery:
-    def __init__(self, received: Callable[[], Collection[str]], lost: Callable[[], None]) -> None:
-        """``received()``: the channels this instance receives now; ``lost()``: an epoch
-        changed (invariant 4)."""
+    def __init__(
+        self, received: Callable[[], Collection[str]], lost: Callable[[], None], wake: Callable[[], None]
+    ) -> None:
+        """``received()``: the channels this instance receives now; ``lost()``: parts were
+        lost (invariants 4 and 5); ``wake()``: a gap needs the repair (invariant 4)."""
         self._received = received
         self._lost = lost
+        self._wake = wake
+        #: Channels whose live parts showed a gap, for the repair's next round.
+        self.gapped: set[str] = set()
         self.deliver: Deliver | None = None
         self.seen: dict[str, Position] = {}
         self.recovering: set[str] = set()
@@ -59,7 +70,25 @@ class Delivery:
         if recovering and any(channel in recovering for channel, _, _ in message.pos):
             self.held.append(message)
             return
+        gaps = self._gaps(message)
+        if gaps:
+            recovering.update(gaps)
+            self.gapped |= gaps
+            self.held.append(message)
+            self._wake()
+            return
         self.hand_over(message)
+
+    def _gaps(self, message: Message) -> set[str]:
+        """The received channels on which ``message`` lies more than one past the last part
+        delivered, in the same epoch (invariant 4)."""
+        received, seen = self._received(), self.seen
+        gaps = set()
+        for channel, seq, epoch in message.pos:
+            held = seen.get(channel)
+            if held is not None and epoch == held[1] and seq > held[0] + 1 and channel in received:
+                gaps.add(channel)
+        return gaps
 
     def hand_over(self, message: Message) -> None:
         if message.pos and not self._fresh(message):
@@ -102,8 +131,15 @@ class Delivery:
         for message in held:
             if any(channel in self.recovering for channel, _, _ in message.pos):
                 self.held.append(message)
-            else:
-                self.hand_over(message)
+                continue
+            if self._gaps(message):
+                logger.warning(
+                    "redis cluster: parts before seq %s are missing from history too; ending the streams"
+                    " so that they resume from history",
+                    [seq for _, seq, _ in message.pos],
+                )
+                self._lost()
+            self.hand_over(message)
 
     def recovery_failed(self) -> None:
         if len(self.held) > MAX_HELD:

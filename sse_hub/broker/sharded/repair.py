@@ -7,7 +7,8 @@ subscriber connection (a failover), or a failed publish (MOVED that redis-py cou
 follow, or a master gone). Invariants:
 
 1. A round re-reads ``CLUSTER SLOTS`` first; ``connected`` is whether some node answered.
-2. Every misplaced channel is subscribed on its new master (confirmed) *before* its history
+2. Every misplaced channel (and every channel whose live parts showed a gap,
+   ``Delivery.gapped``) is subscribed on its (new) master (confirmed) *before* its history
    is read after the last position delivered (``delivery.seen``; a channel with none is
    read from its oldest retained part, which the hub's streams drop by position): what
    was published before the read is in it, what came after arrives live and was held
@@ -118,7 +119,8 @@ class Repair:
         subscriptions, delivery = self._subscriptions, self._delivery
         misplaced = subscriptions.misplaced()
         wanted = subscriptions.wanted
-        channels = self._unrecovered | {c for sc in misplaced if (c := wanted.get(sc)) is not None}
+        gapped, delivery.gapped = delivery.gapped, set()
+        channels = self._unrecovered | gapped | {c for sc in misplaced if (c := wanted.get(sc)) is not None}
         if not channels and not misplaced:
             await subscriptions.close_idle()
             return True
