@@ -37,6 +37,8 @@ FAILOVER_TIMEOUT_SECONDS = 15.0
 HUB_RESTART_TIMEOUT_SECONDS = 30.0
 HEAL_TIMEOUT_SECONDS = 40.0
 SHUTDOWN_SECONDS = 5
+# How long the cluster's nodes may take to agree on which node replicates which.
+PAIRS_TIMEOUT_SECONDS = 30
 
 
 class Deployment:
@@ -108,7 +110,13 @@ class Deployment:
             self.nodes.append(node)
             await node.start()
         await redis_admin.create_cluster(cli, self.nodes, timeout=60)
-        self.pairs = await redis_admin.read_pairs(self.nodes, [proxy.port for proxy in self.node_proxies])
+        # CLUSTER NODES on one node lists a replica once gossip has told it: wait for all.
+        announced = [proxy.port for proxy in self.node_proxies]
+        async with asyncio.timeout(PAIRS_TIMEOUT_SECONDS):
+            while len(self.pairs) < len(self.nodes) // 2:
+                self.pairs = await redis_admin.read_pairs(self.nodes, announced)
+                if len(self.pairs) < len(self.nodes) // 2:
+                    await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         """SIGTERM every hub (each must exit 0 within its shutdown timeout), then the rest."""
