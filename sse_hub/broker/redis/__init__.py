@@ -281,6 +281,9 @@ class RedisBroker(SharedState, Broker):
         """Resubscribe with backoff; then raise the sequence to our floor (Redis may be
         back empty) and recover what was missed meanwhile on the channels served."""
         lost_at = time.monotonic()
+        # Compared with the origin this instance knew before the loss, not with the one a
+        # failed attempt read: a move seen once ends the streams even if that attempt fails.
+        known = self._origin
         attempts = 0
         for delay in backoff_delays():
             raise_if_cancelled()
@@ -290,7 +293,8 @@ class RedisBroker(SharedState, Broker):
                 await self._locate()
                 early = await self.listener.connect()
                 await self.publisher.reset()
-                restarted = await self._check_origin()
+                await self._check_origin()
+                restarted = known is not None and self._origin != known
                 await self.publisher.raise_floor()
                 channels = ("*", *self.listener.subscribed)
                 recovered = (
@@ -326,12 +330,10 @@ class RedisBroker(SharedState, Broker):
             len(recovered),
         )
 
-    async def _check_origin(self) -> bool:
-        """``origin.check``; True when the sequence started again since this instance last
-        looked: Redis may have lost messages. Raises RedisError/OSError."""
-        previous = self._origin
-        self._origin = await self._origin_check.check(self._floor.value, previous)
-        return previous is not None and self._origin != previous
+    async def _check_origin(self) -> None:
+        """``origin.check``: where the sequence began, started again when Redis may have lost
+        writes (``self._origin``). Raises RedisError/OSError."""
+        self._origin = await self._origin_check.check(self._floor.value, self._origin)
 
 
 def redacted(url: str) -> str:
