@@ -136,6 +136,11 @@ class EventStream:
         self._queue.extend(self.parser.feed(text))
         return text
 
+    def drain(self) -> list[Event]:
+        """The events parsed and not read yet (after ``read_until_closed``: the rest)."""
+        events, self._queue = self._queue, []
+        return events
+
     async def connected(self, timeout: float = 5) -> Event:
         event = await self.next(timeout)
         assert event.event == "connected", event
