@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
@@ -27,7 +25,7 @@ from sse_hub.errors import BrokerUnavailable
 from tests.support.brokers import broker_section, draft
 from tests.support.http import broadcast, client_id_of, open_stream
 from tests.support.paths import ROOT
-from tests.support.processes import HubProcess, free_port, wait_for_http
+from tests.support.processes import HubProcess, free_port, start_hub, stop_hubs
 from tests.support.redis_cluster import Cluster
 from tests.support.settings import make_settings
 from tests.support.sse_client import Event, EventStream
@@ -89,21 +87,12 @@ def release_hub(release_tree: Callable[[str], Path], tmp_path: Path) -> Iterator
     def start(commit: str, env: dict[str, str]) -> HubProcess:
         tree = release_tree(commit)
         port = free_port()
-        log_path = tmp_path / f"{commit}-{port}.log"
-        full_env = {**os.environ, "SSE_HUB_LOG__LEVEL": "info", **env, "PYTHONPATH": str(tree)}
-        command = [sys.executable, "-m", "sse_hub", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=tree)
-        hub = HubProcess(port, process, log_path)
+        hub = start_hub(tmp_path / f"{commit}-{port}.log", port, {**env, "PYTHONPATH": str(tree)}, tree)
         started.append(hub)
-        wait_for_http(f"{hub.url}/healthz", process, log_path)
         return hub
 
     yield start
-    for hub in started:
-        if hub.process.poll() is None:
-            hub.process.kill()
-            hub.process.wait(timeout=10)
+    stop_hubs(started)
 
 
 @pytest.fixture

@@ -15,10 +15,7 @@ Missing binaries fail loudly with the command that installs them.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,7 @@ from sse_hub.web.state import HUB
 from tests.support.brokers import BrokerKind, StartedBrokers, broker_section, new_broker
 from tests.support.http import HubClientFactory
 from tests.support.paths import ROOT
-from tests.support.processes import HubProcess, RedisProcess, free_port, running_redis, wait_for_http
+from tests.support.processes import HubProcess, RedisProcess, free_port, running_redis, start_hub, stop_hubs
 from tests.support.redis_cluster import Cluster, running_cluster
 from tests.support.settings import make_settings
 from tests.support.tokens import SECRET, Signer, public_key_file
@@ -248,18 +245,9 @@ def hub_process(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
 
     def start(env: dict[str, str] | None = None, args: list[str] | None = None, port: int | None = None) -> HubProcess:
         port = port or free_port()
-        log_path = tmp_path / f"hub-{port}-{len(started)}.log"
-        full_env = {**os.environ, "SSE_HUB_LOG__LEVEL": "info", **(env or {})}
-        command = [sys.executable, "-m", "sse_hub", "serve", "--host", "127.0.0.1", "--port", str(port), *(args or [])]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        hub = HubProcess(port, process, log_path)
+        hub = start_hub(tmp_path / f"hub-{port}-{len(started)}.log", port, env or {}, ROOT, args)
         started.append(hub)
-        wait_for_http(f"{hub.url}/healthz", process, log_path)
         return hub
 
     yield start
-    for hub in started:
-        if hub.process.poll() is None:
-            hub.process.kill()
-            hub.process.wait(timeout=10)
+    stop_hubs(started)

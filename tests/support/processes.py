@@ -5,10 +5,12 @@ a test's own (``RedisProcess``) and a running ``sse-hub serve`` (``HubProcess``)
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -110,3 +112,23 @@ class HubProcess:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
+
+
+def start_hub(log_path: Path, port: int, env: dict[str, str], cwd: Path, args: list[str] | None = None) -> HubProcess:
+    """``python -m sse_hub serve`` on ``port`` (info logs to ``log_path``, ``env`` over the
+    environment, run in ``cwd``), once ``/healthz`` answers."""
+    full_env = {**os.environ, "SSE_HUB_LOG__LEVEL": "info", **env}
+    command = [sys.executable, "-m", "sse_hub", "serve", "--host", "127.0.0.1", "--port", str(port), *(args or [])]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    hub = HubProcess(port, process, log_path)
+    wait_for_http(f"{hub.url}/healthz", process, log_path)
+    return hub
+
+
+def stop_hubs(started: list[HubProcess]) -> None:
+    """Kill every hub still running (a fixture's teardown)."""
+    for hub in started:
+        if hub.process.poll() is None:
+            hub.process.kill()
+            hub.process.wait(timeout=10)
