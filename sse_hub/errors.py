@@ -11,6 +11,7 @@ One middleware (``sse_hub.web.middleware``) turns these into JSON bodies
     ├── NotFound                404 not_found
     │   └── UnknownClient       404 unknown_client
     ├── RequestTimeout          408 request_timeout
+    ├── ChannelFinished         409 channel_finished
     ├── PayloadTooLarge         413 payload_too_large
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── TooManyConnectionsFromIp 429 too_many_connections_per_ip
@@ -80,6 +81,18 @@ class UnknownClient(NotFound):
 class RequestTimeout(HubError):
     status = 408
     code = "request_timeout"
+
+
+class ChannelFinished(HubError):
+    """A publish to a channel whose final message was published (``"final": true``): the
+    channel has ended until ``history.finished_ttl_seconds`` forget it."""
+
+    status = 409
+    code = "channel_finished"
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"channel {channel!r} has ended (its final message was published)", {"channel": channel})
+        self.channel = channel
 
 
 class PayloadTooLarge(HubError):

@@ -90,6 +90,9 @@ class HistoryConfig(Section):
     ttl_seconds: Positive = 86_400
     # Memory broker: channels with history; past it the least recently published goes first.
     max_channels: Positive = 100_000
+    # A channel that ended (a message with "final": true) keeps its final mark and history
+    # this long, then is forgotten: it behaves like a channel that was never used.
+    finished_ttl_seconds: Positive = 3600
 
 
 class SseConfig(Section):
@@ -128,6 +131,10 @@ class LimitsConfig(Section):
     stall_seconds: Annotated[float, Field(gt=0)] = 60
     # One-time tickets outstanding at once (per instance in memory, per cluster in Redis).
     max_tickets: Positive = 100_000
+    # NDJSON publish streams (POST /broadcast, application/x-ndjson) open at once, per
+    # instance, and how long one may stay silent before it ends with 408.
+    max_publish_streams: Positive = 100
+    publish_stream_idle_seconds: Annotated[float, Field(gt=0)] = 30
 
 
 class JwtConfig(Section):

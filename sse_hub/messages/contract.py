@@ -22,9 +22,18 @@ A broker:
   it in the history of each of its channels (not direct messages), and publish it, all
   or nothing. It returns the numbered messages only once they are stored and published;
   it raises ``BrokerUnavailable`` when it cannot take them (then nothing was applied,
-  except when the broker lost the reply: see the broker's docstring) and
-  ``UnknownClient`` for a direct message to a client no instance holds. A message is
-  never acknowledged unless it was stored and published.
+  except when the broker lost the reply: see the broker's docstring),
+  ``UnknownClient`` for a direct message to a client no instance holds, and
+  ``ChannelFinished`` when a draft names a channel that has ended (then nothing of the
+  call was applied). A message is never acknowledged unless it was stored and published.
+- A draft with ``final`` ends its channels: the broker stores the final mark with the
+  channel's history in the same atomic step as the message, so no two instances can
+  disagree on whether a channel has ended, and no message can follow the final one (a
+  later draft of the same ``publish`` call on that channel is refused too). After
+  ``history.finished_ttl_seconds`` the channel is forgotten, mark and history: it is
+  then a channel that was never used.
+- ``finished(channels)``: of ``channels``, those that have ended, each with the id of
+  its final message (an empty dict when none has).
 - ``history(channels, after_id, limit=None)``: the retained messages of those channels
   with an id greater than ``after_id``, in id order, each once (at most ``limit`` of them,
   the oldest, with ``complete`` False when more remain: a replay is read in pages, so
@@ -114,6 +123,10 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def client_exists(self, client_id: str) -> bool: ...
+
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        """The channels of ``channels`` that have ended, with their final message's id."""
+        return {}
 
     @property
     @abc.abstractmethod

@@ -16,7 +16,7 @@ the fan-out path; the annotations cost nothing at runtime). A Message is equal o
 itself. It encodes itself once (SSE frame inside one HTTP chunk) and caches the bytes, so
 fan-out hands the same bytes to every subscriber and replay re-uses them. The payload
 starts with ``{"id":`` (the Redis publish script relies on it) and leaves out unset
-fields and ``kick`` when false.
+fields and ``kick`` and ``final`` when false.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ ChannelPosition = tuple[str, Annotated[int, Field(ge=1)], Annotated[str, StringC
 Positions = Annotated[tuple[ChannelPosition, ...], Field(exclude_if=lambda positions: not positions)]
 # A control message: disconnect ``client_id`` wherever it is connected (DELETE /clients).
 Kick = Annotated[bool, Field(exclude_if=lambda kick: not kick)]
+# The channel's last message: after it the channels of the message have ended (docs/api.md).
+Final = Annotated[bool, Field(exclude_if=lambda final: not final)]
 # When the publish request was accepted (epoch seconds), for the fan-out latency metric.
 PublishedAt = float
 
@@ -169,6 +171,14 @@ class PublishItem(BaseModel):
     retry: RetryMs | None = None
     exclude_client_id: Annotated[ClientId, Field(description="Everyone but this client.")] | None = None
     client_id: Annotated[ClientId, Field(description="This client only (direct, not kept in history).")] | None = None
+    final: Annotated[
+        bool,
+        Field(
+            description="The last message of its channels: streams get it, then `event: end`, and close "
+            "when all their channels have ended; later publishes to them get 409 `channel_finished`. "
+            "Needs `channel` or `channels`."
+        ),
+    ] = False
 
     @field_validator("event")
     @classmethod
@@ -181,6 +191,8 @@ class PublishItem(BaseModel):
             raise ValueError("give either 'channel' or 'channels', not both")
         if self.client_id is not None and (self.channel is not None or self.channels is not None):
             raise ValueError("a direct message ('client_id') takes no channels")
+        if self.final and self.channel is None and self.channels is None:
+            raise ValueError("a final message ('final': true) needs 'channel' or 'channels'")
         return self
 
     def targets(self) -> tuple[str, ...]:
@@ -208,6 +220,7 @@ class PublishItem(BaseModel):
             client_id=self.client_id,
             exclude_client_id=self.exclude_client_id,
             published_at=time.time(),
+            final=self.final,
         )
 
 
@@ -230,6 +243,7 @@ class Draft:
     kick: Kick = False
     published_at: PublishedAt = 0.0
     mercure: Mercure | None = None
+    final: Final = False
 
     def numbered(self, message_id: int) -> Message:
         return Message(*_draft_values(self), id=message_id)
