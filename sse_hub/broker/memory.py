@@ -1,4 +1,4 @@
-"""In-process broker: a counter for ids, a bounded history per channel, one-time tickets.
+"""In-process broker: a counter for ids and a bounded history per channel.
 
 Single instance only. ``publish`` numbers, stores and delivers synchronously, so a
 message is in history and handed to the hub before the publisher's response is sent.
@@ -21,9 +21,8 @@ Bounds, each kept in O(1) amortised time with no timer:
   checked on every publish and every history read; a channel is popped at most once per
   creation. The global channel ``*`` is a channel like the others. Time is the
   monotonic ``clock`` (injectable, so tests need not sleep).
-- **tickets**: at most ``max_tickets`` outstanding. Expired tickets are swept first (a
-  heap by expiry; entries of redeemed tickets are dropped when the heap grows to twice
-  the live tickets), then ``issue_ticket`` raises ``TooManyTickets`` (503, Retry-After).
+
+Its directory and tickets are ``broker/local.py``'s.
 
 ``History.expired`` is never False when something was lost (the contract,
 ``sse_hub/messages/contract.py``), though a dropped history leaves no record of what it
@@ -47,16 +46,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from sse_hub.config.settings import HistoryConfig, LimitsConfig, Settings
-from sse_hub.errors import BrokerUnavailable, TooManyTickets
+from sse_hub.config.settings import HistoryConfig, Settings
+from sse_hub.errors import BrokerUnavailable
 from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
 from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
 
 _HISTORY_DEFAULTS = HistoryConfig()
-_LIMITS_DEFAULTS = LimitsConfig()
-# Heap entries of redeemed tickets are dropped once the heap is this much over twice
-# the live tickets (a rebuild costs one pass, paid for by as many redemptions).
-_TICKET_HEAP_SLACK = 1024
 
 Clock = Callable[[], float]
 
@@ -100,14 +95,12 @@ class MemoryBroker(Broker):
         *,
         ttl_seconds: float = _HISTORY_DEFAULTS.ttl_seconds,
         max_channels: int = _HISTORY_DEFAULTS.max_channels,
-        max_tickets: int = _LIMITS_DEFAULTS.max_tickets,
         clock: Clock = time.monotonic,
         origin: int | None = None,
     ) -> None:
         self._history_size = history_size
         self._ttl_seconds = ttl_seconds
         self._max_channels = max_channels
-        self._max_tickets = max_tickets
         self._clock = clock
         self._channels: OrderedDict[str, _ChannelHistory] = OrderedDict()
         self._dropped_through = 0
@@ -116,8 +109,6 @@ class MemoryBroker(Broker):
         self.origin = time.time_ns() // 1000 if origin is None else origin
         self._last_id = 0
         self._deliver: Deliver | None = None
-        self._tickets: dict[str, tuple[tuple[str, ...], float]] = {}
-        self._ticket_expiries: list[tuple[float, str]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = time.monotonic) -> MemoryBroker:
@@ -126,7 +117,6 @@ class MemoryBroker(Broker):
             history.size,
             ttl_seconds=history.ttl_seconds,
             max_channels=history.max_channels,
-            max_tickets=settings.limits.max_tickets,
             clock=clock,
         )
 
@@ -182,38 +172,6 @@ class MemoryBroker(Broker):
                     return History(merged, expired, self._last_id, complete=False, evicted_through=evicted_through)
                 merged.append(message)
         return History(merged, expired, self._last_id, evicted_through=evicted_through)
-
-    async def client_exists(self, client_id: str) -> bool:
-        return False
-
-    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None:
-        now = self._clock()
-        self._sweep_tickets(now)
-        if len(self._tickets) >= self._max_tickets:
-            raise TooManyTickets(
-                f"{len(self._tickets)} one-time tickets are outstanding (limits.max_tickets);"
-                " retry when some are used or expire"
-            )
-        expires_at = now + ttl_seconds
-        self._tickets[ticket] = (patterns, expires_at)
-        heapq.heappush(self._ticket_expiries, (expires_at, ticket))
-
-    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None:
-        entry = self._tickets.pop(ticket, None)
-        if len(self._ticket_expiries) > 2 * len(self._tickets) + _TICKET_HEAP_SLACK:
-            self._ticket_expiries = [(expires_at, key) for key, (_, expires_at) in self._tickets.items()]
-            heapq.heapify(self._ticket_expiries)
-        if entry is None or entry[1] <= self._clock():
-            return None
-        return entry[0]
-
-    def _sweep_tickets(self, now: float) -> None:
-        expiries = self._ticket_expiries
-        while expiries and expiries[0][0] <= now:
-            expires_at, ticket = heapq.heappop(expiries)
-            entry = self._tickets.get(ticket)
-            if entry is not None and entry[1] == expires_at:
-                del self._tickets[ticket]
 
     def _channel(self, name: str, now: float) -> _ChannelHistory:
         channels = self._channels

@@ -48,7 +48,7 @@ from sse_hub.errors import (
 )
 from sse_hub.mercure import replay as mercure_replay
 from sse_hub.messages import sse
-from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.contract import Backend, History
 from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
 
@@ -61,21 +61,37 @@ logger = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, settings: Settings, broker: Broker, instance_id: str, ids: IdScheme = SEQUENCE_IDS) -> None:
+    """``backend``: the broker and the client directory (``messages/contract.py``);
+    ``ids``: one id sequence or per-channel places, chosen with the broker
+    (``core/ids.py``); ``registry`` and ``started_at``: this instance's subscribers and
+    when it started (the app shares them with what describes the instance to the
+    cluster); ``observe_fanout``: called once per
+    dispatched message with the seconds since it was published (metrics)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        instance_id: str,
+        ids: IdScheme = SEQUENCE_IDS,
+        *,
+        registry: Registry | None = None,
+        started_at: float | None = None,
+        observe_fanout: Callable[[float], None] | None = None,
+    ) -> None:
         self.settings = settings
-        self.broker = broker
-        #: One id sequence or per-channel places, chosen with the broker (``core/ids.py``).
+        self.broker = broker = backend.broker
+        self.directory = backend.directory
         self.ids = ids
-        self.registry = Registry()
+        self.registry = Registry() if registry is None else registry
         self.mercure = mercure_index(settings.mercure.enabled)
         self.counters = Counters(self.registry)
         self.instance_id = instance_id
-        self.started_at = time.time()
+        self.started_at = time.time() if started_at is None else started_at
         self._flusher = Flusher(broker.arriving, lambda: len(self.registry))
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closing = False
-        # Called once per dispatched message with seconds since it was published (metrics).
-        self.observe_fanout: Callable[[float], None] | None = None
+        self.observe_fanout = observe_fanout
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -91,6 +107,11 @@ class Hub:
     @property
     def draining(self) -> bool:
         return self._closing
+
+    @property
+    def connected(self) -> bool:
+        """The broker can publish right now (``/readyz``)."""
+        return self.broker.connected
 
     async def close_streams(self) -> None:
         """Shutdown, first step: tell every stream to reconnect a little later (jittered,
@@ -150,7 +171,7 @@ class Hub:
         )
         self.registry.add(subscriber)
         self.counters.connects += 1
-        self.broker.client_connected(subscriber.client_id)
+        self.directory.client_connected(subscriber.client_id)
         logger.info("connect", extra={"client": subscriber.client_id, "ip": ip, "channels": ",".join(channels)})
         return subscriber
 
@@ -247,7 +268,7 @@ class Hub:
         if self.registry.get(subscriber.client_id) is subscriber:
             self.registry.remove(subscriber)
             self.counters.delivered_to_departed += subscriber.messages_sent
-        self.broker.client_disconnected(subscriber.client_id)
+        self.directory.client_disconnected(subscriber.client_id)
         self.broker.detach(subscriber.channels)
 
     def _closed(self, subscriber: Subscriber, reason: CloseReason) -> None:
@@ -272,7 +293,7 @@ class Hub:
         if subscriber is not None:
             subscriber.close("kicked")
             return
-        if not await self.broker.client_exists(client_id):
+        if not await self.directory.client_exists(client_id):
             raise UnknownClient(f"no client {client_id!r} is connected")
         await self.broker.publish([Draft(event="message", data="", channels=(), client_id=client_id, kick=True)])
 
@@ -282,7 +303,7 @@ class Hub:
         """Check direct targets, then hand the whole batch to the broker (all or nothing)."""
         for draft in drafts:
             if draft.client_id is not None and self.registry.get(draft.client_id) is None:
-                if not await self.broker.client_exists(draft.client_id):
+                if not await self.directory.client_exists(draft.client_id):
                     raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
         messages = await self.broker.publish(drafts)
         self.counters.messages_published += len(messages)

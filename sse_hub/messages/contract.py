@@ -1,4 +1,10 @@
-"""The Broker contract: number, store and carry messages; fan-out lives above it, in the hub.
+"""The contracts below the hub: the ``Broker`` carries messages; the ``ClientDirectory``
+and the ``TicketStore`` hold what the instances of a cluster share besides. A backend
+creates the three together (``Backend``; ``web/app.py`` picks one), and each goes to whoever
+needs it: the broker and the directory to the hub, the tickets to the routes. Fan-out
+lives above them, in the hub.
+
+The broker:
 
 A broker:
 
@@ -40,16 +46,6 @@ A broker:
   what a slow client is owed stays in the broker), plus whether any message newer than
   ``after_id`` was evicted from one of them (by count or age; it may say so needlessly,
   never wrongly say no) and the highest id ever published.
-- ``client_exists(client_id)``: whether a client is connected to some instance of the
-  cluster (for direct messages). The hub asks only after its own registry said no, so a
-  single-instance broker answers False.
-- ``client_connected(client_id)`` / ``client_disconnected(client_id)``: the hub's notice
-  of local clients, for brokers that keep a cluster-wide directory (default: nothing).
-- ``issue_ticket(ticket, patterns, ttl_seconds)`` / ``redeem_ticket(ticket)``: one-time
-  stream tickets, visible to every instance; ``redeem_ticket`` returns the ticket's
-  channel patterns once, within its TTL, and None after that or for an unknown ticket.
-- ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
-  None when the broker is not a cluster (default).
 - ``arriving()``: a future that resolves once this instance's own messages that are on
   their way back to it through the broker (published, not yet delivered) were delivered,
   or None when none are (default: a broker that delivers during ``publish``). The hub's
@@ -57,6 +53,24 @@ A broker:
   may resolve early; the caller may cancel it.
 - ``connected``: whether publishing can work right now (``/readyz``).
 - ``stop()``: release everything; safe to call after a failed ``start``.
+
+The client directory (its life follows the broker's ``start`` and ``stop``):
+
+- ``client_connected(client_id)`` / ``client_disconnected(client_id)``: the hub's notice
+  of local clients (synchronous: on the hot path; never awaits).
+- ``client_exists(client_id)``: whether a client is connected to some instance of the
+  cluster (for direct messages). The hub asks only after its own registry said no, so a
+  single instance answers False.
+- ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
+  None when there is no cluster. Each instance describes itself with the ``describe``
+  function its backend was created with.
+
+The ticket store: ``issue(ticket, patterns, ttl_seconds)`` / ``redeem(ticket)``: one-time
+stream tickets, visible to every instance; ``redeem`` returns the ticket's channel
+patterns once, within its TTL, and None after that or for an unknown ticket; ``issue``
+raises ``TooManyTickets`` past ``limits.max_tickets`` outstanding.
+
+Every question a store cannot answer is ``BrokerUnavailable`` (503).
 """
 
 from __future__ import annotations
@@ -106,8 +120,6 @@ class Broker(abc.ABC):
     #: single-instance broker): with routing by interest it stays flat for channels that
     #: have no stream here.
     messages_received: int = 0
-    #: This instance's summary for the cluster (set by the app; see ``cluster_summaries``).
-    summary_source: Callable[[], dict[str, object]] | None = None
 
     @abc.abstractmethod
     async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None: ...
@@ -121,9 +133,6 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History: ...
 
-    @abc.abstractmethod
-    async def client_exists(self, client_id: str) -> bool: ...
-
     async def finished(self, channels: Collection[str]) -> dict[str, int]:
         """The channels of ``channels`` that have ended, with their final message's id."""
         return {}
@@ -131,12 +140,6 @@ class Broker(abc.ABC):
     @property
     @abc.abstractmethod
     def connected(self) -> bool: ...
-
-    @abc.abstractmethod
-    async def issue_ticket(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None: ...
-
-    @abc.abstractmethod
-    async def redeem_ticket(self, ticket: str) -> tuple[str, ...] | None: ...
 
     async def attach(self, channels: Collection[str]) -> None:
         """Receive ``channels`` from now on (see the module docstring)."""
@@ -148,11 +151,41 @@ class Broker(abc.ABC):
         """Own messages on their way back (see the module docstring)."""
         return None
 
+
+# What an instance says about itself to the cluster (``/stats``): a JSON object.
+Summary = dict[str, object]
+
+
+class ClientDirectory(abc.ABC):
+    """See the module docstring."""
+
     def client_connected(self, client_id: str) -> None:
         """A client connected to this instance (synchronous: called on the hot path)."""
 
     def client_disconnected(self, client_id: str) -> None:
         """A client left this instance."""
 
-    async def cluster_summaries(self) -> list[dict[str, object]] | None:
+    @abc.abstractmethod
+    async def client_exists(self, client_id: str) -> bool: ...
+
+    async def cluster_summaries(self) -> list[Summary] | None:
         return None
+
+
+class TicketStore(abc.ABC):
+    """See the module docstring."""
+
+    @abc.abstractmethod
+    async def issue(self, ticket: str, patterns: tuple[str, ...], ttl_seconds: int) -> None: ...
+
+    @abc.abstractmethod
+    async def redeem(self, ticket: str) -> tuple[str, ...] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A broker and the shared state created with it (module docstring)."""
+
+    broker: Broker
+    directory: ClientDirectory
+    tickets: TicketStore

@@ -11,17 +11,20 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 
 from aiohttp import web
 
+from sse_hub.broker.local import LocalDirectory, MemoryTickets
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
 from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
-from sse_hub.messages.contract import Broker
+from sse_hub.core.registry import Registry
+from sse_hub.messages.contract import Backend, Summary
 from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
@@ -31,8 +34,8 @@ from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
 from sse_hub.web.openapi.spec import Route, build_openapi
 from sse_hub.web.routes import admin, publish, stream, tickets
-from sse_hub.web.state import AUTH, CLIENT_ADDRESS, CONNECTIONS, CORS, HUB, METRICS, SETTINGS
-from sse_hub.web.stats import summary_for_broker
+from sse_hub.web.state import AUTH, CLIENT_ADDRESS, CONNECTIONS, CORS, HUB, METRICS, SETTINGS, TICKETS
+from sse_hub.web.stats import describe
 
 STATIC = Path(__file__).parent.parent / "static"
 
@@ -42,23 +45,29 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def create_broker(settings: Settings, instance_id: str) -> tuple[Broker, IdScheme]:
-    """The configured broker, and the id scheme that goes with it (``core/ids.py``)."""
+def create_backend(
+    settings: Settings, instance_id: str, describe: Callable[[], Summary] | None = None
+) -> tuple[Backend, IdScheme]:
+    """The configured broker with its client directory and ticket store, and the id scheme
+    that goes with it (``core/ids.py``); ``describe``: this instance, for the cluster."""
     if settings.broker.backend == "redis":
         from sse_hub.broker.redis import RedisBroker
 
-        return RedisBroker(settings, instance_id), SEQUENCE_IDS
+        redis = RedisBroker(settings, instance_id, describe=describe)
+        return Backend(redis, redis.directory, redis.tickets), SEQUENCE_IDS
     if settings.sharded:
         from sse_hub.broker.sharded import ShardedClusterBroker
         from sse_hub.core.places.replay import PlaceIds
 
-        sharded = ShardedClusterBroker(settings, instance_id)
-        return sharded, PlaceIds(sharded)
+        sharded = ShardedClusterBroker(settings, instance_id, describe=describe)
+        return Backend(sharded, sharded.directory, sharded.tickets), PlaceIds(sharded)
     if settings.broker.backend == "redis-cluster":
         from sse_hub.broker.redis.one_slot import RedisClusterBroker
 
-        return RedisClusterBroker(settings, instance_id), SEQUENCE_IDS
-    return MemoryBroker.from_settings(settings), SEQUENCE_IDS
+        one_slot = RedisClusterBroker(settings, instance_id, describe=describe)
+        return Backend(one_slot, one_slot.directory, one_slot.tickets), SEQUENCE_IDS
+    tickets = MemoryTickets(settings.limits.max_tickets)
+    return Backend(MemoryBroker.from_settings(settings), LocalDirectory(), tickets), SEQUENCE_IDS
 
 
 def create_app(
@@ -68,19 +77,28 @@ def create_app(
     shows the whole process group (the server hands it in)."""
     settings = settings or Settings()
     instance_id = instance_id or default_instance_id()
-    broker, ids = create_broker(settings, instance_id)
-    hub = Hub(settings, broker, instance_id, ids)
-    broker.summary_source = partial(summary_for_broker, hub)
+    registry, started_at = Registry(), time.time()
+    backend, ids = create_backend(settings, instance_id, partial(describe, instance_id, started_at, registry))
+    metrics = Metrics(group_scrape)
+    hub = Hub(
+        settings,
+        backend,
+        instance_id,
+        ids,
+        registry=registry,
+        started_at=started_at,
+        observe_fanout=metrics.fanout_latency.observe,
+    )
+    metrics.collect_from(hub)
     cors = Cors(settings.server.cors_origins)
 
     app = web.Application(middlewares=[json_errors])
     app[SETTINGS] = settings
     app[HUB] = hub
+    app[TICKETS] = backend.tickets
     app[CLIENT_ADDRESS] = ClientAddress(settings.server.trusted_proxies)
     app[CORS] = cors
     app[AUTH] = Authenticator(settings.auth)
-    metrics = Metrics(hub, group_scrape)
-    hub.observe_fanout = metrics.fanout_latency.observe
     app[METRICS] = metrics
     app[CONNECTIONS] = Connections()
     app.cleanup_ctx.append(_run_hub)

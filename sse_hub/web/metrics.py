@@ -102,18 +102,23 @@ GroupScrape = Callable[[Callable[[], bytes]], Awaitable[bytes]]
 class Metrics:
     """The registry behind ``/metrics`` for one app."""
 
-    def __init__(self, hub: Hub, group_scrape: GroupScrape | None = None) -> None:
+    def __init__(self, group_scrape: GroupScrape | None = None) -> None:
+        """The registry and the fan-out latency histogram, which the hub is built with;
+        ``collect_from`` then adds the hub's own counters."""
         self._group_scrape = group_scrape
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.registry.register(HubCollector(hub))
         self.fanout_latency = Histogram(
             "sse_hub_fanout_latency_seconds",
             "Time from a publish request's arrival to the message's fan-out on this instance.",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def collect_from(self, hub: Hub) -> None:
+        """Read ``hub``'s counters at every scrape (once per app)."""
+        self.registry.register(HubCollector(hub))
 
     def render(self) -> bytes:
         """This process's metrics."""

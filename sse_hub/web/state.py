@@ -10,6 +10,7 @@ from aiohttp import web
 
 from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
+from sse_hub.messages.contract import TicketStore
 from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
@@ -18,6 +19,7 @@ from sse_hub.web.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
+TICKETS = web.AppKey("tickets", TicketStore)
 CLIENT_ADDRESS = web.AppKey("client_address", ClientAddress)
 CORS = web.AppKey("cors", Cors)
 AUTH = web.AppKey("auth", Authenticator)

@@ -12,7 +12,9 @@ import itertools
 from datetime import UTC, datetime
 
 from sse_hub.core.hub import Hub
+from sse_hub.core.registry import Registry
 from sse_hub.core.subscriber import Subscriber
+from sse_hub.messages.contract import Summary
 from sse_hub.web.openapi.schemas import ClientInfo, ClusterTotals, InstanceSummary, Stats
 
 # Clients listed in one /stats answer at most (``?limit=`` may ask for fewer): the list is
@@ -27,19 +29,23 @@ def iso(timestamp: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def instance_summary(hub: Hub) -> InstanceSummary:
+def instance_summary(instance_id: str, started_at: float, registry: Registry) -> InstanceSummary:
     """What this instance tells the cluster about itself (also the head of ``/stats``)."""
     return {
-        "instance": hub.instance_id,
-        "started_at": iso(hub.started_at),
-        "total_clients": len(hub.registry),
-        "channels": hub.registry.channel_counts(),
+        "instance": instance_id,
+        "started_at": iso(started_at),
+        "total_clients": len(registry),
+        "channels": registry.channel_counts(),
     }
 
 
-def summary_for_broker(hub: Hub) -> dict[str, object]:
-    """``instance_summary`` as the broker's ``summary_source`` takes it (a plain dict)."""
-    return dict(instance_summary(hub))
+def describe(instance_id: str, started_at: float, registry: Registry) -> Summary:
+    """``instance_summary`` as the client directory takes it (a plain dict)."""
+    return dict(instance_summary(instance_id, started_at, registry))
+
+
+def hub_summary(hub: Hub) -> InstanceSummary:
+    return instance_summary(hub.instance_id, hub.started_at, hub.registry)
 
 
 def client_entry(subscriber: Subscriber) -> ClientInfo:
@@ -61,7 +67,7 @@ def local_stats(hub: Hub, client_limit: int | None) -> Stats:
     limit = MAX_LISTED_CLIENTS if client_limit is None else min(client_limit, MAX_LISTED_CLIENTS)
     clients = itertools.islice(hub.registry.all(), limit)
     return Stats(
-        **instance_summary(hub),
+        **hub_summary(hub),
         messages_published=counters.messages_published,
         messages_delivered=counters.messages_delivered,
         slow_disconnects=counters.slow_disconnects,

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sse_hub.broker.memory import MemoryBroker
+from sse_hub.broker.local import MemoryTickets
 from sse_hub.errors import TooManyTickets
-from sse_hub.web.state import HUB
+from sse_hub.web.state import HUB, TICKETS
 from tests.support.fakes import FakeClock
 from tests.support.http import HubClientFactory, expect_error, open_stream
 from tests.support.tokens import PUBLISH, SECRET, bearer
@@ -99,7 +99,7 @@ async def test_tickets_are_404_when_subscriber_auth_is_off(
             assert payload["error"] == "not_found"
             assert "subscriber_jwt" in payload["detail"]
     assert tuple(actual) == expected
-    assert client.server.app[HUB].broker._tickets == {}
+    assert len(client.server.app[TICKETS]) == 0
 
 
 async def test_a_ticket_comes_with_its_expiry(hub_client: HubClientFactory) -> None:
@@ -189,29 +189,29 @@ async def test_past_max_tickets_issuing_is_503_until_one_is_used(hub_client: Hub
 
 async def test_expired_tickets_are_swept_before_the_cap_refuses() -> None:
     clock = FakeClock()
-    broker = MemoryBroker(max_tickets=2, clock=clock)
-    await broker.issue_ticket("short", ("news",), 10)
-    await broker.issue_ticket("long", ("news",), 60)
+    tickets = MemoryTickets(2, clock)
+    await tickets.issue("short", ("news",), 10)
+    await tickets.issue("long", ("news",), 60)
     with pytest.raises(TooManyTickets):
-        await broker.issue_ticket("third", ("news",), 60)
+        await tickets.issue("third", ("news",), 60)
     clock.now += 10
-    await broker.issue_ticket("third", ("news",), 60)  # "short" expired and was swept
+    await tickets.issue("third", ("news",), 60)  # "short" expired and was swept
     with pytest.raises(TooManyTickets):
-        await broker.issue_ticket("fourth", ("news",), 60)
-    assert await broker.redeem_ticket("short") is None
-    assert await broker.redeem_ticket("long") == ("news",)
-    assert await broker.redeem_ticket("third") == ("news",)
+        await tickets.issue("fourth", ("news",), 60)
+    assert await tickets.redeem("short") is None
+    assert await tickets.redeem("long") == ("news",)
+    assert await tickets.redeem("third") == ("news",)
 
 
 async def test_used_tickets_leave_nothing_behind() -> None:
     """Each ticket sits in a dict and in a heap by expiry; a used one leaves the dict at
     once and the heap when it has grown to twice the live tickets, not after its TTL."""
-    broker = MemoryBroker(max_tickets=10, clock=FakeClock())
+    tickets = MemoryTickets(10, FakeClock())
     for n in range(5000):
-        await broker.issue_ticket(f"t{n}", ("news",), 3600)
-        assert await broker.redeem_ticket(f"t{n}") == ("news",)
-    assert len(broker._tickets) == 0
-    assert len(broker._ticket_expiries) < 2000, "the heap kept the used tickets"
+        await tickets.issue(f"t{n}", ("news",), 3600)
+        assert await tickets.redeem(f"t{n}") == ("news",)
+    assert len(tickets) == 0
+    assert len(tickets._expiries) < 2000, "the heap kept the used tickets"
 
 
 # -- redeeming --------------------------------------------------------------------------

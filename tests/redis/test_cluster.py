@@ -74,31 +74,32 @@ async def test_history_written_through_one_instance_is_read_through_another(star
 async def test_a_client_connected_to_one_instance_is_known_to_the_others(start_broker: BrokerFactory) -> None:
     a, _ = await start_broker("redis", "a")
     b, _ = await start_broker("redis", "b")
-    assert not await a.client_exists("c_roaming")
-    b.client_connected("c_roaming")
-    await eventually(lambda: a.client_exists("c_roaming"))
-    b.client_disconnected("c_roaming")
+    assert not await a.directory.client_exists("c_roaming")
+    b.directory.client_connected("c_roaming")
+    await eventually(lambda: a.directory.client_exists("c_roaming"))
+    b.directory.client_disconnected("c_roaming")
 
     async def gone() -> bool:
-        return not await a.client_exists("c_roaming")
+        return not await a.directory.client_exists("c_roaming")
 
     await eventually(gone)
 
 
 async def test_cluster_summaries_list_live_instances_and_drop_stopped_ones(start_broker: BrokerFactory) -> None:
     a, _ = await start_broker("redis", "a")
-    b, _ = await start_broker("redis", "b")
-    b.summary_source = lambda: {"instance": "b", "started_at": "now", "total_clients": 2, "channels": {"x": 2}}
-    b.client_connected("c_1")  # wakes the upkeep task; the summary itself refreshes periodically
+    b, _ = await start_broker(
+        "redis", "b", describe=lambda: {"instance": "b", "started_at": "now", "total_clients": 2, "channels": {"x": 2}}
+    )
+    b.directory.client_connected("c_1")  # wakes the upkeep task; the summary itself refreshes periodically
 
     async def b_reports_its_clients() -> bool:
-        summaries = await a.cluster_summaries() or []
+        summaries = await a.directory.cluster_summaries() or []
         return any(summary["channels"] == {"x": 2} for summary in summaries)
 
     await eventually(b_reports_its_clients)
-    assert [summary["instance"] for summary in await a.cluster_summaries() or []] == ["a", "b"]
+    assert [summary["instance"] for summary in await a.directory.cluster_summaries() or []] == ["a", "b"]
     await b.stop()
-    assert [summary["instance"] for summary in await a.cluster_summaries() or []] == ["a"]
+    assert [summary["instance"] for summary in await a.directory.cluster_summaries() or []] == ["a"]
 
 
 async def test_malformed_payloads_on_the_message_channel_are_skipped(
@@ -155,12 +156,12 @@ async def test_a_ticket_issued_on_one_instance_is_redeemed_once_on_any_other(
 ) -> None:
     a, _ = await start_broker("redis", "a")
     b, _ = await start_broker("redis", "b")
-    await a.issue_ticket("secret-ticket", ("news",), 30)
+    await a.tickets.issue("secret-ticket", ("news",), 30)
     [key] = [key async for key in redis.scan_iter(match=f"{prefix}:ticket:*")]
     assert b"secret-ticket" not in key, "the key space shows no usable ticket"
     assert 0 < await redis.ttl(key) <= 30
-    assert await b.redeem_ticket("secret-ticket") == ("news",)
-    assert await a.redeem_ticket("secret-ticket") is None
+    assert await b.tickets.redeem("secret-ticket") == ("news",)
+    assert await a.tickets.redeem("secret-ticket") is None
 
 
 async def test_start_fails_as_unavailable_when_redis_is_unreachable() -> None:

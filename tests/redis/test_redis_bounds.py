@@ -223,20 +223,20 @@ async def test_expired_tickets_leave_the_count_and_redeemed_ones_free_their_plac
     start_broker: BrokerFactory, redis: Redis, prefix: str
 ) -> None:
     broker, _ = await start_broker("redis", limits={"max_tickets": 1})
-    await broker.issue_ticket("short", ("news",), 1)
+    await broker.tickets.issue("short", ("news",), 1)
     with pytest.raises(TooManyTickets):
-        await broker.issue_ticket("refused", ("news",), 60)
+        await broker.tickets.issue("refused", ("news",), 60)
 
     async def issued_after_expiry() -> bool:
         try:
-            await broker.issue_ticket("later", ("news",), 60)
+            await broker.tickets.issue("later", ("news",), 60)
         except TooManyTickets:
             return False
         return True
 
     await eventually(issued_after_expiry, timeout=10)
     assert await redis.zcard(f"{prefix}:tickets") == 1
-    assert await broker.redeem_ticket("later") == ("news",)
+    assert await broker.tickets.redeem("later") == ("news",)
     assert await redis.zcard(f"{prefix}:tickets") == 0
 
 
@@ -249,9 +249,9 @@ async def test_directory_changes_during_an_outage_are_capped_and_rewritten_on_re
     await wait_until(lambda: not a.connected)
     clients = [f"c_{n}" for n in range(20)]
     for client_id in clients:
-        a.client_connected(client_id)
+        a.directory.client_connected(client_id)
         assert len(a.directory.changes) <= 5
-    a.client_disconnected("c_0")
+    a.directory.client_disconnected("c_0")
     assert a.directory.stale and not a.directory.changes
     own_redis.start()
     await wait_until(lambda: a.connected, timeout=15)
@@ -283,7 +283,7 @@ async def test_stop_ends_every_task_even_when_a_redis_call_swallows_the_cancella
             await asyncio.sleep(3600)
 
     broker.directory.write = swallowing_write  # type: ignore[method-assign]
-    broker.client_connected("c_1")
+    broker.directory.client_connected("c_1")
     await asyncio.wait_for(entered.wait(), 5)
     async with asyncio.timeout(10):
         await broker.stop()

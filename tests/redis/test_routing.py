@@ -43,9 +43,9 @@ async def test_an_instance_receives_nothing_for_channels_it_does_not_serve(start
 async def test_global_and_direct_messages_reach_an_instance_that_attached_nothing(start_broker: BrokerFactory) -> None:
     a, _ = await start_broker("redis", "a")
     b, delivered = await start_broker("redis", "b")
-    b.client_connected("c_on_b")
+    b.directory.client_connected("c_on_b")
     await a.publish([draft("*", data="to all")])
-    await eventually(lambda: a.client_exists("c_on_b"))
+    await eventually(lambda: a.directory.client_exists("c_on_b"))
     await a.publish([Draft(event="message", data="to you", channels=(), client_id="c_on_b")])
     await a.publish([Draft(event="message", data="", channels=(), client_id="c_on_b", kick=True)])
     await wait_until(lambda: len(delivered) == 3)

@@ -146,7 +146,7 @@ async def test_global_messages_are_kept_under_the_star_channel(start_broker: Bro
 
 async def test_direct_messages_are_delivered_but_not_stored(start_broker: BrokerFactory) -> None:
     broker, delivered = await start_broker()
-    broker.client_connected("c_one")
+    start_broker.directory(broker).client_connected("c_one")
     [message] = await broker.publish([draft(data="just you", client_id="c_one")])
     assert message.channels == ()
     await wait_until(lambda: bool(delivered))
@@ -174,10 +174,11 @@ async def test_a_stopped_broker_is_not_connected_and_refuses_to_publish(start_br
 
 async def test_a_ticket_is_redeemed_once(start_broker: BrokerFactory) -> None:
     broker, _ = await start_broker()
-    await broker.issue_ticket("t-1", ("news", "stocks.*"), 60)
-    assert await broker.redeem_ticket("t-1") == ("news", "stocks.*")
-    assert await broker.redeem_ticket("t-1") is None
-    assert await broker.redeem_ticket("never-issued") is None
+    tickets = start_broker.tickets(broker)
+    await tickets.issue("t-1", ("news", "stocks.*"), 60)
+    assert await tickets.redeem("t-1") == ("news", "stocks.*")
+    assert await tickets.redeem("t-1") is None
+    assert await tickets.redeem("never-issued") is None
 
 
 async def test_a_channel_attached_now_receives_what_is_published_next(start_broker: BrokerFactory) -> None:
@@ -210,10 +211,11 @@ async def test_history_of_a_channel_with_no_publish_for_its_ttl_is_dropped_and_r
 
 async def test_past_max_tickets_issuing_is_refused_until_one_is_redeemed(start_broker: BrokerFactory) -> None:
     broker, _ = await start_broker(limits={"max_tickets": 2})
-    await broker.issue_ticket("t-1", ("news",), 60)
-    await broker.issue_ticket("t-2", ("news",), 60)
+    tickets = start_broker.tickets(broker)
+    await tickets.issue("t-1", ("news",), 60)
+    await tickets.issue("t-2", ("news",), 60)
     with pytest.raises(TooManyTickets):
-        await broker.issue_ticket("t-3", ("news",), 60)
-    assert await broker.redeem_ticket("t-1") == ("news",)
-    await broker.issue_ticket("t-3", ("news",), 60)
-    assert await broker.redeem_ticket("t-3") == ("news",)
+        await tickets.issue("t-3", ("news",), 60)
+    assert await tickets.redeem("t-1") == ("news",)
+    await tickets.issue("t-3", ("news",), 60)
+    assert await tickets.redeem("t-3") == ("news",)

@@ -134,9 +134,9 @@ async def test_global_direct_kick_tickets_and_cluster_stats_work_across_hubs(
         kicked = await a.delete(f"/clients/{client_id_of(stream)}")
         assert kicked.status == 200, await kicked.text()
         assert "event: message" not in await stream.read_until_closed()
-    await broker_of(a).issue_ticket("t-16", ("news",), 60)
-    assert await broker_of(b).redeem_ticket("t-16") == ("news",)
-    assert await broker_of(a).redeem_ticket("t-16") is None
+    await broker_of(a).tickets.issue("t-16", ("news",), 60)
+    assert await broker_of(b).tickets.redeem("t-16") == ("news",)
+    assert await broker_of(a).tickets.redeem("t-16") is None
 
 
 async def test_a_slot_moved_while_publishing_loses_nothing(

@@ -182,11 +182,11 @@ async def test_lost_keys_start_a_new_epoch_and_the_old_position_is_a_gap(
 
 async def test_global_direct_messages_and_kicks_cross_brokers(start_broker: BrokerFactory) -> None:
     async with start_broker.group(2, "sharded") as [(a, got_a), (b, got_b)]:
-        a.client_connected("alice")
+        a.directory.client_connected("alice")
         await wait_until(lambda: not a.directory.changes and not a.directory.stale)
 
         async def b_knows_alice() -> bool:
-            return await b.client_exists("alice")
+            return await b.directory.client_exists("alice")
 
         await eventually(b_knows_alice, timeout=10)
         [direct, kick] = await b.publish(
@@ -203,7 +203,7 @@ async def test_global_direct_messages_and_kicks_cross_brokers(start_broker: Brok
         with pytest.raises(UnknownClient):
             await a.publish([draft("news"), Draft(event="message", data="x", channels=(), client_id="nobody")])
         assert (await a.positions(["news"]))["news"] == NOWHERE, "nothing of the batch was sent"
-        assert not await b.client_exists("nobody")
+        assert not await b.directory.client_exists("nobody")
 
 
 async def test_each_broker_keeps_one_subscriber_connection_per_master(
@@ -387,10 +387,10 @@ async def test_a_tagged_message_is_one_part_on_one_slot(start_broker: BrokerFact
 
 async def test_tickets_and_the_cluster_summary_are_shared_by_the_brokers(start_broker: BrokerFactory) -> None:
     async with start_broker.group(2, "sharded") as [(a, _), (b, _)]:
-        await a.issue_ticket("t-1", ("news", "room.*"), 60)
-        assert await b.redeem_ticket("t-1") == ("news", "room.*")
-        assert await a.redeem_ticket("t-1") is None, "a ticket works once"
-        summaries = await b.cluster_summaries()
+        await a.tickets.issue("t-1", ("news", "room.*"), 60)
+        assert await b.tickets.redeem("t-1") == ("news", "room.*")
+        assert await a.tickets.redeem("t-1") is None, "a ticket works once"
+        summaries = await b.directory.cluster_summaries()
         assert summaries is not None
         assert [summary["instance"] for summary in summaries] == sorted([a.instance_id, b.instance_id])
 

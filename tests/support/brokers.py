@@ -4,16 +4,18 @@ each, a plain draft, and what the ``start_broker`` fixture uses to start and sto
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, get_args
+from collections.abc import Callable
+from typing import Any, Literal, get_args
 
 import pytest
 
+from sse_hub.broker.local import LocalDirectory, MemoryTickets
 from sse_hub.broker.memory import MemoryBroker
 from sse_hub.broker.redis import RedisBroker
 from sse_hub.broker.redis.one_slot import RedisClusterBroker
 from sse_hub.broker.sharded import ShardedClusterBroker
 from sse_hub.config.settings import Settings
-from sse_hub.messages.contract import Broker
+from sse_hub.messages.contract import Backend, Broker, ClientDirectory, Summary, TicketStore
 from sse_hub.messages.message import Draft, Message
 
 BrokerKind = Literal["memory", "redis", "redis-cluster", "sharded"]
@@ -48,32 +50,53 @@ def ids(messages: list[Message]) -> list[int]:
     return [message.id for message in messages]
 
 
-def new_broker(kind: BrokerKind, settings: Settings, instance_id: str, linger_seconds: float | None = None) -> Broker:
-    """A broker of ``kind``, not started; ``linger_seconds`` for the Redis ones (else their default)."""
+def new_backend(
+    kind: BrokerKind,
+    settings: Settings,
+    instance_id: str,
+    linger_seconds: float | None = None,
+    describe: Callable[[], Summary] | None = None,
+) -> Backend:
+    """A broker of ``kind``, not started, with its directory and tickets (as the app's
+    ``create_backend``); ``linger_seconds`` and ``describe`` for the Redis ones."""
     if kind == "memory":
-        return MemoryBroker.from_settings(settings)
-    linger = {} if linger_seconds is None else {"linger_seconds": linger_seconds}
+        return Backend(
+            MemoryBroker.from_settings(settings), LocalDirectory(), MemoryTickets(settings.limits.max_tickets)
+        )
+    options: dict[str, Any] = {"describe": describe}
+    if linger_seconds is not None:
+        options["linger_seconds"] = linger_seconds
+    broker: RedisBroker | ShardedClusterBroker
     if kind == "redis":
-        return RedisBroker(settings, instance_id, **linger)
-    if kind == "redis-cluster":
-        return RedisClusterBroker(settings, instance_id, **linger)
-    return ShardedClusterBroker(settings, instance_id, **linger)
-
-
-AnyBroker = TypeVar("AnyBroker", bound=Broker)
+        broker = RedisBroker(settings, instance_id, **options)
+    elif kind == "redis-cluster":
+        broker = RedisClusterBroker(settings, instance_id, **options)
+    else:
+        broker = ShardedClusterBroker(settings, instance_id, **options)
+    return Backend(broker, broker.directory, broker.tickets)
 
 
 class StartedBrokers:
-    """The brokers a fixture started, each with the list its ``deliver`` appends to."""
+    """The brokers a fixture started, each with the list its ``deliver`` appends to, and
+    the directory and tickets created with each (``backend``)."""
 
     def __init__(self) -> None:
         self.brokers: list[Broker] = []
+        self.backends: dict[Broker, Backend] = {}
 
-    async def start(self, broker: AnyBroker) -> tuple[AnyBroker, list[Message]]:
+    async def start(self, backend: Backend) -> tuple[Broker, list[Message]]:
         delivered: list[Message] = []
+        broker = backend.broker
         self.brokers.append(broker)  # before start(): a broker that failed half-way is stopped too
+        self.backends[broker] = backend
         await broker.start(delivered.append)
         return broker, delivered
+
+    def directory(self, broker: Broker) -> ClientDirectory:
+        return self.backends[broker].directory
+
+    def tickets(self, broker: Broker) -> TicketStore:
+        return self.backends[broker].tickets
 
     async def stop(self) -> None:
         for broker in self.brokers:

@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from redis.asyncio import Redis
 
 from sse_hub.config.settings import Settings
+from sse_hub.messages.contract import Backend, Broker, ClientDirectory, Summary, TicketStore
 from sse_hub.messages.message import Message
 from sse_hub.messages.places import ShardedBroker
 from sse_hub.web.app import create_app
 from sse_hub.web.state import HUB
-from tests.support.brokers import BrokerKind, StartedBrokers, broker_section, new_broker
+from tests.support.brokers import BrokerKind, StartedBrokers, broker_section, new_backend
 from tests.support.http import HubClientFactory
 from tests.support.paths import ROOT
 from tests.support.processes import HubProcess, RedisProcess, free_port, running_redis, start_hub, stop_hubs
@@ -127,6 +128,7 @@ class BrokerFactory:
         self.default_kind: BrokerKind | None = getattr(request, "param", None)
         self.started = StartedBrokers()
         self.count = 0
+        self._backends: dict[Broker, Backend] = {}
 
     async def __call__(
         self,
@@ -135,9 +137,18 @@ class BrokerFactory:
         *,
         url: str | None = None,
         linger_seconds: float | None = None,
+        describe: Callable[[], Summary] | None = None,
         **sections: Any,
     ) -> Started:
-        return await self._start(self.started, kind, instance_id, url, linger_seconds, sections)
+        return await self._start(self.started, kind, instance_id, url, linger_seconds, sections, describe)
+
+    def directory(self, broker: Broker) -> ClientDirectory:
+        """The client directory created with ``broker``."""
+        return self._backends[broker].directory
+
+    def tickets(self, broker: Broker) -> TicketStore:
+        """The ticket store created with ``broker``."""
+        return self._backends[broker].tickets
 
     @contextlib.asynccontextmanager
     async def group(
@@ -165,6 +176,7 @@ class BrokerFactory:
         url: str | None,
         linger_seconds: float | None,
         sections: dict[str, Any],
+        describe: Callable[[], Summary] | None = None,
     ) -> Started:
         kind = kind or self.default_kind
         if kind is None:
@@ -173,7 +185,9 @@ class BrokerFactory:
             sections = {"broker": broker_section(kind, url or shared_url(self.request, kind), self.prefix), **sections}
         instance_id = instance_id or f"{self.prefix}-{self.count}"
         self.count += 1
-        return await started.start(new_broker(kind, make_settings(**sections), instance_id, linger_seconds))
+        backend = new_backend(kind, make_settings(**sections), instance_id, linger_seconds, describe)
+        self._backends[backend.broker] = backend
+        return await started.start(backend)
 
     async def stop(self) -> None:
         """Stop every broker started so far (the test's end does too)."""

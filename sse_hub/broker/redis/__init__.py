@@ -6,9 +6,8 @@ The parts, one job each (key layout in ``keyspace``):
   on a connection of its own (``script_connection``);
 - ``listener``: the subscriber connection and the per-channel subscriptions (routing by
   interest, with a linger);
-- ``directory``: presence and the cluster-wide client directory;
-- ``tickets``: one-time stream tickets with a cap;
-- ``shared_state``: the Broker methods on those two, shared with the sharded broker;
+- ``directory``: presence and the cluster-wide client directory (a ``ClientDirectory``);
+- ``tickets``: one-time stream tickets with a cap (a ``TicketStore``);
 - ``history``: reading a resume's pages, and telling what was lost (count or age);
 - ``recovery``: reconnecting, and reading what was missed for the channels served;
 - ``arrivals``: when this instance's own publishes are back from the subscription;
@@ -56,7 +55,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.arrivals import Arrivals
-from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.directory import Describe, Directory
 from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
@@ -66,7 +65,6 @@ from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.scripts import describe
-from sse_hub.broker.redis.shared_state import SharedState
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config.settings import Settings
@@ -83,9 +81,10 @@ logger = logging.getLogger(__name__)
 POOL_CONNECTIONS = 16
 
 
-class RedisBroker(SharedState, Broker):
-    """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
-    more stays subscribed (tests shorten it)."""
+class RedisBroker(Broker):
+    """See the module docstring. ``describe``: this instance, for its presence summary
+    (``directory``); ``linger_seconds``: how long a channel nobody streams any more stays
+    subscribed (tests shorten it)."""
 
     store = "Redis"
 
@@ -94,6 +93,7 @@ class RedisBroker(SharedState, Broker):
         settings: Settings,
         instance_id: str,
         *,
+        describe: Describe | None = None,
         linger_seconds: float = LINGER_SECONDS,
         keyspace: Keyspace | None = None,
     ) -> None:
@@ -123,7 +123,13 @@ class RedisBroker(SharedState, Broker):
         self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
         self.directory = Directory(
-            self._redis, keys, instance_id, lambda: self.summary_source, refused=lambda: self._lost()
+            self._redis,
+            keys,
+            instance_id,
+            store=self.store,
+            connected=lambda: self._connected,
+            refused=lambda: self._lost(),
+            describe=describe,
         )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
         self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
@@ -158,7 +164,7 @@ class RedisBroker(SharedState, Broker):
         self._tasks = [
             asyncio.create_task(self._listen(), name="sse-hub-redis-listener"),
             asyncio.create_task(self.listener.maintain(), name="sse-hub-redis-subscriptions"),
-            asyncio.create_task(self.directory.upkeep(lambda: self._connected), name="sse-hub-redis-upkeep"),
+            asyncio.create_task(self.directory.upkeep(), name="sse-hub-redis-upkeep"),
         ]
         logger.info("redis broker connected url=%s instance=%s", redacted(self._url), self.instance_id)
 

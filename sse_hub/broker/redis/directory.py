@@ -9,7 +9,9 @@ Invariants:
    whole (from the set of local clients) at the next write, as after every reconnect.
 3. Every key has a TTL of three refresh periods, refreshed by the upkeep task, so an
    instance that dies leaves the cluster by itself. Liveness is judged by Redis's clock.
-4. ``locate`` answers from the local set first, then asks Redis (one script call).
+4. ``locate`` (and so ``client_exists``) answers from the local set first, then asks
+   Redis (one script call); a question Redis cannot answer is ``BrokerUnavailable``,
+   asked at all only while the broker is connected.
 5. Every presence refresh also reads the wire version each live instance announces
    (``keyspace``; none announced: version 1; anyone listening on the pub/sub channel of
    version 0: an instance of version 0), in the same script call. While a live instance
@@ -37,6 +39,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import COMPATIBLE_WIRE_VERSIONS, WIRE_VERSION, Keyspace
 from sse_hub.broker.redis.scripts import (
     LOCATE_SCRIPT,
@@ -47,11 +50,12 @@ from sse_hub.broker.redis.scripts import (
 )
 from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.errors import BrokerUnavailable
+from sse_hub.messages.contract import ClientDirectory, Summary
 
 logger = logging.getLogger(__name__)
 
-Summary = dict[str, object]
-SummarySource = Callable[[], Summary] | None
+# How this instance describes itself to the cluster (the app's ``/stats`` head).
+Describe = Callable[[], Summary]
 
 REFRESH_SECONDS = 2.0
 PRESENCE_TTL_MS = int(3 * REFRESH_SECONDS * 1000)
@@ -96,18 +100,22 @@ def announcement() -> Summary:
     return {"wire_version": OURS.version, "wire_compatible": sorted(OURS.compatible)}
 
 
-class Directory:
+class Directory(ClientDirectory):
     def __init__(
         self,
         redis: Redis,
         keyspace: Keyspace,
         instance_id: str,
-        summary_source: Callable[[], SummarySource],
+        *,
+        store: str,
+        connected: Callable[[], bool],
         refused: Callable[[], None],
+        describe: Describe | None = None,
     ) -> None:
-        """``summary_source()``: the function that describes this instance now (the app
-        sets it on the broker, possibly after start), or None for a minimal summary.
-        ``refused()``: called when this instance starts refusing to serve (invariant 5)."""
+        """``store``: what errors call the store ("Redis"); ``connected()``: whether the
+        broker is connected now (invariant 4); ``refused()``: called when this instance
+        starts refusing to serve (invariant 5); ``describe()``: this instance now, for its
+        summary (None: a minimal one)."""
         self._redis = redis
         self._keys = keyspace
         self.instance_id = instance_id
@@ -123,7 +131,9 @@ class Directory:
         self.stale = True
         self._presence_stale = True
         self._wake = asyncio.Event()
-        self._summary_source = summary_source
+        self._store = store
+        self._connected = connected
+        self._describe = describe
         self._refused = refused
         #: Why this instance refuses to serve (invariant 5), or None.
         self.refusal: str | None = None
@@ -181,8 +191,8 @@ class Directory:
 
     async def refresh_presence(self) -> None:
         self._presence_stale = False
-        source = self._summary_source()
-        summary = {**announcement(), **(source() if source is not None else self._minimal_summary())}
+        describe = self._describe
+        summary = {**announcement(), **(describe() if describe is not None else self._minimal_summary())}
         heads = await self._presence_script(
             keys=[self._keys.instances, self._summary_key, self._clients_key],
             args=[
@@ -256,7 +266,7 @@ class Directory:
             "channels": {},
         }
 
-    async def upkeep(self, connected: Callable[[], bool]) -> NoReturn:
+    async def upkeep(self) -> NoReturn:
         """The upkeep task: write directory changes as they come (batched: whatever piled
         up while the previous write was in flight) and refresh presence periodically."""
         loop = asyncio.get_running_loop()
@@ -267,7 +277,7 @@ class Directory:
                 async with asyncio.timeout_at(refresh_at):
                     await self._wake.wait()
             self._wake.clear()
-            if not connected():
+            if not self._connected():
                 refresh_at = loop.time() + REFRESH_SECONDS
                 continue
             try:
@@ -279,11 +289,27 @@ class Directory:
             except (RedisError, OSError) as exc:
                 self.stale = True
                 logger.debug("redis upkeep failed: %s", exc)
-            except Exception:  # task boundary: summary_source is the hub's code
+            except Exception:  # task boundary: describe is the app's code
                 self.stale = True
                 logger.exception("redis upkeep failed")
 
     # -- reads ------------------------------------------------------------------------
+
+    async def client_exists(self, client_id: str) -> bool:
+        if client_id in self.clients:
+            return True
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot look the client up in {self._store}"):
+            return await self.locate(client_id) is not None
+
+    async def cluster_summaries(self) -> list[Summary] | None:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot read the cluster from {self._store}"):
+            return await self.summaries()
+
+    def _refuse_if_disconnected(self) -> None:
+        if not self._connected():
+            raise BrokerUnavailable(f"{self._store} is not connected")
 
     async def locate(self, client_id: str) -> str | None:
         """The live instance holding ``client_id``, or None. Raises RedisError/OSError."""

@@ -50,6 +50,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis import RedisBroker
+from sse_hub.broker.redis.directory import Describe
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS
 from sse_hub.broker.redis.topology import Node, cluster_slots, parse_slots
@@ -69,9 +70,16 @@ TOPOLOGY_SECONDS = 10.0
 class RedisClusterBroker(RedisBroker):
     """See the module docstring. ``owner``: the master this instance talks to."""
 
-    def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        instance_id: str,
+        *,
+        describe: Describe | None = None,
+        linger_seconds: float = LINGER_SECONDS,
+    ) -> None:
         keyspace = Keyspace.for_cluster(settings.broker.prefix)
-        super().__init__(settings, instance_id, linger_seconds=linger_seconds, keyspace=keyspace)
+        super().__init__(settings, instance_id, describe=describe, linger_seconds=linger_seconds, keyspace=keyspace)
         self.slot = key_slot(keyspace.seq.encode())
         kwargs = self._redis.connection_pool.connection_kwargs
         self._entry: Node = (str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))

@@ -21,13 +21,14 @@ from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.scripts import ISSUE_TICKET_SCRIPT, REDEEM_TICKET_SCRIPT, describe
 from sse_hub.errors import TooManyTickets
+from sse_hub.messages.contract import TicketStore
 
 logger = logging.getLogger(__name__)
 
 TICKET_PATTERNS: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[str, ...])
 
 
-class Tickets:
+class Tickets(TicketStore):
     def __init__(self, redis: Redis, keyspace: Keyspace, max_tickets: int) -> None:
         self._keys = keyspace
         self.max_tickets = max_tickets

@@ -11,8 +11,8 @@ The parts, one job each (names in ``keys``):
 - ``subscriptions``: routing by interest, placement of shard channels on masters, linger;
 - ``delivery``: each position once, in order, around recoveries;
 - ``repair``: following slot moves and failovers (resubscribe, then recover);
-- reused from the standalone broker: ``Directory`` (presence, client directory),
-  ``Tickets`` and the Broker methods on them (``SharedState``), ``unavailable``,
+- reused from the standalone broker: ``Directory`` (presence, client directory) and
+  ``Tickets``, the backend's other two contracts, ``unavailable``,
   ``cancel_and_wait``, ``backoff_delays``, on ``Keyspace.for_cluster``.
 
 Invariants of the whole:
@@ -48,10 +48,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sse_hub.broker.redis import redacted
-from sse_hub.broker.redis.directory import Directory
+from sse_hub.broker.redis.directory import Describe, Directory
 from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
-from sse_hub.broker.redis.shared_state import SharedState
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.redis.topology import Topology
@@ -78,13 +77,21 @@ logger = logging.getLogger(__name__)
 READS_IN_FLIGHT = 16
 
 
-class ShardedClusterBroker(SharedState, ShardedBroker):
-    """See the module docstring. ``linger_seconds``: how long a channel nobody streams any
-    more stays subscribed (tests shorten it)."""
+class ShardedClusterBroker(ShardedBroker):
+    """See the module docstring. ``describe``: this instance, for its presence summary;
+    ``linger_seconds``: how long a channel nobody streams any more stays subscribed (tests
+    shorten it)."""
 
     store = "Redis Cluster"
 
-    def __init__(self, settings: Settings, instance_id: str, *, linger_seconds: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        instance_id: str,
+        *,
+        describe: Describe | None = None,
+        linger_seconds: float = LINGER_SECONDS,
+    ) -> None:
         self.instance_id = instance_id
         self._url = settings.broker.redis_url
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
@@ -119,7 +126,13 @@ class ShardedClusterBroker(SharedState, ShardedBroker):
         redis = cast(Redis, self._cluster)
         directory_keys = keys.directory()
         self.directory = Directory(
-            redis, directory_keys, instance_id, lambda: self.summary_source, refused=lambda: self._lost()
+            redis,
+            directory_keys,
+            instance_id,
+            store=self.store,
+            connected=lambda: self._started and self.repair.connected,
+            refused=lambda: self._lost(),
+            describe=describe,
         )
         self.tickets = Tickets(redis, directory_keys, settings.limits.max_tickets)
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,9 +165,7 @@ class ShardedClusterBroker(SharedState, ShardedBroker):
         self._tasks = [
             asyncio.create_task(self.repair.run(), name="sse-hub-sharded-repair"),
             asyncio.create_task(self._sweep_loop(min(1.0, max(linger / 4, 0.01))), name="sse-hub-sharded-linger"),
-            asyncio.create_task(
-                self.directory.upkeep(lambda: self._started and self.repair.connected), name="sse-hub-sharded-upkeep"
-            ),
+            asyncio.create_task(self.directory.upkeep(), name="sse-hub-sharded-upkeep"),
         ]
         logger.info(
             "redis cluster broker (sharded) connected url=%s instance=%s", redacted(self._url), self.instance_id

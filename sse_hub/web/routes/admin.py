@@ -24,7 +24,7 @@ from sse_hub.web.openapi.schemas import (
     Readiness,
 )
 from sse_hub.web.state import AUTH, HUB, METRICS
-from sse_hub.web.stats import cluster_totals, instance_summary, local_stats
+from sse_hub.web.stats import cluster_totals, hub_summary, local_stats
 
 
 def client_limit(request: web.Request) -> int | None:
@@ -47,8 +47,8 @@ async def stats(request: web.Request) -> web.Response:
     if scope == "local":
         return json_answer(STATS.dump_json(document))
     # The broker validates every summary it reads (broker.redis.scripts.InstanceSummary).
-    summaries = cast("list[InstanceSummary] | None", await hub.broker.cluster_summaries())
-    instances = summaries if summaries is not None else [instance_summary(hub)]
+    summaries = cast("list[InstanceSummary] | None", await hub.directory.cluster_summaries())
+    instances = summaries if summaries is not None else [hub_summary(hub)]
     cluster = ClusterStats(**document, instances=instances, cluster=cluster_totals(instances))
     return json_answer(CLUSTER_STATS.dump_json(cluster))
 
@@ -83,4 +83,4 @@ async def readyz(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     if hub.draining:
         return readiness(False, "draining: shutting down")
-    return readiness(hub.broker.connected, "broker not connected")
+    return readiness(hub.connected, "broker not connected")

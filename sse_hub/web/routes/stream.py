@@ -32,7 +32,7 @@ from sse_hub.messages.contract import History
 from sse_hub.messages.message import is_valid_channel
 from sse_hub.web.auth import OPEN_GRANT, TOKEN_COOKIE, Grant, bearer_token
 from sse_hub.web.auth import check_channels as check_grant
-from sse_hub.web.state import AUTH, CLIENT_ADDRESS, HUB, SETTINGS
+from sse_hub.web.state import AUTH, CLIENT_ADDRESS, HUB, SETTINGS, TICKETS
 from sse_hub.web.stream_protocol import hand_over
 
 SSE_HEADERS = {
@@ -272,7 +272,7 @@ async def authorize(request: web.Request, channels: tuple[str, ...]) -> Grant:
     ``auth.subscriber_jwt`` is set; the grant must cover every requested channel."""
     ticket = request.query.get("ticket")
     if ticket is not None:
-        patterns = await request.app[HUB].broker.redeem_ticket(ticket) if ticket else None
+        patterns = await request.app[TICKETS].redeem(ticket) if ticket else None
         if patterns is None:
             raise Unauthorized("the ticket is unknown, used or expired")
         grant = Grant(patterns)

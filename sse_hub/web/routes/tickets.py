@@ -7,7 +7,7 @@ and a ticket would only be state to store. The 404 comes after the issuer's toke
 (a caller without a valid token learns nothing about the config) and after the body is
 read within its limits (413, 415, 408 hold for every POST, and a keep-alive connection
 is left at a request boundary), but before the body is validated. Past ``limits.max_tickets`` outstanding tickets
-the broker refuses (503 ``too_many_tickets``, Retry-After). The request and the answer are
+the ticket store refuses (503 ``too_many_tickets``, Retry-After). The request and the answer are
 ``schemas.TicketRequest`` and ``schemas.Ticket``."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sse_hub.errors import NotFound
 from sse_hub.web.bodies import invalid_body, json_answer, read_json_body
 from sse_hub.web.openapi.schemas import TICKET, TicketRequest
-from sse_hub.web.state import AUTH, HUB, SETTINGS
+from sse_hub.web.state import AUTH, SETTINGS, TICKETS
 from sse_hub.web.stats import iso
 
 
@@ -36,7 +36,7 @@ async def issue(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise invalid_body("invalid ticket request", exc) from exc
     ticket = secrets.token_urlsafe(32)
-    await request.app[HUB].broker.issue_ticket(ticket, tuple(wanted.channels), wanted.ttl_seconds)
+    await request.app[TICKETS].issue(ticket, tuple(wanted.channels), wanted.ttl_seconds)
     expires_at = iso(time.time() + wanted.ttl_seconds)
     answer = TICKET.dump_json({"ticket": ticket, "expires_at": expires_at, "channels": wanted.channels})
     return json_answer(answer, 201)
