@@ -120,13 +120,14 @@ class RedisBroker(SharedState, Broker):
         )
         self._redis: Redis = Redis.from_pool(pool)
         self._floor = IdFloor()
-        self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
+        ttls = settings.history.ttl_seconds, settings.history.finished_ttl_seconds
+        self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, *ttls)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
         self.directory = Directory(
             self._redis, keys, instance_id, lambda: self.summary_source, refused=lambda: self._lost()
         )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
-        self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
+        self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, *ttls)
         self._origin_check = OriginCheck(self._redis, keys)
         self._origin: str | None = None
         self._deliver: Deliver | None = None
@@ -227,6 +228,10 @@ class RedisBroker(SharedState, Broker):
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._refuse_if_disconnected()
         return await self._history.read(channels, after_id, limit)
+
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        self._refuse_if_disconnected()
+        return await self._history.finished(channels)
 
     # -- own messages on their way back ------------------------------------------------
 
