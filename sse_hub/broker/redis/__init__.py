@@ -17,8 +17,9 @@ The parts, one job each (key layout in ``keyspace``):
 Invariants of the whole:
 
 1. ``publish`` is all or nothing (``scripts``): a message is stored before its publisher
-   learns its id, and any failure is ``BrokerUnavailable`` (503) with nothing applied,
-   except a lost reply, after which the group may have been applied.
+   learns its id; a call naming an ended channel gets ``ChannelFinished`` (409), any
+   failure ``BrokerUnavailable`` (503), with nothing of the call applied, except a lost
+   reply, after which the group may have been applied.
 2. Ids never go backwards, even when Redis comes back empty: every script call first
    raises the sequence to the highest id this instance has seen (``IdFloor``), and a Redis
    that restarted (or lost its data) gets a sequence that starts above the clock
