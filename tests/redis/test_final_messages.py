@@ -90,9 +90,9 @@ async def test_only_the_call_that_names_an_ended_channel_is_refused_in_a_group(
 ) -> None:
     """The publisher sends concurrent calls as one script call; the script refuses each call
     on its own: one naming a channel that ended before, or that an earlier call of the
-    same group ended, while the calls around them go through."""
+    same group ended, while the calls around them go through; a refused call ends nothing."""
     broker, delivered = await start_broker("redis")
-    await broker.attach(["job", "old", "other"])
+    await broker.attach(["job", "old", "other", "x"])
     await broker.publish([final("old")])
     script = broker.publisher.script
     answers: list[int] = []
@@ -108,18 +108,20 @@ async def test_only_the_call_that_names_an_ended_channel_is_refused_in_a_group(
         [draft("other", data="refused: old ended before"), draft("old")],
         [final("job", data="the end")],
         [draft("job", data="refused: job ended just before"), draft("other")],
+        [final("x", data="refused: x follows its own end"), draft("x")],
+        [draft("x", data="x is not ended")],
         [draft("other", data="last")],
     ]
     async with asyncio.timeout(5):
         results = await asyncio.gather(*(broker.publish(call) for call in calls), return_exceptions=True)
-    assert answers == [5], "one script call answered the five publish calls"
+    assert answers == [7], "one script call answered the seven publish calls"
     outcomes = [r.detail["channel"] if isinstance(r, ChannelFinished) else [m.data for m in r] for r in results]  # type: ignore[index, union-attr]
-    assert outcomes == [["first"], "old", ["the end"], "job", ["last"]]
-    await wait_until(lambda: len(delivered) == 4)
-    assert [message.data for message in delivered] == ["done", "first", "the end", "last"]
-    assert [message.final for message in delivered] == [True, False, True, False]
+    assert outcomes == [["first"], "old", ["the end"], "job", "x", ["x is not ended"], ["last"]]
+    await wait_until(lambda: len(delivered) == 5)
+    assert [message.data for message in delivered] == ["done", "first", "the end", "x is not ended", "last"]
+    assert [message.final for message in delivered] == [True, False, True, False, False]
     assert await redis.xlen(f"{prefix}:history:other") == 2
-    assert await broker.finished(["job", "old", "other"]) == {"old": delivered[0].id, "job": delivered[2].id}
+    assert await broker.finished(["job", "old", "other", "x"]) == {"old": delivered[0].id, "job": delivered[2].id}
 
 
 async def test_the_final_message_arrives_and_reads_back_with_final_set(
