@@ -16,8 +16,9 @@ The parts, one job each (key layout in ``keyspace``):
 Invariants of the whole:
 
 1. ``publish`` is all or nothing (``scripts``): a message is stored before its publisher
-   learns its id, and any failure is ``BrokerUnavailable`` (503) with nothing applied,
-   except a lost reply, after which the group may have been applied.
+   learns its id; a call naming an ended channel gets ``ChannelFinished`` (409), any
+   failure ``BrokerUnavailable`` (503), with nothing of the call applied, except a lost
+   reply, after which the group may have been applied.
 2. Ids never go backwards, even when Redis comes back empty: every script call first
    raises the sequence to the highest id this instance has seen (``IdFloor``), and a Redis
    that restarted (or lost its data) gets a sequence that starts above the clock
@@ -120,7 +121,8 @@ class RedisBroker(Broker):
         )
         self._redis: Redis = Redis.from_pool(pool)
         self._floor = IdFloor()
-        self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
+        ttls = settings.history.ttl_seconds, settings.history.finished_ttl_seconds
+        self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, *ttls)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
         self.directory = Directory(
             self._redis,
@@ -132,7 +134,7 @@ class RedisBroker(Broker):
             describe=describe,
         )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
-        self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, settings.history.ttl_seconds)
+        self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, *ttls)
         self._origin_check = OriginCheck(self._redis, keys)
         self._origin: str | None = None
         self._deliver: Deliver | None = None
@@ -233,6 +235,10 @@ class RedisBroker(Broker):
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._refuse_if_disconnected()
         return await self._history.read(channels, after_id, limit)
+
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        self._refuse_if_disconnected()
+        return await self._history.finished(channels)
 
     # -- own messages on their way back ------------------------------------------------
 

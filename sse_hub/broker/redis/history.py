@@ -18,36 +18,53 @@ History is bounded by count (``XADD ... MAXLEN ~ size + 1``) and by age (each pu
 4. Every read raises this instance's id floor to the sequence it saw.
 5. A resume from an id below the sequence's origin (``P:origin``) is expired: Redis lost
    the messages of the sequence before it.
+6. A channel that ended is forgotten after ``history.finished_ttl_seconds``, which may be
+   shorter than ``ttl_seconds``: the bound of invariant 2 is then read that much further
+   back (the shorter of the two ttls, ``publisher.bound_offset_ms``).
+7. ``finished`` reads the newest entry of each channel's stream: it holds the final mark
+   when the channel has ended (``scripts``, invariant 6); a forgotten channel has none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from redis.asyncio import Redis
 
+from sse_hub.broker.redis.entries import entry_id, is_final, is_marker, merge_runs, parse_entries, script_entries
 from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.publisher import IdFloor
-from sse_hub.broker.redis.scripts import (
-    CLOCK_MARGIN_MS,
-    HISTORY_SCRIPT,
-    entry_id,
-    is_marker,
-    merge_runs,
-    parse_entries,
-    script_entries,
-)
+from sse_hub.broker.redis.publisher import IdFloor, bound_offset_ms
+from sse_hub.broker.redis.scripts import HISTORY_SCRIPT
 from sse_hub.messages.contract import History
 
 
 class HistoryReader:
-    def __init__(self, redis: Redis, keyspace: Keyspace, floor: IdFloor, history_size: int, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keyspace: Keyspace,
+        floor: IdFloor,
+        history_size: int,
+        ttl_seconds: int,
+        finished_ttl_seconds: int,
+    ) -> None:
+        self._redis = redis
         self._keys = keyspace
         self._floor = floor
         self._history_size = history_size
-        self._bound_offset_ms = ttl_seconds * 1000 - CLOCK_MARGIN_MS
+        self._bound_offset_ms = bound_offset_ms(ttl_seconds, finished_ttl_seconds)
         self._history_script = redis.register_script(HISTORY_SCRIPT)
+
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        """``Broker.finished`` (invariant 7): raises BrokerUnavailable when Redis cannot answer."""
+        names = list(dict.fromkeys(channels))
+        with unavailable("cannot read from Redis whether channels have ended"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.xrevrange(self._keys.history(name), count=1)
+                tops = await pipe.execute()
+        return {name: entry_id(top[0]) for name, top in zip(names, tops, strict=True) if top and is_final(top[0])}
 
     async def read(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         """``Broker.history``: raises BrokerUnavailable when Redis cannot answer."""

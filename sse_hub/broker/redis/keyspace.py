@@ -13,7 +13,10 @@ With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
 - ``P:history:{channel}``: one stream per channel (global messages under ``*``), entry id
   ``{message id}-0``, field ``m`` holding the payload; expires ``history.ttl_seconds``
   after its last publish. A stream created while older histories may have expired starts
-  with a marker entry (field ``d``) at the highest id they can have held.
+  with a marker entry (field ``d``) at the highest id they can have held. The entry of a
+  channel's final message also holds field ``f`` (the final mark): a stream whose newest
+  entry holds it has ended, and expires ``history.finished_ttl_seconds`` after that
+  message, mark and history together (``scripts``, invariant 6).
 - ``P:ch:{channel}``: the pub/sub channel of one channel's messages (``P:ch:*``: global
   messages, which every instance always receives).
 - ``P:inbox:{instance}``: the pub/sub channel of one instance: direct messages and kicks
@@ -35,12 +38,15 @@ Wire version (``WIRE_VERSION``, issue 24): what instances of two releases must a
 share one Redis under one prefix, in a rolling upgrade. It covers
 
 - the keys above (names, types, fields: ``seq`` a decimal integer, ``origin`` fields ``id``
-  and ``run``, ``clock`` field ``s``, history entry ids ``{id}-0`` and fields ``m``/``d``,
+  and ``run``, ``clock`` field ``s``, history entry ids ``{id}-0`` and fields ``m``/``d``/``f``,
   presence scores in Redis ms, a summary's fields ``instance``, ``started_at``,
   ``total_clients``, ``channels``), and the sharded broker's keys (``sharded.keys``);
 - the message payload (``Message.to_payload``: ``{"id":N`` first, then the fields of
   ``Draft``, ``pos``, ``prior``), read back with ``extra="forbid"``: a new field is a new
-  version;
+  version. One exception, kept at version 1 on purpose: ``final`` (and the mark ``f``)
+  appear only in final messages, which the release before it would skip as malformed and
+  whose mark its publish script ignores; so final messages are published only once every
+  instance runs a release that knows them (docs/upgrades.md, "Streams that end");
 - the pub/sub channel names (``P:ch:{channel}``, ``P:inbox:{instance}``);
 - what the scripts read and write in those keys, and the keys and arguments of the ones
   that change shared state (publish, history, origin, presence, tickets). Each release

@@ -22,6 +22,10 @@ Invariants:
 7. Script calls go out on the publisher's own connection (``script_connection``), one at
    a time. Each publish call waits on a future of its own, so a caller that leaves
    (cancelled) takes nothing from the others of its group.
+8. A publish call that names a channel that has ended gets ``ChannelFinished`` with
+   nothing of it applied, and the other calls of its group go through (``scripts``,
+   invariant 6): the script tells each call's outcome apart. ``messages`` holds the
+   messages of the calls that went through.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.script_connection import ScriptConnection
 from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
 from sse_hub.broker.redis.tasks import cancel_and_wait
-from sse_hub.errors import BrokerUnavailable
+from sse_hub.errors import BrokerUnavailable, ChannelFinished
 from sse_hub.messages.message import Draft, Message, payload_tail
 
 logger = logging.getLogger(__name__)
@@ -66,8 +70,8 @@ class IdFloor:
 @dataclass(slots=True)
 class _Group:
     """Drafts from concurrent publish calls, sent in one script call; ``messages``
-    resolves with them numbered, in order (or BrokerUnavailable for all of them), and
-    each waiter with its caller's slice of them."""
+    resolves with those that went out, numbered, in order (or BrokerUnavailable for all
+    of them), and each waiter with its caller's slice of them (or ChannelFinished)."""
 
     messages: asyncio.Future[list[Message]]
     drafts: list[Draft] = field(default_factory=list)
@@ -87,6 +91,7 @@ class Publisher:
         floor: IdFloor,
         history_size: int,
         ttl_seconds: int,
+        finished_ttl_seconds: int,
     ) -> None:
         self._keys = keyspace
         self._floor = floor
@@ -102,7 +107,8 @@ class Publisher:
             *trim,
             ttl_ms,
             ttl_ms + CLOCK_KEEP_EXTRA_MS,
-            ttl_ms - CLOCK_MARGIN_MS,
+            bound_offset_ms(ttl_seconds, finished_ttl_seconds),
+            finished_ttl_seconds * 1000,
         ]
         self._open: _Group | None = None
         self._queued: deque[_Group] = deque()  # groups waiting for the one in flight
@@ -114,10 +120,11 @@ class Publisher:
         ``drafts[i]``. Joins the open group: the one that goes out when the group in
         flight is answered (or at the end of this loop iteration when none is)."""
         keys: list[str] = []
-        args: list[bytes | str | int] = []
+        args: list[bytes | str | int] = [len(drafts)]
         for draft, draft_topics in zip(drafts, topics, strict=True):
             keys.extend(self._keys.history(channel) for channel in draft.channels)
-            args += (payload_tail(draft), len(draft.channels), len(draft_topics), *draft_topics)
+            final = b"1" if draft.final else b"0"
+            args += (payload_tail(draft), final, len(draft.channels), len(draft_topics), *draft_topics)
         loop = asyncio.get_running_loop()
         group = self._open
         if group is None or len(group.drafts) >= MAX_GROUP_DRAFTS:
@@ -178,14 +185,11 @@ class Publisher:
 
     async def _run(self, group: _Group) -> None:
         try:
-            raw_ids = await self.script(
+            reply = await self.script(
                 keys=[self._keys.seq, self._keys.clock, self._keys.origin, *group.keys],
                 args=[self._floor.value, *self._settings_args, *group.args],
             )
-            ids = [int(raw) for raw in raw_ids]
-            if len(ids) != len(group.drafts):
-                raise RuntimeError(f"the publish script returned {len(ids)} ids for {len(group.drafts)} messages")
-            messages = [draft.numbered(message_id) for draft, message_id in zip(group.drafts, ids, strict=True)]
+            outcomes = self._outcomes(group, reply)
         except asyncio.CancelledError:
             self._fail(group, "the broker is stopping")
             raise
@@ -196,14 +200,33 @@ class Publisher:
             logger.exception("publish group failed")
             self._fail(group, "the broker failed to publish")
         else:
-            if ids:
-                self._floor.seen(ids[-1])
+            messages = [message for outcome in outcomes if isinstance(outcome, list) for message in outcome]
+            if messages:
+                self._floor.seen(messages[-1].id)
             group.messages.set_result(messages)
-            for waiter, start, count in group.waiters:
-                if not waiter.done():
-                    waiter.set_result(messages[start : start + count])
+            for (waiter, _, _), outcome in zip(group.waiters, outcomes, strict=True):
+                if waiter.done():
+                    continue
+                if isinstance(outcome, list):
+                    waiter.set_result(outcome)
+                else:
+                    waiter.set_exception(outcome)
         finally:
             self._fail(group, "the broker failed to publish")  # BaseException: still resolved
+
+    def _outcomes(self, group: _Group, reply: list[list[bytes] | bytes]) -> list[list[Message] | ChannelFinished]:
+        """Each call's messages numbered, or the refusal of a call that named an ended
+        channel (the script's reply holds that channel's history key)."""
+        if len(reply) != len(group.waiters):
+            raise RuntimeError(f"the publish script answered {len(reply)} of {len(group.waiters)} publish calls")
+        outcomes: list[list[Message] | ChannelFinished] = []
+        for (_, start, count), verdict in zip(group.waiters, reply, strict=True):
+            drafts = group.drafts[start : start + count]
+            if isinstance(verdict, bytes):
+                outcomes.append(ChannelFinished(verdict.decode().removeprefix(self._keys.history(""))))
+            else:
+                outcomes.append([draft.numbered(int(raw)) for draft, raw in zip(drafts, verdict, strict=True)])
+        return outcomes
 
     @staticmethod
     def _fail(group: _Group, reason: str) -> None:
@@ -213,3 +236,10 @@ class Publisher:
         for waiter, _, _ in group.waiters:
             if not waiter.done():
                 waiter.set_exception(BrokerUnavailable(reason))
+
+
+def bound_offset_ms(ttl_seconds: int, finished_ttl_seconds: int) -> int:
+    """How far back the id that a vanished history may have held is looked up (``history``
+    invariant 2): the shorter of the two ttls, since a channel that ended is forgotten
+    after ``finished_ttl_seconds``, possibly before ``ttl_seconds`` pass."""
+    return min(ttl_seconds, finished_ttl_seconds) * 1000 - CLOCK_MARGIN_MS

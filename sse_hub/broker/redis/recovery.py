@@ -21,8 +21,8 @@ from collections.abc import Collection, Iterator
 
 from redis.asyncio import Redis
 
+from sse_hub.broker.redis.entries import merge_runs, parse_entries
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.scripts import merge_runs, parse_entries
 from sse_hub.messages.message import Message
 
 BACKOFF_FIRST_SECONDS = 0.1

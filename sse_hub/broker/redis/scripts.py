@@ -1,5 +1,5 @@
 """The Redis broker's Lua scripts, and the pure helpers that build their arguments and read
-what Redis returns (script results, stream entries).
+what Redis returns (script results; stream entries are read in ``entries``).
 
 The key layout is in ``sse_hub.broker.redis.keyspace``. What the scripts guarantee:
 
@@ -28,23 +28,23 @@ The key layout is in ``sse_hub.broker.redis.keyspace``. What the scripts guarant
    streams resume from history, where the loss shows as ``reset``), and a stream's first
    message after a loss lies above a marker entry at the origin. This assumes Redis's
    clock does not step back across a restart by more than the time the old sequence ran.
+6. Streams that end (``Draft.final``): a final message's history entry carries the final
+   mark (field ``f``) in the same ``XADD``, and every stream it ends gets the finished ttl
+   instead of the history ttl, so mark and history are written and forgotten together.
+   A stream whose newest entry holds the mark has ended. ``PUBLISH_SCRIPT`` takes its
+   group's publish calls one by one, still before its first write: a call that names an
+   ended channel (ended before, by an earlier call of the group, or by an earlier message
+   of the call itself) is refused whole, with nothing of it written, and the others of
+   the group go through.
 
-Nothing here does I/O except logging a malformed entry; the broker's parts register the
-scripts and call them.
+Nothing here does I/O; the broker's parts register the scripts and call them.
 """
 
 from __future__ import annotations
 
-import heapq
-import logging
-from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from sse_hub.messages.message import Message, message_from_payload
-
-logger = logging.getLogger(__name__)
 
 # Slack between the expiry of a history and the checkpoint read for it (ms): covers the
 # checkpoint step and a small backward step of Redis's clock.
@@ -74,8 +74,10 @@ end
 
 # KEYS: sequence, clock, origin, then the history stream of each channel of each message in
 # order. ARGV: id floor, trim operator, trim threshold, history ttl ms, clock keep ms, bound
-# offset ms, then per message: payload after the id, its number of streams, its number of
-# pub/sub channels, those channels. Returns the ids as strings.
+# offset ms, finished ttl ms, then per publish call: its number of messages, then per
+# message: payload after the id, '1' when final else '0', its number of streams, its number
+# of pub/sub channels, those channels. Returns per call the ids as strings or, for a call
+# refused (invariant 6), the history key of the ended channel it named.
 PUBLISH_SCRIPT = (
     "#!lua\n"
     + _DROPPED_BOUND
@@ -100,7 +102,7 @@ local clock_type = redis.call('TYPE', KEYS[2])['ok']
 if clock_type ~= 'none' and clock_type ~= 'stream' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is not a stream')
 end
-local streams, fresh = {}, {}
+local streams, fresh, ended = {}, {}, {}
 for k = 4, #KEYS do
   local key = KEYS[k]
   if not streams[key] then
@@ -110,11 +112,36 @@ for k = 4, #KEYS do
       fresh[key] = true
     elseif kind == 'stream' then
       local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-      if top[1] then start = math.max(start, tonumber(string.match(top[1][1], '^%d+'))) end
+      if top[1] then
+        start = math.max(start, tonumber(string.match(top[1][1], '^%d+')))
+        -- A final message's entry holds field f (the final mark): the channel has ended.
+        if top[1][2][3] == 'f' then ended[key] = true end
+      end
     else
       return redis.error_reply('WRONGTYPE ' .. key .. ' is not a stream')
     end
   end
+end
+-- Each call goes through or is refused whole: refused when it names a channel that has
+-- ended, before this group, by an earlier call of it, or by an earlier message of its own.
+local calls, ending = {}, {}
+local key, i = 4, 8
+while i <= #ARGV do
+  local call = {key = key, arg = i + 1, count = tonumber(ARGV[i])}
+  local closes = {}
+  i = i + 1
+  for _ = 1, call.count do
+    for s = key, key + tonumber(ARGV[i + 2]) - 1 do
+      if not call.refused and (ended[KEYS[s]] or closes[KEYS[s]]) then call.refused = KEYS[s] end
+      if ARGV[i + 1] == '1' then closes[KEYS[s]] = true end
+    end
+    key = key + tonumber(ARGV[i + 2])
+    i = i + 4 + tonumber(ARGV[i + 3])
+  end
+  if not call.refused then
+    for stream in pairs(closes) do ended[stream], ending[stream] = true, true end
+  end
+  calls[#calls + 1] = call
 end
 -- Phase 2: writes that cannot fail on the keys checked above.
 local start_id = string.format('%d', start)
@@ -132,34 +159,48 @@ if not last[1] or tonumber(string.match(last[1][1], '^%d+')) <= now - 1000 then
   redis.call('PEXPIRE', KEYS[2], keep)
 end
 local bound = nil
-local ids = {}
-local key = 4
-local i = 7
-while i <= #ARGV do
-  local id = string.format('%d', redis.call('INCR', seq))
-  local payload = '{"id":' .. id .. ARGV[i]
-  local topics = tonumber(ARGV[i + 2])
-  for _ = 1, tonumber(ARGV[i + 1]) do
-    local stream = KEYS[key]
-    if fresh[stream] then
-      fresh[stream] = nil
-      bound = bound or dropped_bound(KEYS[2], tonumber(ARGV[6]), start_id)
-      -- Ids up to the origin are covered by the origin itself (invariant 5).
-      if tonumber(bound) > origin_id then redis.call('XADD', stream, bound .. '-0', 'd', '1') end
+local written = {}
+local out = {}
+for c, call in ipairs(calls) do
+  if call.refused then
+    out[c] = call.refused
+  else
+    local ids = {}
+    key, i = call.key, call.arg
+    for _ = 1, call.count do
+      local id = string.format('%d', redis.call('INCR', seq))
+      local payload = '{"id":' .. id .. ARGV[i]
+      local topics = tonumber(ARGV[i + 3])
+      for _ = 1, tonumber(ARGV[i + 2]) do
+        local stream = KEYS[key]
+        written[stream] = true
+        if fresh[stream] then
+          fresh[stream] = nil
+          bound = bound or dropped_bound(KEYS[2], tonumber(ARGV[6]), start_id)
+          -- Ids up to the origin are covered by the origin itself (invariant 5).
+          if tonumber(bound) > origin_id then redis.call('XADD', stream, bound .. '-0', 'd', '1') end
+        end
+        if ARGV[i + 1] == '1' then
+          redis.call('XADD', stream, 'MAXLEN', ARGV[2], ARGV[3], id .. '-0', 'm', payload, 'f', '1')
+        else
+          redis.call('XADD', stream, 'MAXLEN', ARGV[2], ARGV[3], id .. '-0', 'm', payload)
+        end
+        key = key + 1
+      end
+      for n = i + 4, i + 3 + topics do
+        redis.call('PUBLISH', ARGV[n], payload)
+      end
+      ids[#ids + 1] = id
+      i = i + 4 + topics
     end
-    redis.call('XADD', stream, 'MAXLEN', ARGV[2], ARGV[3], id .. '-0', 'm', payload)
-    key = key + 1
+    out[c] = ids
   end
-  for n = i + 3, i + 2 + topics do
-    redis.call('PUBLISH', ARGV[n], payload)
-  end
-  ids[#ids + 1] = id
-  i = i + 3 + topics
 end
-for stream in pairs(streams) do
-  redis.call('PEXPIRE', stream, ARGV[4])
+-- A channel that ended now is forgotten, mark and history, after the finished ttl.
+for stream in pairs(written) do
+  redis.call('PEXPIRE', stream, ending[stream] and ARGV[7] or ARGV[4])
 end
-return ids
+return out
 """
 )
 
@@ -286,54 +327,6 @@ class InstanceSummary(BaseModel):
     started_at: str
     total_clients: Annotated[int, Field(ge=0)]
     channels: dict[str, Annotated[int, Field(ge=0)]]
-
-
-Entry = tuple[bytes, dict[bytes, bytes]]
-
-
-def script_entries(raw: Sequence[Sequence[object]]) -> list[Entry]:
-    """Stream entries as a script returns them (``[id, [field, value, ...]]``)."""
-    entries: list[Entry] = []
-    for item in raw:
-        entry_id, flat = item[0], item[1]
-        if not isinstance(entry_id, bytes) or not isinstance(flat, list):
-            continue
-        entries.append((entry_id, dict(zip(flat[::2], flat[1::2], strict=True))))
-    return entries
-
-
-def entry_id(entry: Entry) -> int:
-    """The message id of a history entry (stream ids are ``{message id}-0``)."""
-    return int(entry[0].partition(b"-")[0])
-
-
-def is_marker(entry: Entry) -> bool:
-    """The entry a stream starts with when older histories may have expired (field ``d``)."""
-    return b"d" in entry[1]
-
-
-def parse_entries(entries: Iterable[Entry]) -> list[Message]:
-    """Stream entries (oldest first) as messages; markers are skipped, malformed entries
-    logged and skipped."""
-    messages = []
-    for entry_id, fields in entries:
-        if b"d" in fields:
-            continue
-        try:
-            messages.append(message_from_payload(fields[b"m"]))
-        except (KeyError, ValidationError) as exc:
-            logger.warning("skipping malformed history entry %s: %s", entry_id.decode(errors="replace"), describe(exc))
-    return messages
-
-
-def merge_runs(runs: Iterable[Sequence[Message]]) -> list[Message]:
-    """Merge id-ordered runs into one, keeping each id once (a message on two channels is
-    stored in both streams)."""
-    merged: list[Message] = []
-    for message in heapq.merge(*runs, key=lambda message: message.id):
-        if not merged or merged[-1].id != message.id:
-            merged.append(message)
-    return merged
 
 
 def describe(exc: Exception) -> str:
