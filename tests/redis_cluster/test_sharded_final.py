@@ -3,7 +3,8 @@ two ``ShardedClusterBroker``s on the session's real 3-master cluster, as in
 test_sharded_broker.py. The final mark is stored with the channel's history by the publish
 script (``sse_hub/broker/sharded/publish.py``, invariants 5 and 6), so both instances agree
 on it; a batch that names an ended channel is refused whole, also across partitions; after
-``history.finished_ttl_seconds`` the channel is one that was never used."""
+``history.finished_ttl_seconds`` the channel is one that was never used. Last, the refusal
+through HTTP on two sharded hubs (409 ``channel_finished``)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from sse_hub.errors import ChannelFinished
 from sse_hub.messages.message import Draft, Message
 from sse_hub.messages.places import NOWHERE
 from tests.support.brokers import broker_section, draft
-from tests.support.plugin import BrokerFactory
+from tests.support.http import publish
+from tests.support.plugin import BrokerFactory, HubsFactory
 from tests.support.redis_cluster import Cluster
 from tests.support.settings import make_settings
-from tests.support.sharded import seqs
+from tests.support.sharded import receipt_places, seqs
 from tests.support.waiting import eventually, wait_until
 
 
@@ -197,3 +199,16 @@ async def test_a_short_finished_ttl_forgets_mark_and_history_and_the_channel_is_
         await wait_until(lambda: len(got_b) == 3)
         assert got_b[-1].pos == again.pos
         assert losses == [], "a forgotten channel used again lost nothing"
+
+
+async def test_two_sharded_hubs_answer_409_to_a_publish_or_batch_on_an_ended_channel(
+    start_hubs: HubsFactory,
+) -> None:
+    a, b = await start_hubs("sharded")
+    await publish(a, {"channel": "job", "data": "last", "final": True})
+    refusal = {"error": "channel_finished", "detail": {"channel": "job"}}
+    for body in ({"channel": "job", "data": "x"}, [{"channel": "free", "data": "x"}, {"channel": "job", "data": "x"}]):
+        reply = await publish(b, body, expect=409)
+        assert {key: reply[key] for key in refusal} == refusal
+    receipt = await publish(a, {"channel": "free", "data": "x"})
+    assert receipt_places(receipt)["free"][0] == 1, "the refused batch stored nothing"
