@@ -61,7 +61,7 @@ def test_every_script_call_has_its_keys_and_shard_channels_in_one_slot() -> None
     for round_parts in plan_rounds(drafts):
         for number, parts in round_parts.items():
             entries = [(part, drafts[part.index], ()) for part in parts]
-            script_keys, args = script_call(keys, entries, 10, 60)
+            script_keys, args = script_call(keys, entries, 10, 60, 30)
             shard_channels = [keys.shard_channel(c) for part in parts for c in part.channels]
             assert all(channel in args for channel in shard_channels)
             slots = {key_slot(name.encode()) for name in [*script_keys, *shard_channels]}

@@ -32,6 +32,11 @@ Invariants of the whole:
 4. ``connected`` is False while no cluster node answers the slot map.
 5. The broker owns its tasks (repair, linger sweep, directory upkeep, the links' readers);
    ``stop`` cancels and awaits them.
+6. A final message marks its channels in the script call that stores it (``publish``
+   invariants 5 and 6): ``finished_at`` reads the marks, a publish to a marked channel is
+   refused with ``ChannelFinished``, and after ``history.finished_ttl_seconds`` mark and
+   history expire together. The integer ``finished`` of the contract raises TypeError,
+   as ``history`` does: there are no cluster-wide ids to answer with.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import NoReturn, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -55,7 +60,7 @@ from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.redis.topology import Topology
 from sse_hub.broker.sharded.delivery import Delivery
-from sse_hub.broker.sharded.history import read_after, read_positions
+from sse_hub.broker.sharded.history import read_after, read_finals, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.publish import Publisher
 from sse_hub.broker.sharded.repair import Repair
@@ -120,7 +125,8 @@ class ShardedClusterBroker(ShardedBroker):
         self.subscriptions = Subscriptions(
             keys, self.topology, link_kwargs, instance_id, self.delivery.receive, self._wake_repair, linger_seconds
         )
-        self.publisher = Publisher(self._cluster, keys, settings.history.size, settings.history.ttl_seconds)
+        history = settings.history
+        self.publisher = Publisher(self._cluster, keys, history.size, history.ttl_seconds, history.finished_ttl_seconds)
         # Directory and Tickets take a Redis; the cluster client has the same methods, and
         # every key they use is under {prefix}: one slot (their scripts stay legal).
         redis = cast(Redis, self._cluster)
@@ -270,6 +276,15 @@ class ShardedClusterBroker(ShardedBroker):
         with self._unavailable("cannot read history from Redis Cluster"):
             async with self._read_turn():
                 return await read_after(self._cluster, self.keys, after, limit)
+
+    async def finished_at(self, channels: Iterable[str]) -> dict[str, Position]:
+        """Of ``channels``, those that have ended, each with its final message's (seq, epoch)."""
+        with self._unavailable("cannot read final marks from Redis Cluster"):
+            async with self._read_turn():
+                return await read_finals(self._cluster, self.keys, list(channels))
+
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        raise TypeError("a sharded broker has no cluster-wide ids: use finished_at")
 
     @contextlib.asynccontextmanager
     async def _read_turn(self) -> AsyncIterator[None]:

@@ -22,7 +22,11 @@ Invariants:
 5. A channel whose epoch changed (its counter started again: the master that held it
    lost its data, or a replica without the last writes took over) may have lost parts
    this instance never received: ``lost()`` is called before the new epoch's first part
-   is handed over, so the hub ends its streams and they resume with ``reset``.
+   is handed over, so the hub ends its streams and they resume with ``reset``. Except
+   after a final part (``ended``): an ended channel is forgotten after
+   ``history.finished_ttl_seconds`` and may then start again, so a new epoch whose first
+   part delivered here is seq 1 lost nothing.
+6. Parts keep every field of their payload, ``final`` included.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class Delivery:
         self.gapped: set[str] = set()
         self.deliver: Deliver | None = None
         self.seen: dict[str, Position] = {}
+        #: Received channels whose last part delivered was final (invariant 5).
+        self.ended: set[str] = set()
         self.recovering: set[str] = set()
         self.held: list[Message] = []
         self.messages_received = 0
@@ -110,17 +116,29 @@ class Delivery:
             held = seen.get(channel)
             if held is None or seq > held[0] or epoch != held[1]:
                 if held is not None and epoch != held[1]:
-                    logger.warning(
-                        "redis cluster: channel %s started again (epoch %s, was %s): parts may be lost;"
-                        " ending the streams so that they resume from history",
-                        channel,
-                        epoch,
-                        held[1],
-                    )
-                    self._lost()
+                    self._started_again(channel, seq, epoch, held)
                 seen[channel] = (seq, epoch)
+                if message.final:
+                    self.ended.add(channel)
+                else:
+                    self.ended.discard(channel)
                 fresh = True
         return fresh
+
+    def _started_again(self, channel: str, seq: int, epoch: str, held: Position) -> None:
+        """A new epoch on ``channel`` (invariant 5): ``lost()``, unless the channel ended
+        and this is the first part of its new life."""
+        if channel in self.ended and seq == 1:
+            logger.debug("redis cluster: ended channel %s was forgotten and starts again", channel)
+            return
+        logger.warning(
+            "redis cluster: channel %s started again (epoch %s, was %s): parts may be lost;"
+            " ending the streams so that they resume from history",
+            channel,
+            epoch,
+            held[1],
+        )
+        self._lost()
 
     def recovered(self, channels: Iterable[str], messages: Iterable[Message]) -> None:
         """Hand over what recovery read for ``channels``, then the parts held meanwhile."""
@@ -150,3 +168,4 @@ class Delivery:
         """Channels no longer received: their next subscription starts afresh."""
         for channel in channels:
             self.seen.pop(channel, None)
+            self.ended.discard(channel)

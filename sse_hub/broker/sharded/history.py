@@ -1,4 +1,4 @@
-"""Reading positions and history on the sharded broker.
+"""Reading positions, final marks and history on the sharded broker.
 
 Invariants:
 
@@ -12,6 +12,10 @@ Invariants:
    expired, or an epoch change).
 4. A part stored under several requested channels is returned once; parts are merged by
    Redis publish time, then the order of ``after``'s channels; per channel in seq order.
+   Parts keep every field of their payload, ``final`` included.
+5. A final mark is read with the epoch of the same meta hash: the position of the final
+   message in the channel's current epoch. A meta that expired or started again (a new
+   epoch) has no mark: the channel is then one that never ended (``read_finals``).
 """
 
 from __future__ import annotations
@@ -44,12 +48,26 @@ def _position(reply: Sequence[bytes | None]) -> Position:
 
 async def read_positions(cluster: RedisCluster, keys: ShardKeys, channels: Collection[str]) -> dict[str, Position]:
     """Each channel's current position (NOWHERE when it has none). Raises RedisError/OSError."""
+    return await _read_places(cluster, keys, channels, "s")
+
+
+async def read_finals(cluster: RedisCluster, keys: ShardKeys, channels: Collection[str]) -> dict[str, Position]:
+    """The channels that have ended, each with the position of its final message (the
+    mark ``f`` and the epoch ``e`` of its meta, ``keys``). Raises RedisError/OSError."""
+    marks = await _read_places(cluster, keys, channels, "f")
+    return {channel: mark for channel, mark in marks.items() if mark != NOWHERE}
+
+
+async def _read_places(
+    cluster: RedisCluster, keys: ShardKeys, channels: Collection[str], seq_field: str
+) -> dict[str, Position]:
+    """Per channel, (its meta's ``seq_field``, its epoch), or NOWHERE when either is unset."""
     names = list(dict.fromkeys(channels))
     if not names:
         return {}
     async with cluster.pipeline() as pipe:
         for channel in names:
-            pipe.hmget(keys.meta(channel), ["s", "e"])
+            pipe.hmget(keys.meta(channel), [seq_field, "e"])
         replies = await pipe.execute()
     return {channel: _position(reply) for channel, reply in zip(names, replies, strict=True)}
 

@@ -3,11 +3,14 @@
 With ``P`` = ``broker.prefix`` and ``t`` = ``TAGS[partition(c)]`` (``partitions``):
 
 - ``P:{t}:m:<c>``: channel ``c``'s meta HASH: ``s`` its last seq (``HINCRBY``), ``e`` its
-  epoch (4 base36 characters, set when ``s`` starts again). Expires
-  ``history.ttl_seconds`` + 1 day after the last publish, so a counter outlives its history.
+  epoch (4 base36 characters, set when ``s`` starts again), ``f`` the seq of its final
+  message once it has ended (the final mark, in epoch ``e``). Expires
+  ``history.ttl_seconds`` + 1 day after the last publish, so a counter outlives its history;
+  after a final message, ``history.finished_ttl_seconds`` after it.
 - ``P:{t}:h:<c>``: its history STREAM, entry id ``<seq>-0``, fields ``m`` (the payload) and
   ``t`` (Redis ms at publish); trimmed to ``history.size`` (``MAXLEN ~``), expires
-  ``history.ttl_seconds`` after the last publish.
+  ``history.ttl_seconds`` after the last publish (``history.finished_ttl_seconds`` after a
+  final one: mark and history are forgotten together).
 - ``P:{t}:c:<c>``: its shard channel (``SPUBLISH``/``SSUBSCRIBE``).
 - ``P:{T[partition(i)]}:inbox:<i>``: the shard channel of instance ``i`` (direct messages,
   kicks).
