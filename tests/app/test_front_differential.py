@@ -36,7 +36,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sse_hub.errors import HubError
 from sse_hub.web.app import create_app
+from sse_hub.web.bodies import parse_items
 from sse_hub.web.front import FrontSite
 from sse_hub.web.front_http import Plain, head_incomplete, plain_request
 from sse_hub.web.state import CONNECTIONS
@@ -46,6 +48,7 @@ from tests.support.settings import make_settings
 
 SCALE = float(os.environ.get("SSE_HUB_FUZZ_SCALE", "1"))
 MAX_BODY = 4096  # limits.max_message_bytes of the hubs here
+MAX_BATCH = 1000  # limits.max_batch of the hubs here
 READ_TIMEOUT = 5.0
 CRLF = b"\r\n"
 
@@ -71,9 +74,25 @@ class FrontReading:
     handed_over_at: int | None = None
 
 
-def read_like_the_front(pieces: list[bytes]) -> FrontReading:
+def any_body(body: bytes) -> bool:
+    return True
+
+
+def publishes(body: bytes) -> bool:
+    """Whether the front publishes this body itself (``FrontProtocol._drafts``): valid
+    publish items (a mutated head can shift the body's start and cut its JSON)."""
+    try:
+        [item.to_draft() for item in parse_items(body, MAX_BATCH)[0]]
+    except (HubError, ValueError):
+        return False
+    return True
+
+
+def read_like_the_front(pieces: list[bytes], answerable: Callable[[bytes], bool] = any_body) -> FrontReading:
     """``FrontProtocol._next`` as each piece arrives: answer a plain request, wait for the
-    rest of a plain head, or hand the connection to aiohttp from the first byte not answered."""
+    rest of a plain head, or hand the connection to aiohttp from the first byte not answered.
+    ``answerable``: whether the front answers a plain request with this body (the pure
+    parser tests take every plain body; the hub test only valid publishes)."""
     reading, received, start = FrontReading(), b"", 0
     for piece in pieces:
         received += piece
@@ -82,7 +101,7 @@ def read_like_the_front(pieces: list[bytes]) -> FrontReading:
             if plain is None and head_incomplete(received[start:]):
                 reading.waits.append((start, len(received)))
                 break
-            if plain is None:
+            if plain is None or not answerable(plain.body):
                 reading.handed_over_at = start
                 return reading
             reading.answered.append((start, plain))
@@ -472,6 +491,8 @@ PUBLISHES = st.integers(0, 999).map(lambda n: b'{"channel":"c%d","event":"tick",
 @example(pieces=[FOUND[0]])
 @example(pieces=[FOUND[1]])
 @example(pieces=[FOUND[2]])
+# A body that a head mutation shifted by one byte: plain, but not a publish (CI saw it).
+@example(pieces=[publish(JSON, body=b' {"channel":"c0","event":"tick","data":{"seq":0}') + b"}"])
 async def test_the_hub_behind_its_front_answers_as_aiohttp_alone(hubs: Hubs, pieces: list[bytes]) -> None:
     whole = read_like_the_front([b"".join(pieces)])
     if whole.handed_over_at is None and whole.waits:
@@ -486,5 +507,6 @@ async def test_the_hub_behind_its_front_answers_as_aiohttp_alone(hubs: Hubs, pie
     # TCP may join pieces, never split them here: the front answers at least what it
     # answers with these pieces, at most what it answers with the stream in one piece.
     sent = [piece for round_ in rounds for piece in round_.pieces]
-    least, most = len(read_like_the_front(sent).answered), len(read_like_the_front([b"".join(sent)]).answered)
+    least = len(read_like_the_front(sent, publishes).answered)
+    most = len(read_like_the_front([b"".join(sent)], publishes).answered)
     assert least <= answered <= most, f"the front answered {answered}; read_like_the_front: {least} to {most}"
