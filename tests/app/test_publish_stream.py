@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sse_hub.client import Publisher, PublishError
 from tests.support.http import HubClientFactory, open_stream, publish
 from tests.support.raw_http import RawReply
 from tests.support.tokens import SECRET
@@ -232,3 +233,62 @@ async def test_a_publish_stream_needs_a_publish_token_as_the_json_form_does(
     finally:
         post.close()
     assert answered == status, body
+
+
+# -- the Python client: Publisher.stream ----------------------------------------------------
+
+
+def base_url(client: TestClient[Any, Any]) -> str:
+    return str(client.make_url(""))
+
+
+async def test_publisher_stream_sends_each_message_before_the_next_and_ends_the_channel(
+    client: TestClient[Any, Any],
+) -> None:
+    async with open_stream(client, "/events/job") as stream, Publisher(base_url(client)) as publisher:
+        async with publisher.stream("job") as job:
+            await job.send("one")
+            first = await stream.next_message()
+            await job.send({"n": 2}, event="progress")
+            second = await stream.next_message()
+        final = await stream.next_message()
+    assert [(e.event, e.data) for e in (first, second, final)] == [
+        ("message", "one"),
+        ("progress", '{"n":2}'),
+        ("message", ""),
+    ]
+    assert job.summary == {"published": 3, "first_id": first.id, "last_id": final.id}
+
+
+async def test_publisher_stream_ended_with_end_sends_no_second_final_message(client: TestClient[Any, Any]) -> None:
+    async with Publisher(base_url(client)) as publisher:
+        async with publisher.stream("job") as job:
+            await job.send("one")
+            await job.end("last")
+            with pytest.raises(RuntimeError, match="has ended"):
+                await job.send("too late")
+    assert job.summary is not None and job.summary["published"] == 2
+
+
+async def test_publisher_stream_raises_the_hubs_refusal_with_the_line(client: TestClient[Any, Any]) -> None:
+    async with Publisher(base_url(client)) as publisher:
+        with pytest.raises(PublishError) as refused:
+            async with publisher.stream("job") as job:
+                await job.send("fine")
+                await job.send("bad", event="two\nlines")
+    assert refused.value.status == 400
+    assert isinstance(refused.value.body, dict)
+    assert (refused.value.body["line"], refused.value.body["published"]) == (2, 1)
+
+
+async def test_an_exception_in_the_block_sends_no_final_message(client: TestClient[Any, Any]) -> None:
+    async with open_stream(client, "/events/job") as stream, Publisher(base_url(client)) as publisher:
+        with pytest.raises(LookupError):
+            async with publisher.stream("job") as job:
+                await job.send("one")
+                await stream.next_message()
+                raise LookupError("the producer failed")
+        await publish(client, {"channel": "job", "data": "marker"})
+        after = await stream.next_message()
+    assert after.data == "marker"
+    assert job.summary is None
