@@ -44,8 +44,9 @@ from sse_hub.client.errors import (
     PublishError,
     SubscribeError,
 )
+from sse_hub.client.json_value import JsonValue
 from sse_hub.client.publish_stream import PublishStream, PublishSummary
-from sse_hub.client.publisher import JsonValue, Publication, Publisher, Receipt
+from sse_hub.client.publisher import Publication, Publisher, Receipt
 from sse_hub.client.sse_parser import Event, SseParser
 from sse_hub.client.subscription import Subscription, subscribe
 

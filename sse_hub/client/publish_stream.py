@@ -32,15 +32,13 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypedDict, cast
+from typing import Self, TypedDict, cast
 
 import aiohttp
 from yarl import URL
 
 from sse_hub.client.errors import PublishError, body_of, connection_error
-
-if TYPE_CHECKING:
-    from sse_hub.client.publisher import JsonValue
+from sse_hub.client.json_value import JsonValue
 
 MAX_QUEUED_LINES = 256
 

@@ -20,17 +20,16 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NotRequired, TypeAlias, TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 import aiohttp
 
 from sse_hub.client.errors import PublishError, body_of, connection_error, hub_url
+from sse_hub.client.json_value import JsonValue
 from sse_hub.client.publish_stream import PublishStream
 from sse_hub.client.resource import AsyncResource
-
-JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 
 
 class Receipt(TypedDict):
