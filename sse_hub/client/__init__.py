@@ -12,6 +12,7 @@ per job:
 
     subscription   ``Subscription`` (``subscribe``): reconnecting event streams
     publisher      ``Publisher``: ``POST /broadcast``, one message or a batch
+    publish_stream ``PublishStream`` (``Publisher.stream``): messages as NDJSON lines
     sse_parser     ``SseParser``: event-stream bytes to ``Event``s (WHATWG HTML 9.2.6)
     errors         the exception hierarchy below
     cli            ``sse-hub publish`` and ``sse-hub tail``, built on the above
@@ -43,7 +44,9 @@ from sse_hub.client.errors import (
     PublishError,
     SubscribeError,
 )
-from sse_hub.client.publisher import JsonValue, Publication, Publisher, Receipt
+from sse_hub.client.json_value import JsonValue
+from sse_hub.client.publish_stream import PublishStream, PublishSummary
+from sse_hub.client.publisher import Publication, Publisher, Receipt
 from sse_hub.client.sse_parser import Event, SseParser
 from sse_hub.client.subscription import Subscription, subscribe
 
@@ -55,6 +58,8 @@ __all__ = [
     "JsonValue",
     "Publication",
     "PublishError",
+    "PublishStream",
+    "PublishSummary",
     "Publisher",
     "Receipt",
     "SseParser",

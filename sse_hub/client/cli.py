@@ -5,7 +5,9 @@ this module uses only the client's public face and its errors module, never the 
 so ``publish`` and ``tail`` start without loading it.
 
 ``publish`` sends ``--data`` or all of stdin (one trailing newline dropped) as one message
-and prints the hub's receipt. ``tail`` prints the events of some channels as they
+and prints the hub's receipt; ``publish --stream`` sends each line of stdin as one message
+over one request (``Publisher.stream``) as soon as it is read, ends the channel at the end
+of stdin, and prints the hub's summary. ``tail`` prints the events of some channels as they
 arrive and reconnects by itself, resending the id of the last event it printed.
 
 Exit codes: 0 done (for ``tail``: stopped with Ctrl-C or SIGTERM), 1 the hub refused or
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -24,6 +27,7 @@ import math
 import os
 import signal
 import sys
+import threading
 
 from sse_hub.client import (
     Event,
@@ -31,6 +35,7 @@ from sse_hub.client import (
     JsonValue,
     Publisher,
     PublishError,
+    PublishSummary,
     Receipt,
     SubscribeError,
     Subscription,
@@ -41,6 +46,7 @@ from sse_hub.client.errors import describe_body
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+STDIN_QUEUED_LINES = 64
 
 PUBLISH_DESCRIPTION = """\
 Publish one message and print the hub's receipt, e.g.
@@ -52,8 +58,17 @@ as that JSON value (subscribers receive it as compact JSON); anything else,
 a quoted JSON string included, is sent as a string, verbatim. --text always
 sends a string.
 
+With --stream (and exactly one --channel), each line of stdin is one message,
+published as soon as it is read (`producer | sse-hub publish --stream
+--channel job-42`), each line's data read as above; at the end of stdin the
+channel ends with a final message (empty data) unless --keep-open is given.
+Prints the hub's summary, e.g. {"published": 3, "first_id": "7", "last_id": "9"}
+(with --id-only: the last id). Interrupted, it sends no final message; what was
+sent stays published.
+
 Exit status: 0 published; 1 the hub refused the message (its error body is
-printed on stderr) or could not be reached; 2 bad usage."""
+printed on stderr; with --stream it says which line) or could not be reached;
+2 bad usage."""
 
 TAIL_DESCRIPTION = """\
 Print the events of the channels as they arrive, one "[id] event: data" per
@@ -92,6 +107,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     publish.add_argument("--id-only", action="store_true", help="print only the message id")
     publish.add_argument("--text", action="store_true", help="send the data as a string even if it parses as JSON")
     publish.add_argument("--data", metavar="D", help="the message data (default: all of stdin)")
+    publish.add_argument("--stream", action="store_true", help="publish each line of stdin as one message")
+    publish.add_argument("--keep-open", action="store_true", help="with --stream: do not end the channel at EOF")
 
     tail = commands.add_parser(
         "tail",
@@ -129,6 +146,8 @@ def fail(command: str, message: str, code: int = EXIT_FAILED) -> int:
 
 def run_publish(args: argparse.Namespace, url: str) -> int:
     token = args.token or os.environ.get("SSE_HUB_TOKEN") or None
+    if args.stream:
+        return run_publish_stream(args, url, token)
     try:
         text = args.data if args.data is not None else read_stdin()
     except UnicodeDecodeError:
@@ -146,6 +165,52 @@ def run_publish(args: argparse.Namespace, url: str) -> int:
         return EXIT_INTERRUPTED
     print(receipt["id"] if args.id_only else json.dumps(receipt, ensure_ascii=False), flush=True)
     return 0
+
+
+def run_publish_stream(args: argparse.Namespace, url: str, token: str | None) -> int:
+    if args.data is not None or len(args.channels or ()) != 1:
+        return fail("publish", "--stream reads stdin and takes exactly one --channel", EXIT_USAGE)
+    try:
+        summary = asyncio.run(publish_lines(url, token, args))
+    except UnicodeDecodeError:
+        return fail("publish", "stdin is not UTF-8 text", EXIT_USAGE)
+    except PublishError as exc:
+        return fail("publish", f"the hub answered {exc.status}: {describe_body(exc.body, limit=4000)}")
+    except HubConnectionError as exc:
+        return fail("publish", str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    print(summary["last_id"] if args.id_only else json.dumps(summary, ensure_ascii=False), flush=True)
+    return 0
+
+
+async def publish_lines(url: str, token: str | None, args: argparse.Namespace) -> PublishSummary:
+    """Each line of stdin as one message of one publish stream, sent as soon as it is read."""
+    lines = stdin_lines(asyncio.get_running_loop())
+    async with Publisher(url, token) as publisher:
+        async with publisher.stream(args.channels[0], end=not args.keep_open) as stream:
+            while line := await lines.get():
+                text = line.decode().removesuffix("\n").removesuffix("\r")
+                await stream.send(text if args.text else json_or_text(text), args.event)
+        assert stream.summary is not None  # set by every normal exit of the block
+        return stream.summary
+
+
+def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[bytes]:
+    """The lines of stdin, read by a daemon thread (so a pipe and a file work alike, and
+    Ctrl-C does not wait for a blocked read); b"" at the end."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue(STDIN_QUEUED_LINES)
+
+    def read() -> None:
+        try:
+            for line in iter(sys.stdin.buffer.readline, b""):
+                asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
+            asyncio.run_coroutine_threadsafe(queue.put(b""), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # the loop closed: the command is over
+            return
+
+    threading.Thread(target=read, name="stdin-lines", daemon=True).start()
+    return queue
 
 
 def read_stdin() -> str:

@@ -2,6 +2,10 @@
 
     async with Publisher("http://127.0.0.1:8080", token="...") as hub:
         receipt = await hub.publish({"price": 182.3}, channels=["stocks"], event="tick")
+        async with hub.stream("job-42") as job:  # one request, a line per message
+            await job.send("token")
+
+``stream`` is ``client/publish_stream.py`` (its docstring says how the block ends).
 
 Invariants:
 
@@ -16,16 +20,16 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NotRequired, TypeAlias, TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 import aiohttp
 
 from sse_hub.client.errors import PublishError, body_of, connection_error, hub_url
+from sse_hub.client.json_value import JsonValue
+from sse_hub.client.publish_stream import PublishStream
 from sse_hub.client.resource import AsyncResource
-
-JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 
 
 class Receipt(TypedDict):
@@ -43,7 +47,7 @@ class Publication:
     ``data``: a string is sent verbatim, any other JSON value as compact JSON.
     ``channels``: None sends to every client of the hub. ``client_id``: that client only.
     ``exclude_client_id``: everyone but that client. ``retry``: the clients' new
-    reconnection time in ms.
+    reconnection time in ms. ``final``: the last message of its channels (they end).
     """
 
     data: JsonValue
@@ -52,6 +56,7 @@ class Publication:
     client_id: str | None = None
     exclude_client_id: str | None = None
     retry: int | None = None
+    final: bool = False
 
     def to_json(self) -> dict[str, JsonValue]:
         body: dict[str, JsonValue] = {"data": self.data}
@@ -63,6 +68,7 @@ class Publication:
             "client_id": self.client_id,
             "exclude_client_id": self.exclude_client_id,
             "retry": self.retry,
+            "final": self.final or None,
         }
         body.update((key, value) for key, value in optional.items() if value is not None)
         return body
@@ -106,9 +112,10 @@ class Publisher(AsyncResource):
         client_id: str | None = None,
         exclude_client_id: str | None = None,
         retry: int | None = None,
+        final: bool = False,
     ) -> Receipt:
         """Publish one message; returns ``{"id", "channels"}`` once the hub stored it."""
-        item = Publication(data, channels, event, client_id, exclude_client_id, retry)
+        item = Publication(data, channels, event, client_id, exclude_client_id, retry, final)
         status, answer = await self._post(item.to_json())
         return _receipt(status, answer, str(self._broadcast_url))
 
@@ -118,6 +125,15 @@ class Publisher(AsyncResource):
         if not isinstance(answer, list):
             raise PublishError(status, answer, str(self._broadcast_url))
         return [_receipt(status, entry, str(self._broadcast_url)) for entry in answer]
+
+    def stream(self, channel: str, *, end: bool = True) -> PublishStream:
+        """``async with publisher.stream("job-42") as job: await job.send(data)``: messages
+        to ``channel`` as lines of one request, each published as the hub reads it. A normal
+        exit ends the channel with a final message unless one was sent or ``end`` is False."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = self._broadcast_url.with_query(channel=channel)
+        return PublishStream(self._session, url, self._headers, self._timeout_seconds, end)
 
     async def _post(self, body: JsonValue) -> tuple[int, object]:
         """POST the body; the status and parsed answer of a 2xx, else PublishError."""

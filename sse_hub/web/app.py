@@ -34,7 +34,18 @@ from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
 from sse_hub.web.openapi.spec import Route, build_openapi
 from sse_hub.web.routes import admin, publish, stream, tickets
-from sse_hub.web.state import AUTH, CLIENT_ADDRESS, CONNECTIONS, CORS, HUB, METRICS, SETTINGS, TICKETS
+from sse_hub.web.slots import Slots
+from sse_hub.web.state import (
+    AUTH,
+    CLIENT_ADDRESS,
+    CONNECTIONS,
+    CORS,
+    HUB,
+    METRICS,
+    PUBLISH_STREAMS,
+    SETTINGS,
+    TICKETS,
+)
 from sse_hub.web.stats import describe
 
 STATIC = Path(__file__).parent.parent / "static"
@@ -101,6 +112,7 @@ def create_app(
     app[AUTH] = Authenticator(settings.auth)
     app[METRICS] = metrics
     app[CONNECTIONS] = Connections()
+    app[PUBLISH_STREAMS] = Slots(settings.limits.max_publish_streams)
     app.cleanup_ctx.append(_run_hub)
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(cors.on_response_prepare)

@@ -16,6 +16,7 @@ from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
 from sse_hub.web.cors import Cors
 from sse_hub.web.metrics import Metrics
+from sse_hub.web.slots import Slots
 
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
@@ -25,3 +26,4 @@ CORS = web.AppKey("cors", Cors)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 CONNECTIONS = web.AppKey("connections", Connections)
+PUBLISH_STREAMS = web.AppKey("publish_streams", Slots)
