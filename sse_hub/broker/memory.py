@@ -21,6 +21,12 @@ Bounds, each kept in O(1) amortised time with no timer:
   checked on every publish and every history read; a channel is popped at most once per
   creation. The global channel ``*`` is a channel like the others. Time is the
   monotonic ``clock`` (injectable, so tests need not sleep).
+- **ended channels**: a final message marks its channels ended in the same step that
+  stores it (``_finished``, in order of ending). A publish naming an ended channel, or one
+  an earlier draft of the same call ends, raises ``ChannelFinished`` before anything is
+  applied. ``finished_ttl_seconds`` after its final message a channel is forgotten, mark
+  and history (its history's last id raising the watermark, as any drop does); the front
+  is checked on every publish, history and ``finished`` call.
 - **tickets**: at most ``max_tickets`` outstanding. Expired tickets are swept first (a
   heap by expiry; entries of redeemed tickets are dropped when the heap grows to twice
   the live tickets), then ``issue_ticket`` raises ``TooManyTickets`` (503, Retry-After).
@@ -45,10 +51,10 @@ from __future__ import annotations
 import heapq
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from sse_hub.config.settings import HistoryConfig, LimitsConfig, Settings
-from sse_hub.errors import BrokerUnavailable, TooManyTickets
+from sse_hub.errors import BrokerUnavailable, ChannelFinished, TooManyTickets
 from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
 from sse_hub.messages.message import GLOBAL_CHANNEL, Draft, Message
 
@@ -103,9 +109,13 @@ class MemoryBroker(Broker):
         max_tickets: int = _LIMITS_DEFAULTS.max_tickets,
         clock: Clock = time.monotonic,
         origin: int | None = None,
+        finished_ttl_seconds: float = _HISTORY_DEFAULTS.finished_ttl_seconds,
     ) -> None:
         self._history_size = history_size
         self._ttl_seconds = ttl_seconds
+        self._finished_ttl_seconds = finished_ttl_seconds
+        # Ended channels: their final message's id and when it was stored, oldest first.
+        self._finished: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._max_channels = max_channels
         self._max_tickets = max_tickets
         self._clock = clock
@@ -128,6 +138,7 @@ class MemoryBroker(Broker):
             max_channels=history.max_channels,
             max_tickets=settings.limits.max_tickets,
             clock=clock,
+            finished_ttl_seconds=history.finished_ttl_seconds,
         )
 
     async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None:
@@ -151,16 +162,24 @@ class MemoryBroker(Broker):
             raise BrokerUnavailable("the broker is not running")
         now = self._clock()
         self._drop_stale(now)
+        self._refuse_ended(drafts)
         messages = []
         for draft in drafts:
             self._last_id = max(self._last_id, self.origin) + 1
             message = draft.numbered(self._last_id)
             for channel in message.channels:
                 self._channel(channel, now).append(message, now)
+                if message.final:
+                    self._finished[channel] = (message.id, now)
             messages.append(message)
         for message in messages:
             deliver(message)
         return messages
+
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        self._drop_stale(self._clock())
+        ended = self._finished
+        return {channel: ended[channel][0] for channel in channels if channel in ended}
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._drop_stale(self._clock())
@@ -226,15 +245,36 @@ class MemoryBroker(Broker):
         stored = channels[name] = _ChannelHistory(self._history_size, self._watermark(name), now)
         return stored
 
+    def _refuse_ended(self, drafts: Sequence[Draft]) -> None:
+        """``ChannelFinished`` when a draft names a channel that has ended, or that an
+        earlier draft of the same call ends (checked before anything is applied)."""
+        ending: set[str] = set()
+        for draft in drafts:
+            for channel in draft.channels:
+                if channel in self._finished or channel in ending:
+                    raise ChannelFinished(channel)
+            if draft.final:
+                ending.update(draft.channels)
+
     def _drop_stale(self, now: float) -> None:
-        """Drop, oldest first, every history with no publish for ``ttl_seconds``."""
+        """Forget, oldest first, every channel that ended ``finished_ttl_seconds`` ago, then
+        drop every history with no publish for ``ttl_seconds``."""
+        finished = self._finished
+        forget_before = now - self._finished_ttl_seconds
+        while finished and next(iter(finished.values()))[1] <= forget_before:
+            name, _ = finished.popitem(last=False)
+            if name in self._channels:
+                self._drop(name, self._channels.pop(name))
         deadline = now - self._ttl_seconds
         channels = self._channels
         while channels and next(iter(channels.values())).published_at <= deadline:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        name, stored = self._channels.popitem(last=False)
+        self._drop(*self._channels.popitem(last=False))
+
+    def _drop(self, name: str, stored: _ChannelHistory) -> None:
+        """A dropped history's last id raises its kind's watermark (module docstring)."""
         if name == GLOBAL_CHANNEL:
             self._global_dropped_through = max(self._global_dropped_through, stored.last_id)
         else:

@@ -5,7 +5,7 @@ Invariants:
 1. Exactly one writer per socket (``Subscriber.flush``).
 2. Fan-out (``dispatch``) is synchronous and never awaits; it encodes each message once
    (``Message.chunk``: SSE frame and HTTP chunk framing) and hands the same bytes to
-   every subscriber.
+   every subscriber; a final message's ``end`` events too, once per message.
 3. Every per-subscriber buffer is bounded; overflow closes that subscriber as ``slow``.
 4. A subscriber is registered before its response headers go out and released once
    (``Hub.release``): by the stream handler's ``finally`` when the stream ends before it
@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING
 
 from sse_hub.config.settings import Settings
 from sse_hub.core.counters import Counters
+from sse_hub.core.ending import end_chunks
 from sse_hub.core.flusher import Flusher
 from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
 from sse_hub.core.mercure_index import mercure_index
 from sse_hub.core.registry import Registry
-from sse_hub.core.replay import NO_REPLAY
+from sse_hub.core.replay import NO_REPLAY, Prepared, StartAt
 from sse_hub.core.streams import CloseReason
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.errors import (
@@ -171,14 +172,15 @@ class Hub:
         limits = self.settings.limits
         return max(1, limits.client_buffer_bytes // limits.max_message_bytes)
 
-    async def prepare_replay(self, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
+    async def prepare_replay(self, subscriber: Subscriber, start: StartAt) -> Prepared:
         """The stream's preamble (retry, ``connected``, maybe ``reset``) and the first page
-        of its replay, as the hub's id scheme reads them (``core/ids.py``)."""
+        of its replay, as the hub's id scheme reads them (``core/ids.py``); None when the
+        stream would get nothing at all (its channels ended)."""
         # Receive the stream's channels first: once attach returns, everything published
         # to them reaches this instance, so nothing after `connected` is missed (the
         # broker's attach contract; release detaches, also when attach raised).
         await self.broker.attach(subscriber.channels)
-        return await self.ids.prepare(self, subscriber, last_event_id)
+        return await self.ids.prepare(self, subscriber, start)
 
     def open_preamble(self, subscriber: Subscriber) -> list[bytes]:
         """``retry`` and the ``connected`` event, in one chunk: the stream's first bytes
@@ -205,7 +207,10 @@ class Hub:
         channels = (*subscriber.channels, GLOBAL_CHANNEL)
         return await self.broker.history(channels, after_id, limit=self.replay_page_size)
 
-    def reset_chunk(self, reason: str, last_event_id: str) -> bytes:
+    async def finished(self, channels: Collection[str]) -> dict[str, int]:
+        return await self.broker.finished(channels)
+
+    def reset_chunk(self, reason: str, last_event_id: str | None) -> bytes:
         self.counters.resets += 1
         data = json.dumps({"reason": reason, "last_event_id": last_event_id}, separators=(",", ":"))
         return sse.chunk(sse.encode_event(data, "reset"))
@@ -309,7 +314,13 @@ class Hub:
         frame_bytes = message.frame_bytes
         message_id = message.id
         exclude = message.exclude_client_id
-        if exclude is None:
+        if message.final:
+            # Every stream gets the same ends; an excluded one gets them without the message.
+            ends = end_chunks(message.channels)
+            for subscriber in targets:
+                excluded = subscriber.client_id == exclude
+                subscriber.offer(message_id, b"" if excluded else chunk, frame_bytes, ends)
+        elif exclude is None:
             for subscriber in targets:
                 subscriber.offer(message_id, chunk, frame_bytes)
         else:

@@ -7,7 +7,10 @@ memory, Redis and one-slot Redis Cluster brokers number every message in one seq
 
 - ``placement``: how a stream's subscriber takes messages (None: by one integer floor;
   else places per channel, ``core.subscriber.Placement``);
-- ``prepare`` and ``next_page``: the preamble and the replay's pages of a resume;
+- ``prepare`` and ``next_page``: the preamble and the replay's pages of a resume (or of
+  ``?from=start``), and what a stream is owed of channels that ended: their ``end``
+  events, or nothing at all (``prepare`` returns None: ``204``), judged by the scheme's
+  own positions (an id at or past a channel's final message);
 - ``dispatcher``: the callback the broker delivers received messages to;
 - ``receipt_id``: the id a publish receipt carries (what a stream on exactly the
   message's channels shows for it).
@@ -39,9 +42,7 @@ class Dispatching(replay.Hub, Protocol):
 class IdScheme(Protocol):
     def placement(self, channels: tuple[str, ...]) -> Placement | None: ...
 
-    async def prepare(
-        self, hub: replay.Hub, subscriber: Subscriber, last_event_id: str | None
-    ) -> tuple[list[bytes], History]: ...
+    async def prepare(self, hub: replay.Hub, subscriber: Subscriber, start: replay.StartAt) -> replay.Prepared: ...
 
     async def next_page(self, hub: replay.Hub, subscriber: Subscriber, told_through: int) -> History | None: ...
 
@@ -56,10 +57,8 @@ class SequenceIds:
     def placement(self, channels: tuple[str, ...]) -> None:
         return None  # the subscriber's floor decides
 
-    async def prepare(
-        self, hub: replay.Hub, subscriber: Subscriber, last_event_id: str | None
-    ) -> tuple[list[bytes], History]:
-        return await replay.prepare(hub, subscriber, last_event_id)
+    async def prepare(self, hub: replay.Hub, subscriber: Subscriber, start: replay.StartAt) -> replay.Prepared:
+        return await replay.prepare(hub, subscriber, start)
 
     async def next_page(self, hub: replay.Hub, subscriber: Subscriber, told_through: int) -> History | None:
         return await replay.next_page(hub, subscriber, told_through)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, get_args
 
+from sse_hub.core.ending import Ending
 from sse_hub.messages import sse
 from sse_hub.messages.message import Message
 
 #: Why a stream ended: the client left, an admin kicked it, the hub shut down, it read too
 #: slowly, its token expired, or the broker may have missed messages and it must resume
-#: from history.
-CloseReason = Literal["disconnected", "kicked", "shutdown", "slow", "token_expired", "resync"]
+#: from history; or every one of its channels ended (a final message).
+CloseReason = Literal["disconnected", "kicked", "shutdown", "slow", "token_expired", "resync", "finished"]
 CLOSE_REASONS: tuple[CloseReason, ...] = get_args(CloseReason)
 
 # What an idle stream is sent every ``sse.heartbeat_seconds``, as one HTTP chunk.
@@ -34,6 +35,8 @@ class Holder(Protocol):
 
     @property
     def holding(self) -> bool: ...
+    @property
+    def ending(self) -> Ending: ...
     def hold(self, size: int) -> None: ...
     def queue(self, chunk: bytes, frame_bytes: int) -> None: ...
 
@@ -42,5 +45,5 @@ class Placement(Protocol):
     """How a stream whose place is not one integer takes messages (``core/places/``): it
     decides replayed messages, and keeps the messages held before the stream is live."""
 
-    def take_replayed(self, message: Message) -> tuple[bytes, int] | None: ...
+    def take_replayed(self, stream: Holder, message: Message) -> tuple[bytes, int] | None: ...
     def release(self, stream: Holder) -> None: ...

@@ -1,6 +1,6 @@
 """One subscriber: its channels, its outgoing bytes, its counters.
 
-A subscriber moves through three states, one way:
+A subscriber moves through three states, one way (and may finish in the last two):
 
 - **holding** (registered, response not started): live messages are kept, with their
   ids, so that a replay read from history meanwhile can be followed by them with no gap.
@@ -9,6 +9,7 @@ A subscriber moves through three states, one way:
   holds (the stream handler wakes the feed when the transport drains, and reads the next
   page of history when one is used up: ``needs_page``); live messages are still held.
 - **live**: what was held, then every message as it is offered.
+- **finishing**: every channel ended (``core/ending.py``); closes once its queue is written.
 
 Invariants:
 
@@ -39,19 +40,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from sse_hub.core.ending import Ending, Ends
 from sse_hub.core.flusher import Flusher
+from sse_hub.core.liveness import Progress
 from sse_hub.core.streams import HEARTBEAT_CHUNK, CloseReason, Placement, Transport
 from sse_hub.messages.message import Message
 
-# Replay bytes handed to the transport beyond what the kernel took: enough to keep a
-# reading client's socket busy between two drain wake-ups, small enough that a client that
-# stops reading pins little (the whole history stays in the broker, not in the socket).
+# Replay bytes handed to the transport beyond what the kernel took: enough to keep a reading
+# client's socket busy between two drain wake-ups, little for one that stops reading.
 REPLAY_WINDOW_BYTES = 64 * 1024
 
 
 class Subscriber:
     __slots__ = (
         "_closed",
+        "_ending",
         "_floor",
         "_flusher",
         "_held",
@@ -59,13 +62,11 @@ class Subscriber:
         "_max_buffer_bytes",
         "_on_close",
         "_outbox",
-        "_progress_at",
+        "_progress",
         "_replay",
         "_replay_complete",
         "_replay_window",
-        "_taken",
         "_transport",
-        "_written",
         "bytes_sent",
         "channels",
         "client_id",
@@ -100,15 +101,14 @@ class Subscriber:
         self.close_reason: CloseReason | None = None
         self._transport: Transport | None = None
         self._outbox: list[bytes] = []
-        self._held: list[tuple[int, bytes, int]] | None = []
+        self._held: list[tuple[int, bytes, int, Ends | None]] | None = []
         self._held_bytes = 0
         self._floor = 0
+        self._ending: Ending | None = None
         self._replay: Iterator[Message] | None = None
         self._replay_complete = True
         self._replay_window = min(REPLAY_WINDOW_BYTES, max(1, max_buffer_bytes // 2))
-        self._written = 0
-        self._taken = 0
-        self._progress_at = self.connected_at
+        self._progress = Progress(self.connected_at)
         self._flusher = flusher
         self._max_buffer_bytes = max_buffer_bytes
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -116,19 +116,21 @@ class Subscriber:
         #: None: one id sequence, the floor below decides; else the stream's places do.
         self.placement = placement
 
-    # -- hot path ---------------------------------------------------------------------
-
-    def offer(self, message_id: int, chunk: bytes, frame_bytes: int) -> None:
+    def offer(self, message_id: int, chunk: bytes, frame_bytes: int, ends: Ends | None = None) -> None:
         """Queue one encoded message; never awaits, never raises for a dead client.
-        ``frame_bytes`` is the SSE frame's length inside ``chunk``, for ``bytes_sent``."""
+        ``frame_bytes`` is the SSE frame's length inside ``chunk``, for ``bytes_sent``;
+        ``ends``: it is a final message, these are its ``end`` chunks (``core/ending.py``)."""
         if message_id <= self._floor:
             return
         held = self._held
         if held is not None:
-            held.append((message_id, chunk, frame_bytes))
+            held.append((message_id, chunk, frame_bytes, ends))
             self.hold(len(chunk))
             return
         self._floor = message_id
+        if ends is not None:
+            self.ending.offer(chunk, frame_bytes, ends)
+            return
         outbox = self._outbox
         if not outbox:
             self._flusher.mark(self)
@@ -137,13 +139,25 @@ class Subscriber:
         self.bytes_sent += frame_bytes
 
     @property
+    def ending(self) -> Ending:
+        if self._ending is None:
+            self._ending = Ending(self)
+        return self._ending
+
+    def finish(self) -> None:
+        """Every channel ended: queue nothing more (the rest of a replay, what was held, a
+        later global broadcast); ``flush`` closes the stream once the queue is written."""
+        self._floor = sys.maxsize
+        self._replay, self._replay_complete = None, True
+        self._held, self._held_bytes = None, 0
+
+    @property
     def holding(self) -> bool:
         """Live messages wait until the replay is written (``go_live``)."""
         return self._held is not None
 
     def hold(self, size: int) -> None:
-        """A message of ``size`` bytes is held for this stream (by ``offer``, or by its
-        placement): counted against the buffer limit."""
+        """``size`` bytes held (by ``offer``, or the placement): within the buffer limit."""
         self._held_bytes += size
         if self._held_bytes > self._max_buffer_bytes:
             self.close("slow", abort=True)
@@ -161,8 +175,9 @@ class Subscriber:
         transport = self._transport
         if transport is None:
             return
-        if self._replay is not None:
-            self._feed_replay(transport)
+        replay = self._replay
+        if replay is not None:
+            self._feed_replay(transport, replay)
         outbox = self._outbox
         if not outbox:
             return
@@ -172,20 +187,19 @@ class Subscriber:
             self.close("disconnected")
             return
         transport.write(data)
-        self._written += len(data)
+        self._progress.wrote(len(data))
         self.last_activity = now
-        if self._replay is None and transport.get_write_buffer_size() > self._max_buffer_bytes:
+        if self._ending is not None and self._ending.complete:
+            self.close("finished")
+        elif self._replay is None and transport.get_write_buffer_size() > self._max_buffer_bytes:
             self.close("slow", abort=True)
 
-    def _feed_replay(self, transport: Transport) -> None:
+    def _feed_replay(self, transport: Transport, replay: Iterator[Message]) -> None:
         """Queue the next replayed messages, up to the window beyond what the kernel took;
         when the replay is done, queue what was held and go live."""
-        replay = self._replay
-        if replay is None:
-            return
         outbox = self._outbox
         budget = self._replay_window - transport.get_write_buffer_size() - sum(map(len, outbox))
-        while budget > 0:
+        while budget > 0 and self._replay is replay:  # (a final message may finish the stream)
             message = next(replay, None)
             if message is None:
                 self._replay = None
@@ -202,25 +216,27 @@ class Subscriber:
             self.bytes_sent += frame_bytes
 
     def _take_replayed(self, message: Message) -> tuple[bytes, int] | None:
-        """A replayed message's chunk and frame length, unless the stream is past it
-        (then None); moves the floor (or the placement's places) past it."""
+        """A replayed message's chunk and frame length, None when the stream is past it (the
+        floor or places move past it) or it is final (``Ending.received`` queues it)."""
         if self.placement is not None:
-            return self.placement.take_replayed(message)
-        if message.id <= self._floor:
-            return None
-        self._floor = message.id
-        return message.chunk, message.frame_bytes
+            return self.placement.take_replayed(self, message)
+        taken = None if message.id <= self._floor else (message.chunk, message.frame_bytes)
+        self._floor = max(self._floor, message.id)
+        if not message.final:
+            return taken
+        self.ending.received(message, taken)
+        return None
 
     def _release_held(self) -> None:
         held, self._held = self._held or [], None
         self._held_bytes = 0
+        if self._ending is not None and self._ending.settle():
+            return  # finished
         if self.placement is not None:
             self.placement.release(self)
             return
-        for message_id, chunk, frame_bytes in held:
-            self.offer(message_id, chunk, frame_bytes)
-
-    # -- lifecycle --------------------------------------------------------------------
+        for entry in held:
+            self.offer(*entry)
 
     def resume_after(self, message_id: int) -> None:
         """The client has seen every message up to this id: none of them is sent again."""
@@ -230,13 +246,12 @@ class Subscriber:
     def go_live(
         self, transport: Transport, preamble: Sequence[bytes], replay: Sequence[Message] = (), complete: bool = True
     ) -> None:
-        """Start writing: the preamble chunks, the replay (fed as the client drains it:
-        see ``replaying``; ``complete`` False when more pages follow), then what was held
-        meanwhile, skipping ids already sent."""
+        """Start writing: the preamble, the replay (fed as the client drains it; ``complete``
+        False when more pages follow), then what was held, skipping ids already sent."""
         if self.close_reason is not None:
             return  # closed while the replay was read (kicked, or slow while holding)
         self._transport = transport
-        self._progress_at = time.time()
+        self._progress.restart(time.time())
         for chunk in preamble:
             self._send(chunk)
         if replay or not complete:
@@ -261,8 +276,7 @@ class Subscriber:
 
     @property
     def needs_page(self) -> bool:
-        """The current page of the replay is written and more history follows: read the
-        page after ``replay_cursor``."""
+        """The page is written and more history follows: read the one after ``replay_cursor``."""
         return self._replay is None and not self._replay_complete and self.close_reason is None
 
     @property
@@ -275,8 +289,8 @@ class Subscriber:
         self.flush(time.time())
 
     def send_control(self, chunk: bytes) -> None:
-        """Queue bytes that are not a published message (a shutdown retry block); dropped
-        before the stream is live."""
+        """Queue bytes that are not a published message (a shutdown retry block, an ``end``);
+        dropped before the stream is live."""
         if self._transport is not None:
             self._send(chunk)
 
@@ -288,22 +302,15 @@ class Subscriber:
         self._outbox.append(chunk)
 
     def tick(self, now: float, ping_before: float, stalled_before: float) -> None:
-        """Heartbeat timer: close a stream whose client took none of its waiting bytes since
-        ``stalled_before``; ping one silent since ``ping_before``; notice a transport that
-        went away without the handler hearing of it."""
+        """Heartbeat timer: close a stalled stream (``core/liveness.py``), ping one silent since
+        ``ping_before``, notice a transport that went away without the handler hearing of it."""
         transport = self._transport
         if transport is None:
             return
         if transport.is_closing():
             self.close("disconnected")
             return
-        waiting = transport.get_write_buffer_size()
-        # Bytes the kernel took from us: it takes more only when the client reads.
-        taken = self._written - waiting
-        if waiting == 0 or taken != self._taken:
-            self._taken = taken
-            self._progress_at = now
-        elif self._progress_at < stalled_before:
+        if self._progress.stalled(transport.get_write_buffer_size(), now, stalled_before):
             self.close("slow", abort=True)
             return
         if self.last_activity < ping_before and not self._outbox:
@@ -328,9 +335,8 @@ class Subscriber:
         self._outbox.clear()
         self._held = None
         self._replay = None
-        # Until the handler releases it, dispatch may still offer to this subscriber; the
-        # floor drops those too, at no cost to the hot path, so nothing is written after
-        # the stream's last chunk.
+        # Until the handler releases it, dispatch may still offer to this subscriber: the floor
+        # drops those too, free on the hot path, so nothing follows the stream's last chunk.
         self._floor = sys.maxsize
         if abort and self._transport is not None:
             self._transport.abort()
@@ -339,7 +345,6 @@ class Subscriber:
         self._on_close(self, reason)
 
     def wait_closed(self) -> asyncio.Future[str]:
-        """Resolves with the close reason. Not shielded: a cancelled handler cancels it,
-        and ``close`` only sets a result on a future that is not done (saves a future and
-        a callback per connection)."""
+        """Resolves with the close reason. Not shielded (saves a future and a callback per
+        connection): a cancelled handler cancels it; ``close`` sets only an undone one."""
         return self._closed

@@ -20,6 +20,9 @@ On top of the ``Broker`` contract (whose integer ``history`` it does not serve):
   ms, then channel order), at most ``limit`` of them (``complete`` False when more
   remain), plus ``gaps``: per channel, the highest seq above ``after[channel]`` that is no
   longer retained (trimmed by count, expired, or an epoch change), and ``current``.
+- ``finished_at(channels)``: of ``channels``, those that have ended (a final message),
+  each with the position of its final message (an empty dict when none has); the sharded
+  counterpart of ``Broker.finished``. Parts of a final message carry ``final``.
 - ``publish(drafts)`` returns one message per draft for the receipt: ``channels`` all of
   the draft's channels, ``pos`` the places of all its parts. Each partition's part is
   all or nothing; across partitions, parts go out in order and a failure of a later part
@@ -58,6 +61,11 @@ class ShardedBroker(Broker):
 
     @abc.abstractmethod
     async def history_after(self, after: Mapping[str, Position], limit: int) -> ChannelPage: ...
+
+    async def finished_at(self, channels: Collection[str]) -> dict[str, Position]:
+        """The channels of ``channels`` that have ended, with their final message's position
+        (default: none has, until the broker implements it)."""
+        return {}
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         raise TypeError("a sharded broker has no cluster-wide ids: use history_after")

@@ -95,6 +95,8 @@ def receipt(message: Message, ids: IdScheme) -> Receipt:
     message_id = ids.receipt_id(message)
     if message.client_id is not None:
         return {"id": message_id, "channels": [], "client_id": message.client_id}
+    if message.final:
+        return {"id": message_id, "channels": list(message.channels), "final": True}
     return {"id": message_id, "channels": list(message.channels)}
 
 

@@ -86,6 +86,7 @@ async def test_a_fresh_hub_exports_zeros_and_every_disconnect_reason(client: Tes
         "slow": 0,
         "token_expired": 0,
         "resync": 0,
+        "finished": 0,
     }
     assert metrics.value("sse_hub_broker_connected") == 1
     assert metrics.value("sse_hub_broker_reconnects_total") == 0
@@ -157,6 +158,7 @@ async def test_a_kicked_client_counts_as_a_disconnect_for_reason_kicked(client: 
         "slow": 0,
         "token_expired": 0,
         "resync": 0,
+        "finished": 0,
     }
     assert metrics.value("sse_hub_slow_disconnects_total") == 0
 

@@ -8,10 +8,13 @@ The same steps as ``core/replay.py`` for one sequence, with places instead of a 
    stream starts there, so it gets every part published after ``connected``;
 2. a ``Last-Event-ID`` that is not an id of this stream's channels, or is ahead of a
    channel in the same epoch, starts with ``reset`` (``unknown_id``) from now;
-3. otherwise the stream moves to the id's places and replays each channel after its
-   place; a channel whose history no longer reaches back there (trimmed, expired, or its
-   counter started again) starts with ``reset`` (``history_expired``), and the stream
-   skips to what is retained.
+3. otherwise the stream moves to the id's places (``?from=start``: nowhere in every
+   channel) and replays each channel after its place; a channel whose history no longer
+   reaches back there (trimmed, expired, or its counter started again) starts with
+   ``reset`` (``history_expired``), and the stream skips to what is retained;
+4. channels that have ended (``ShardedBroker.finished_at``) are owed their ``end`` after
+   the replay; a stream whose channels all ended, with no place or one at or past each
+   final message (same epoch, seq at or above), gets nothing at all (None: ``204``).
 
 Invariant: a later page that finds a new gap ends the stream (``None`` from
 ``next_page``), so the client reconnects and is told, never silently short.
@@ -26,11 +29,11 @@ from typing import cast
 from sse_hub.core.ids import Dispatching
 from sse_hub.core.places.event_ids import Places, receipt_id
 from sse_hub.core.places.subscriber import ChannelPlacement, Encoded
-from sse_hub.core.replay import Hub
+from sse_hub.core.replay import Hub, Prepared, StartAt, owe_ends
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.messages.contract import Deliver, History
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
-from sse_hub.messages.places import ChannelPage, Position, ShardedBroker
+from sse_hub.messages.places import NOWHERE, ChannelPage, Position, ShardedBroker
 
 
 class PlaceIds:
@@ -42,8 +45,8 @@ class PlaceIds:
     def placement(self, channels: tuple[str, ...]) -> ChannelPlacement:
         return ChannelPlacement(channels)
 
-    async def prepare(self, hub: Hub, subscriber: Subscriber, last_event_id: str | None) -> tuple[list[bytes], History]:
-        return await prepare(hub, self._broker, subscriber, last_event_id)
+    async def prepare(self, hub: Hub, subscriber: Subscriber, start: StartAt) -> Prepared:
+        return await prepare(hub, self._broker, subscriber, start)
 
     async def next_page(self, hub: Hub, subscriber: Subscriber, told_through: int) -> History | None:
         return await next_page(hub, self._broker, subscriber)
@@ -75,21 +78,28 @@ def placement_of(subscriber: Subscriber) -> ChannelPlacement:
     return cast(ChannelPlacement, subscriber.placement)
 
 
-async def prepare(
-    hub: Hub, broker: ShardedBroker, subscriber: Subscriber, last_event_id: str | None
-) -> tuple[list[bytes], History]:
-    """Steps 1-3 of the module docstring, after the preamble ``hub.open_preamble`` built."""
+async def prepare(hub: Hub, broker: ShardedBroker, subscriber: Subscriber, start: StartAt) -> Prepared:
+    """Steps 1-4 of the module docstring, after the preamble ``hub.open_preamble`` built."""
     preamble = hub.open_preamble(subscriber)
     current = await broker.positions((*subscriber.channels, GLOBAL_CHANNEL))
+    ended = await broker.finished_at(subscriber.channels)
     places = Places(subscriber.channels, current)
     placement_of(subscriber).start_at(places)
-    if not last_event_id:
-        return preamble, _page(())
+    last_event_id = start.last_event_id
+    if not last_event_id and not start.from_start:
+        return (preamble, _page(())) if owe_ends(subscriber, ended, past_all=True) else None
     hub.counters.replays += 1
-    resumed = places.parse(last_event_id, current)
+    if last_event_id:
+        resumed = places.parse(last_event_id, current)
+    else:
+        resumed = dict.fromkeys(places.snapshot(), NOWHERE)
     if resumed is None or _ahead(resumed, current):
+        if not owe_ends(subscriber, ended, past_all=True):
+            return None
         preamble.append(hub.reset_chunk("unknown_id", last_event_id))
         return preamble, _page(())
+    if not owe_ends(subscriber, ended, past_all=all(_past(resumed.get(c, NOWHERE), at) for c, at in ended.items())):
+        return None
     places.move_to(resumed)
     page = await broker.history_after(places.snapshot(), hub.replay_page_size)
     if page.gaps:
@@ -104,6 +114,11 @@ async def next_page(hub: Hub, broker: ShardedBroker, subscriber: Subscriber) -> 
     if page.gaps:
         return None
     return _page(page.messages, page.complete)
+
+
+def _past(place: Position, final: Position) -> bool:
+    """A place at or past a channel's final message: same epoch, seq at or above."""
+    return place[1] == final[1] and place[0] >= final[0]
 
 
 def _ahead(resumed: dict[str, Position], current: dict[str, Position]) -> bool:

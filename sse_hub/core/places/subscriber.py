@@ -17,6 +17,9 @@ Invariants:
    stream's current id.
 4. What is held before the stream is live counts against its buffer
    (``Subscriber.hold``), as for one sequence.
+5. A final part is followed by the ``end`` of the stream's channels it names, also when
+   the stream skips it (a later part of a message it took from an earlier part), and
+   nothing follows once every channel of the stream ended (``core/ending.py``).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ def encode(message: Message, event_id: str) -> tuple[bytes, int]:
 
 
 class ChannelPlacement:
-    __slots__ = ("_held", "places")
+    __slots__ = ("_finished", "_held", "places")
 
     def __init__(self, channels: tuple[str, ...]) -> None:
         #: Nowhere until ``start_at``: ``places.replay`` reads where the channels are.
         self.places = Places(channels, {})
         self._held: list[Message] = []
+        self._finished = False
 
     def start_at(self, places: Places) -> None:
         """Where the stream starts (read after its channels were attached). Parts held
@@ -51,25 +55,39 @@ class ChannelPlacement:
     def offer(self, subscriber: Holder, message: Message, encoded: Encoded) -> None:
         """Queue one received part for ``subscriber``, encoded with its id (shared through
         ``encoded`` with the other streams that show the same id)."""
-        if subscriber.close_reason is not None:
+        if subscriber.close_reason is not None or self._finished:
             return
         if subscriber.holding:
             self._held.append(message)
             subscriber.hold(len(message.data))
             return
         places = self.places
-        if message.pos and not places.take(message):
-            return
-        event_id = places.event_id
-        pair = encoded.get(event_id)
-        if pair is None:
-            pair = encoded[event_id] = encode(message, event_id)
-        subscriber.queue(*pair)
+        pair: tuple[bytes, int] | None = None
+        if not message.pos or places.take(message):
+            event_id = places.event_id
+            pair = encoded.get(event_id)
+            if pair is None:
+                pair = encoded[event_id] = encode(message, event_id)
+        if message.final:
+            self._received_final(subscriber, message, pair)
+        elif pair is not None:
+            subscriber.queue(*pair)
 
-    def take_replayed(self, message: Message) -> tuple[bytes, int] | None:
-        if message.pos and not self.places.take(message):
-            return None
-        return encode(message, self.places.event_id)
+    def take_replayed(self, stream: Holder, message: Message) -> tuple[bytes, int] | None:
+        pair = None
+        if not message.pos or self.places.take(message):
+            pair = encode(message, self.places.event_id)
+        if not message.final:
+            return pair
+        self._received_final(stream, message, pair)
+        return None
+
+    def _received_final(self, stream: Holder, message: Message, pair: tuple[bytes, int] | None) -> None:
+        """Queue a final part (``pair``, unless the stream skips it) and its ends; once every
+        channel of the stream ended, nothing more is taken."""
+        ending = stream.ending
+        ending.received(message, pair)
+        self._finished = ending.complete
 
     def release(self, subscriber: Holder) -> None:
         parts, self._held = self._held, []

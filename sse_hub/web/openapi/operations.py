@@ -39,6 +39,14 @@ LAST_EVENT_ID = (
     ),
     parameter("last_event_id", "query", "Like `Last-Event-ID`, for clients that cannot set headers.", TEXT),
     parameter("lastEventId", "query", "Alias of `last_event_id`.", TEXT),
+    parameter(
+        "from",
+        "query",
+        "`start`: replay every retained message of the stream's channels (and global broadcasts) "
+        "before the live ones; `event: reset` (`history_expired`, `last_event_id` null) first when "
+        "history no longer reaches a channel's first message. A last event id wins over it.",
+        {"enum": ["start"]},
+    ),
 )
 CHANNEL_IN_PATH = parameter("channel", "path", "The channel.", ref("ChannelName"), required=True)
 CHANNELS_IN_QUERY = (
@@ -58,10 +66,14 @@ def stream(summary: str, parameters: Iterable[JsonObject] = ()) -> Operation:
         media="text/event-stream",
         parameters=(*parameters, *LAST_EVENT_ID),
         description="A `text/event-stream`: `retry:` and a `connected` event (no id, data: `Connected`), then "
-        "replayed messages (when a last event id is given), then live ones, with a `: ping` comment when idle. "
+        "replayed messages (when a last event id or `from=start` is given), then live ones, with a `: ping` "
+        "comment when idle. After a channel's final message, `event: end` (no id, data: `End`); once every "
+        "channel of the stream ended, the hub ends the stream. "
         "Sent with `Cache-Control: no-cache, no-transform` and `X-Accel-Buffering: no`.",
+        no_content="Nothing to send: every channel of the stream ended, and the last event id is at or past "
+        "their final messages, or there is neither a last event id nor `from=start` (EventSource stops).",
         errors={
-            400: "Invalid channel names.",
+            400: "Invalid channel names, or `from` other than `start`.",
             401: "No token, or an invalid subscriber token or ticket.",
             403: "The token does not allow the channel.",
             429: "Over `limits.max_connections_per_ip`.",
@@ -95,6 +107,8 @@ def publish(alias: bool) -> Operation:
             401: "No token.",
             403: "The token may not publish.",
             404: "`client_id` names no connected client.",
+            409: 'A message names a channel that has ended (`channel_finished`, detail `{"channel": name}`); '
+            "nothing of the request was published.",
             503: "The broker cannot take the message (Redis down); nothing was published.",
         },
     )

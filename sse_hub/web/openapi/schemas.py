@@ -51,6 +51,9 @@ class Receipt(TypedDict):
     ]
     channels: Annotated[list[str], Field(description='`["*"]` for a global broadcast, `[]` for a direct message.')]
     client_id: NotRequired[Annotated[ClientId, Field(description="Present for a direct message.")]]
+    final: NotRequired[
+        Annotated[Literal[True], Field(description="Present for a final message: its channels have ended.")]
+    ]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -61,7 +64,7 @@ class ErrorBody(TypedDict):
         str,
         Field(
             description="A stable code: bad_request, invalid_channel, unauthorized, forbidden, not_found, "
-            "unknown_client, payload_too_large, unsupported_media_type, too_many_connections_per_ip, "
+            "unknown_client, channel_finished, payload_too_large, unsupported_media_type, too_many_connections_per_ip, "
             "too_many_connections, broker_unavailable, ..."
         ),
     ]
@@ -157,10 +160,17 @@ class Connected(TypedDict):
 
 
 class Reset(TypedDict):
-    """The data of ``event: reset``: the messages after ``last_event_id`` cannot be replayed."""
+    """The data of ``event: reset``: the messages after ``last_event_id`` cannot be replayed
+    (null: the stream asked for ``?from=start``)."""
 
     reason: Literal["unknown_id", "history_expired"]
-    last_event_id: str
+    last_event_id: str | None
+
+
+class End(TypedDict):
+    """The data of ``event: end`` (no id): ``channel`` has ended, after its final message."""
+
+    channel: ChannelName
 
 
 RECEIPT: TypeAdapter[Receipt] = TypeAdapter(Receipt)
@@ -170,3 +180,4 @@ CLUSTER_STATS: TypeAdapter[ClusterStats] = TypeAdapter(ClusterStats)
 TICKET: TypeAdapter[Ticket] = TypeAdapter(Ticket)
 CONNECTED: TypeAdapter[Connected] = TypeAdapter(Connected)
 RESET: TypeAdapter[Reset] = TypeAdapter(Reset)
+END: TypeAdapter[End] = TypeAdapter(End)

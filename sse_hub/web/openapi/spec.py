@@ -50,6 +50,7 @@ _SOURCES: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
     ("ClientDisconnected", "serialization", TypeAdapter(schemas.ClientDisconnected)),
     ("Connected", "serialization", schemas.CONNECTED),
     ("Reset", "serialization", schemas.RESET),
+    ("End", "serialization", schemas.END),
 ]
 
 
@@ -92,6 +93,7 @@ class Operation:
     request: JsonObject | None = None
     media: str = "application/json"
     status: int = 200
+    no_content: str | None = None  # when the operation answers 204 instead
     description: str | None = None
     operation_id: str | None = None
     example: str | None = None
@@ -165,6 +167,8 @@ def operation_object(operation: Operation, required: dict[Access, list[JsonObjec
     responses: JsonObject = {
         str(operation.status): {"description": operation.summary, "content": {operation.media: content}}
     }
+    if operation.no_content is not None:
+        responses["204"] = {"description": operation.no_content}
     for status, when in sorted(operation.errors.items()):
         response: JsonObject = {"description": when, "content": {"application/json": {"schema": operation.error_body}}}
         if status in operation.retry_after:

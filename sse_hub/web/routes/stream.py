@@ -9,6 +9,9 @@ Invariants:
    status EventSource would treat as final.
 3. The subscriber is released exactly once: here when the stream ends before it is live,
    else by the ``StreamProtocol`` it is handed over to (``run_stream``).
+4. A stream that would get nothing at all (its channels ended, docs/api.md#streams-that-end)
+   is answered ``204`` before any stream byte: EventSource stops reconnecting on it
+   (WHATWG HTML 9.2.3: a 204 fails the connection for good).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 
 from sse_hub.core.hub import Hub
+from sse_hub.core.replay import StartAt
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.errors import BadRequest, BrokerUnavailable, HttpVersionNotSupported, InvalidChannel, Unauthorized
 from sse_hub.messages.contract import History
@@ -77,6 +81,14 @@ def last_event_id(request: web.Request) -> str | None:
         or request.query.get("lastEventId")
         or None
     )
+
+
+def start_at(request: web.Request) -> StartAt:
+    """Where the stream begins: a last event id (header or query) wins over ``?from=start``."""
+    origin = request.query.get("from")
+    if origin not in (None, "start"):
+        raise BadRequest("'from' takes only 'start'", {"from": origin[:200]})
+    return StartAt(last_event_id(request), from_start=origin == "start")
 
 
 def bound_kernel_buffer(transport: asyncio.BaseTransport, buffer_bytes: int) -> None:
@@ -133,12 +145,13 @@ async def stream(request: web.Request, channel_names: list[str]) -> web.StreamRe
         if "ticket" not in request.query:
             await authorize(request, channels)
         return await head_only(request, SSE_HEADERS)
+    begin = start_at(request)
     grant = await authorize(request, channels)
     subscriber = hub.open(channels, ip, user_agent(request))
 
-    async def start() -> Opening:
-        preamble, replay = await hub.prepare_replay(subscriber, last_event_id(request))
-        return Opening(preamble, replay, SSE_HEADERS)
+    async def start() -> Opening | None:
+        prepared = await hub.prepare_replay(subscriber, begin)
+        return None if prepared is None else Opening(*prepared, SSE_HEADERS)
 
     return await run_stream(request, hub, subscriber, grant.expires_at, start)
 
@@ -157,12 +170,12 @@ async def run_stream(
     hub: Hub,
     subscriber: Subscriber,
     expires_at: float | None,
-    start: Callable[[], Awaitable[Opening]],
+    start: Callable[[], Awaitable[Opening | None]],
 ) -> web.StreamResponse:
     """Serve a registered subscriber's stream to its end, or until it is handed over, and
     release it if it was not; the stream closes when its token expires (``expires_at``),
     and the client reconnects with a fresh one. ``start`` reads what the stream starts
-    with (a ``BrokerUnavailable`` from it answers "retry later")."""
+    with (a ``BrokerUnavailable`` from it answers "retry later"; None: nothing, ``204``)."""
     expiry = None
     if expires_at is not None:
         delay = max(0.0, expires_at - time.time())
@@ -182,7 +195,7 @@ async def serve(
     request: web.Request,
     hub: Hub,
     subscriber: Subscriber,
-    start: Callable[[], Awaitable[Opening]],
+    start: Callable[[], Awaitable[Opening | None]],
     expiry: asyncio.TimerHandle | None,
 ) -> tuple[web.StreamResponse, bool]:
     """Write the stream's head, preamble and replay, then hand the live stream over to a
@@ -193,6 +206,9 @@ async def serve(
         opening = await start()
     except BrokerUnavailable:
         return await retry_later(request, request.app[SETTINGS].sse.retry_ms), False
+    if opening is None:
+        subscriber.close("finished")
+        return web.Response(status=204, headers={"Cache-Control": "no-cache"}), False
     preamble, replay = opening.preamble, opening.replay
     response = web.StreamResponse(headers=opening.headers)
     del opening
