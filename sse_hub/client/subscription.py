@@ -4,6 +4,8 @@ Follows WHATWG HTML, section 9.2 "Server-sent events": bytes are parsed by
 ``sse_parser.SseParser`` (9.2.6), and reconnection follows 9.2.3: after the stream ends or
 breaks the client waits the reconnection time (the server's ``retry:``), reconnects and
 sends ``Last-Event-ID``, so the hub replays what was missed with no gap and no duplicate.
+With ``from_start`` a first connection (no id seen yet) asks for every retained message
+(``?from=start``); once an id was seen, ``Last-Event-ID`` takes over.
 
 Invariants:
 
@@ -12,6 +14,10 @@ Invariants:
 - Failed attempts back off exponentially (with jitter) up to ``max_retry_ms``; a refusal
   that another attempt would not change (a bad channel or token) ends the subscription
   with SubscribeError, and ``204 No Content`` ends it quietly.
+- A stream ends where its channels end: the hub sends an ``end`` control event (data
+  ``{"channel": name}``, no id) after a channel's final message. Each channel's ``end`` is
+  yielded once, even if a reconnection brings it again; once every channel of the
+  subscription has ended the iteration stops, with no reconnection (``finished``).
 - Connecting, the response headers and the silence between two reads each have a timeout.
 - A ``reset`` event (the hub could not replay everything) is yielded like any other
   event: the caller decides how to resynchronise.
@@ -29,6 +35,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Self
 
 import aiohttp
+from yarl import URL
 
 from sse_hub.client.errors import SubscribeError, body_of, describe_error, hub_url
 from sse_hub.client.resource import AsyncResource
@@ -52,9 +59,14 @@ class Subscription(AsyncResource):
     bounds the silence between two reads (the hub sends a heartbeat every 15 s by
     default), after which the connection counts as dead and is replaced.
 
+    ``from_start``: start with every retained message of the channels (``?from=start``)
+    rather than from now, when no ``last_event_id`` is given.
+
     Use ``async with`` (or ``aclose()``). Cancelling a pending ``__anext__`` ends the
     subscription. It ends with SubscribeError when the hub refuses it for good (bad
-    channel, bad token) and stops (StopAsyncIteration) on ``204 No Content``.
+    channel, bad token) and stops (StopAsyncIteration) on ``204 No Content`` and after the
+    ``end`` event of its last channel: ``finished`` is then True, and ``ended`` holds the
+    channels whose ``end`` was seen.
     """
 
     def __init__(
@@ -69,6 +81,7 @@ class Subscription(AsyncResource):
         max_retry_ms: int = 30_000,
         connect_timeout: float = 10,
         read_timeout: float = 60,
+        from_start: bool = False,
     ) -> None:
         names = [channels] if isinstance(channels, str) else list(channels)
         if not names:
@@ -79,6 +92,9 @@ class Subscription(AsyncResource):
         self.reconnection_ms = retry_ms
         self.max_retry_ms = max_retry_ms
         self.client_id: str | None = None
+        self.from_start = from_start
+        self.ended: set[str] = set()
+        self.finished = False
         self._headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -108,15 +124,20 @@ class Subscription(AsyncResource):
                 retry_after = 0.0
                 try:
                     async with session.get(
-                        self.url, headers=self._request_headers(), timeout=self._timeout
+                        self._request_url(), headers=self._request_headers(), timeout=self._timeout
                     ) as response:
                         if response.status == 204:
-                            return  # WHATWG 9.2.3: the server asks the client to stop
+                            # WHATWG 9.2.3: the server asks the client to stop; the hub says
+                            # so when every channel ended before anything it could send.
+                            self.finished = True
+                            return
                         await self._check(response)
                         failures = 0
                         async with contextlib.aclosing(self._read(response)) as events:
                             async for event in events:
                                 yield event
+                    if self.finished:
+                        return
                     reason = "stream ended"
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     reason = f"stream failed error={describe_error(exc)!r}"
@@ -138,6 +159,11 @@ class Subscription(AsyncResource):
             self.last_event_id or "-",
         )
         await asyncio.sleep(delay)
+
+    def _request_url(self) -> URL:
+        if self.from_start and not self.last_event_id:
+            return self.url.update_query({"from": "start"})
+        return self.url
 
     def _request_headers(self) -> dict[str, str]:
         if not self.last_event_id:
@@ -163,9 +189,24 @@ class Subscription(AsyncResource):
                     self.last_event_id = event.id
                 if event.event == "connected":
                     self.client_id = _client_id(event.data)
+                elif event.event == "end" and not self._first_end(event):
+                    continue  # a reconnection brought an end already yielded
                 yield event
+                if self.finished:
+                    return
             # Blocks that dispatch no event (an id with no data) still move the id.
             self.last_event_id = parser.last_event_id
+
+    def _first_end(self, event: Event) -> bool:
+        """Take an ``end`` event: False when its channel's end was seen already."""
+        channel = _json_field(event.data, "channel")
+        if channel is None:
+            return True  # not the hub's shape: the caller sees it, it ends nothing
+        if channel in self.ended:
+            return False
+        self.ended.add(channel)
+        self.finished = self.ended.issuperset(self.channels)
+        return True
 
     def _backoff_seconds(self, failures: int) -> float:
         """The reconnection time after an ended stream or a first failure (WHATWG 9.2.3),
@@ -195,9 +236,14 @@ def _retry_after(response: aiohttp.ClientResponse) -> float:
 
 
 def _client_id(data: str) -> str | None:
+    return _json_field(data, "client_id")
+
+
+def _json_field(data: str, name: str) -> str | None:
+    """The string field ``name`` of a control event's JSON object, None when there is none."""
     try:
         value = json.loads(data)
     except ValueError:
         return None
-    client_id = value.get("client_id") if isinstance(value, dict) else None
-    return client_id if isinstance(client_id, str) else None
+    field = value.get(name) if isinstance(value, dict) else None
+    return field if isinstance(field, str) else None

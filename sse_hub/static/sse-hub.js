@@ -9,7 +9,13 @@
  *   (jittered, capped), honours `Retry-After` on 429/503, and resends the last id as
  *   `Last-Event-ID` so the hub replays what was missed;
  * - surfaces the hub's `reset` event (`onReset`), sent when the history no longer holds
- *   everything after the last id: the page should reload its state.
+ *   everything after the last id: the page should reload its state;
+ * - knows streams that end: the hub sends an `end` event (`onEnd(channel)`) after a
+ *   channel's final message; once every channel of the stream (as its `connected` event
+ *   listed them) has ended, or when the hub answers `204 No Content` (nothing more will
+ *   come), the subscription is "finished" (`onFinished`) and never reconnects;
+ * - `from: "start"` asks for every retained message (`?from=start`) until an id was seen,
+ *   then `Last-Event-ID` takes over.
  *
  * The stream is read with fetch() and a ReadableStream and parsed as WHATWG HTML 9.2.6
  * "Interpreting an event stream" says: UTF-8, lines end at CRLF, LF or CR, one data
@@ -24,6 +30,8 @@ const DEFAULT_RETRY_MS = 3000;
 const DEFAULT_MAX_RETRY_MS = 30000;
 // 4xx answers that retrying cannot fix; 408 and 429 are worth another try.
 const RETRYABLE_CLIENT_ERRORS = new Set([408, 429]);
+// The hub's own events, with JSON data and no id: they go to their callbacks, not onEvent.
+const CONTROL_EVENTS = new Set(["connected", "reset", "end"]);
 
 /** Incremental event-stream parser: `feed()` decoded text, get events through `onEvent`. */
 export class EventStreamParser {
@@ -98,10 +106,14 @@ export class EventStreamParser {
 }
 
 /**
- * One subscription: connects at once, reconnects until `close()`.
+ * One subscription: connects at once, reconnects until `close()` or until the hub says
+ * the stream has ended.
  *
  * Dispatches a MessageEvent per SSE event, named like the event (as EventSource does),
- * plus `statechange`. States: "connecting", "open", "reconnecting", "closed".
+ * plus `statechange` and `finished`. States: "connecting", "open", "reconnecting", and
+ * two that last: "closed" (by `close()` or a refusal) and "finished" (the channels ended).
+ * `ended` holds the channels whose `end` event came, each reported once (a resume may
+ * bring an `end` again).
  */
 export class Subscription extends EventTarget {
   /**
@@ -111,13 +123,16 @@ export class Subscription extends EventTarget {
    *        sent as `Authorization: Bearer <token>`; a function is called at every connect
    * @param {Record<string, string>} [options.headers] more request headers
    * @param {string} [options.lastEventId] resume after this id from the start
+   * @param {"start"} [options.from] with no id yet, replay every retained message first
    * @param {number} [options.retryMs] first reconnect delay until the server sends `retry:`
    * @param {number} [options.maxRetryMs] the backoff cap (default 30 s)
    * @param {RequestCredentials} [options.credentials] fetch credentials (default same-origin)
    * @param {(event: {event: string, data: string, id: string}) => void} [options.onEvent]
-   *        every event except `connected` and `reset`, whatever its name
+   *        every event except `connected`, `reset` and `end`, whatever its name
    * @param {(info: {client_id: string, channels: string[]}) => void} [options.onOpen]
    * @param {(info: {reason: string, last_event_id: string}) => void} [options.onReset]
+   * @param {(channel: string) => void} [options.onEnd] a channel ended (after its final message)
+   * @param {() => void} [options.onFinished] every channel ended (or 204): no reconnection
    * @param {(state: string) => void} [options.onStateChange]
    * @param {(error: Error & {status?: number, body?: unknown, fatal?: boolean}) => void} [options.onError]
    */
@@ -127,6 +142,8 @@ export class Subscription extends EventTarget {
     this.options = options;
     this.lastEventId = options.lastEventId || "";
     this.clientId = null;
+    this.channels = null;
+    this.ended = new Set();
     this.state = "connecting";
     this.retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
     this.maxRetryMs = options.maxRetryMs ?? DEFAULT_MAX_RETRY_MS;
@@ -139,10 +156,22 @@ export class Subscription extends EventTarget {
 
   /** Stop for good: aborts the request and any pending reconnect. */
   close() {
+    this.stop();
+    if (this.state !== "finished") this.setState("closed");
+  }
+
+  /** The hub ended the stream for good: its channels ended, or it answered 204. */
+  finish() {
+    this.stop();
+    this.setState("finished");
+    this.call("onFinished");
+    this.dispatchEvent(new Event("finished"));
+  }
+
+  stop() {
     this.closed = true;
     clearTimeout(this.timer);
     if (this.controller) this.controller.abort();
-    this.setState("closed");
   }
 
   setState(state) {
@@ -195,12 +224,18 @@ export class Subscription extends EventTarget {
    * server (Retry-After), or null for the usual backoff. Throws on errors. */
   async connectOnce() {
     this.controller = new AbortController();
-    const response = await fetch(this.url, {
+    const response = await fetch(this.requestUrl(), {
       headers: await this.headers(),
       cache: "no-store",
       credentials: this.options.credentials || "same-origin",
       signal: this.controller.signal,
     });
+    if (response.status === 204) {
+      // WHATWG HTML 9.2.3: 204 means "stop reconnecting"; the hub answers it when the
+      // stream's channels have all ended and nothing is left to send.
+      this.finish();
+      return null;
+    }
     if (!response.ok) {
       const error = new Error(`sse-hub answered ${response.status}: ${response.statusText}`);
       error.status = response.status;
@@ -224,6 +259,13 @@ export class Subscription extends EventTarget {
     this.setState("open");
     await this.read(response.body);
     return null;
+  }
+
+  requestUrl() {
+    if (this.options.from !== "start" || this.lastEventId) return this.url;
+    const url = new URL(this.url);
+    url.searchParams.set("from", "start");
+    return url.href;
   }
 
   async read(body) {
@@ -256,24 +298,32 @@ export class Subscription extends EventTarget {
   deliver(event) {
     if (this.closed) return;
     this.lastEventId = event.id;
-    if (event.event === "connected" || event.event === "reset") {
-      let info = null;
-      try {
-        info = JSON.parse(event.data);
-      } catch (error) {
-        info = { raw: event.data };
-      }
-      if (event.event === "connected") {
-        this.clientId = info.client_id || null;
-        this.call("onOpen", info);
-      } else {
-        this.call("onReset", info);
-      }
+    if (CONTROL_EVENTS.has(event.event)) {
+      if (!this.control(event.event, parseInfo(event.data))) return;
     } else {
       this.call("onEvent", event);
     }
     if (this.closed) return; // a callback may close the subscription
     this.dispatchEvent(new MessageEvent(event.event, { data: event.data, lastEventId: event.id }));
+    if (event.event === "end" && this.channels && this.channels.every((name) => this.ended.has(name))) {
+      this.finish();
+    }
+  }
+
+  /** A control event to its callback; false for an `end` already reported. */
+  control(name, info) {
+    if (name === "connected") {
+      this.clientId = info.client_id || null;
+      this.channels = Array.isArray(info.channels) ? info.channels : null;
+      this.call("onOpen", info);
+    } else if (name === "reset") {
+      this.call("onReset", info);
+    } else {
+      if (this.ended.has(info.channel)) return false;
+      this.ended.add(info.channel);
+      this.call("onEnd", info.channel);
+    }
+    return true;
   }
 
   /** The server's retry (or retryMs) doubled per consecutive failed connect, with up
@@ -281,6 +331,15 @@ export class Subscription extends EventTarget {
   backoff() {
     const base = this.retryMs * 2 ** Math.min(this.failures, 16);
     return Math.round(Math.min(this.maxRetryMs, base * (1 + Math.random() / 2)));
+  }
+}
+
+/** A control event's JSON data ({raw} when it is not JSON). */
+function parseInfo(data) {
+  try {
+    return JSON.parse(data);
+  } catch (error) {
+    return { raw: data };
   }
 }
 
