@@ -4,8 +4,10 @@ the stream ended, by the end of the stream; a stream that would get nothing is a
 ``204``; a publish to an ended channel is ``409``; an ended channel is forgotten after
 ``history.finished_ttl_seconds``.
 
-The broker is a fixture parameter. Only ``memory`` for now: the Redis brokers gain their
-final marks in their own branch, then ``redis`` and ``redis-cluster`` join the list."""
+The broker is a fixture parameter: memory, Redis and Redis Cluster in one-slot mode. On
+the Redis ones each test runs two instances: streams open on one, and ``publish`` goes
+through the other (``PUBLISHER``), so the final mark and the end travel between
+instances."""
 
 from __future__ import annotations
 
@@ -20,27 +22,37 @@ from sse_hub.broker.memory import MemoryBroker
 from sse_hub.web.app import create_app
 from sse_hub.web.state import HUB
 from tests.support.fakes import FakeClock
-from tests.support.http import open_stream, publish
+from tests.support.http import open_stream
+from tests.support.http import publish as publish_to
 from tests.support.plugin import HubsFactory
 from tests.support.settings import make_settings
 from tests.support.sse_client import Event, EventStream
 from tests.support.waiting import wait_until
 
 Client = TestClient[Any, Any]
-KINDS = ["memory"]  # "redis", "redis-cluster" once their brokers keep final marks
+KINDS = ["memory", "redis", "redis-cluster"]
+# The instance each test hub publishes through (itself on memory, the other of two on Redis).
+PUBLISHER: dict[Client, Client] = {}
 
 
 @pytest.fixture(params=KINDS)
 async def hub(request: pytest.FixtureRequest, start_hubs: HubsFactory) -> Client:
-    [client] = await start_hubs(request.param, 1)
-    return client
+    streams, publisher = await start_hubs(request.param, 2)
+    PUBLISHER[streams] = publisher
+    return streams
 
 
 @pytest.fixture(params=KINDS)
 async def small_hub(request: pytest.FixtureRequest, start_hubs: HubsFactory) -> Client:
     """History keeps 3 messages per channel."""
-    [client] = await start_hubs(request.param, 1, history={"size": 3})
-    return client
+    streams, publisher = await start_hubs(request.param, 2, history={"size": 3})
+    PUBLISHER[streams] = publisher
+    return streams
+
+
+async def publish(client: Client, body: object, expect: int = 202) -> Any:
+    """Publish through the other instance of ``client``'s pair (itself when alone)."""
+    return await publish_to(PUBLISHER.get(client, client), body, expect)
 
 
 async def publish_all(client: Client, bodies: list[dict[str, Any]]) -> list[str]:
