@@ -19,6 +19,7 @@ One middleware (``sse_hub.web.middleware``) turns these into JSON bodies
     └── Unavailable             503 unavailable  (with Retry-After)
         ├── TooManyConnections  503 too_many_connections
         ├── TooManyTickets      503 too_many_tickets
+        ├── TooManyPublishStreams 503 too_many_publish_streams
         └── BrokerUnavailable   503 broker_unavailable
 """
 
@@ -138,6 +139,13 @@ class TooManyTickets(Unavailable):
     """``limits.max_tickets`` one-time tickets are outstanding; some expire or are used soon."""
 
     code = "too_many_tickets"
+    retry_after_seconds = 5
+
+
+class TooManyPublishStreams(Unavailable):
+    """``limits.max_publish_streams`` NDJSON publish streams are open already."""
+
+    code = "too_many_publish_streams"
     retry_after_seconds = 5
 
 

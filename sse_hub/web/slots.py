@@ -10,14 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from sse_hub.errors import Unavailable
-
-
-class TooManyPublishStreams(Unavailable):
-    """``limits.max_publish_streams`` NDJSON publish streams are open already."""
-
-    code = "too_many_publish_streams"
-    retry_after_seconds = 5
+from sse_hub.errors import TooManyPublishStreams
 
 
 class Slots:

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from sse_hub.client import Publisher, PublishError
 from tests.support.http import HubClientFactory, open_stream, publish
+from tests.support.openapi import contract_of
 from tests.support.raw_http import RawReply
 from tests.support.tokens import SECRET
 
@@ -185,6 +186,16 @@ async def test_a_line_to_an_ended_channel_is_refused_with_409(client: TestClient
         "first_id": answer["first_id"],
         "last_id": answer["first_id"],
     }
+    (await contract_of(client)).check_response("/broadcast", "post", 409, answer)
+
+
+async def test_the_summary_and_the_ndjson_body_are_in_the_openapi_document(client: TestClient[Any, Any]) -> None:
+    status, answer = await post_lines(client, line(channel="job", data="one") + line(channel="job", data="two"))
+    contract = await contract_of(client)
+    contract.check_response("/broadcast", "post", status, answer)
+    contract.check_schema("PublishStreamSummary", answer)
+    request_body = contract.document["paths"]["/broadcast"]["post"]["requestBody"]["content"]
+    assert set(request_body) == {"application/json", "application/x-ndjson"}
 
 
 async def test_a_silent_stream_is_answered_408_with_its_counts(hub_client: HubClientFactory) -> None:

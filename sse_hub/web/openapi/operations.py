@@ -92,24 +92,46 @@ def stream_alias(channels: Iterable[str]) -> Operation:
     return stream(f"Subscribe to {', '.join(channels)} (configured in `streams:`)")
 
 
+NDJSON_BODY: JsonObject = {
+    "type": "string",
+    "description": "`application/x-ndjson`, usually chunked: one `PublishItem` per line, each published "
+    "as soon as its line has arrived whole (blank lines are skipped). The answer is a "
+    "`PublishStreamSummary`; an error stops the stream at its line and answers a `PublishStreamError` "
+    "(docs/api.md, Publish as a stream).",
+}
+
+
 def publish(alias: bool) -> Operation:
     return Operation(
         "publish",
         "Publish one message or a batch" + (" (alias of /broadcast)" if alias else ""),
-        {"oneOf": [ref("Receipt"), ref("Receipts")]},
+        {"oneOf": [ref("Receipt"), ref("Receipts"), ref("PublishStreamSummary")]},
         access="publish",
         request={"oneOf": [ref("PublishItem"), ref("PublishBatch")]},
+        other_requests={"application/x-ndjson": NDJSON_BODY},
+        error_body={"anyOf": [ref("ErrorBody"), ref("PublishStreamError")]},
+        parameters=(
+            parameter(
+                "channel",
+                "query",
+                "NDJSON only: the channel of the lines that name no `channel`, `channels` or `client_id`.",
+                {"type": "string"},
+            ),
+        ),
         status=202,
-        description="Stored and published: one receipt, or a list of them for a batch (all or nothing).",
+        description="Stored and published: one receipt, or a list of them for a batch (all or nothing); "
+        "for an NDJSON stream, what it published.",
         operation_id="publishAlias" if alias else "publish",
         errors={
             **BODY_ERRORS,
             401: "No token.",
             403: "The token may not publish.",
             404: "`client_id` names no connected client.",
+            408: "An NDJSON stream stayed silent for `limits.publish_stream_idle_seconds`.",
             409: 'A message names a channel that has ended (`channel_finished`, detail `{"channel": name}`); '
-            "nothing of the request was published.",
-            503: "The broker cannot take the message (Redis down); nothing was published.",
+            "nothing of the request was published (an NDJSON stream: nothing from that line on).",
+            503: "The broker cannot take the message (Redis down); nothing was published. Also past "
+            "`limits.max_publish_streams` open NDJSON streams (`too_many_publish_streams`).",
         },
     )
 

@@ -71,6 +71,26 @@ class ErrorBody(TypedDict):
     detail: Annotated[JsonValue, Field(description="A message, or a list of the invalid fields, or null.")]
 
 
+@with_config(ConfigDict(extra="forbid"))
+class PublishStreamSummary(TypedDict):
+    """What an NDJSON publish stream published: ``POST /broadcast`` with
+    ``application/x-ndjson`` answers it (202)."""
+
+    published: Annotated[int, Field(ge=0, description="Messages published, one per line that held one.")]
+    first_id: Annotated[str | None, Field(description="The receipt id of the first; null when none.")]
+    last_id: Annotated[str | None, Field(description="The receipt id of the last; null when none.")]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PublishStreamError(PublishStreamSummary):
+    """An NDJSON publish stream stopped by an error: what it published before it, and the
+    line that stopped it (1-based; 0 when no line was read, e.g. on ``408`` before any)."""
+
+    error: str
+    detail: JsonValue
+    line: Annotated[int, Field(ge=0)]
+
+
 class InstanceSummary(TypedDict):
     """What an instance tells the cluster about itself (also the head of ``/stats``)."""
 
@@ -181,3 +201,4 @@ TICKET: TypeAdapter[Ticket] = TypeAdapter(Ticket)
 CONNECTED: TypeAdapter[Connected] = TypeAdapter(Connected)
 RESET: TypeAdapter[Reset] = TypeAdapter(Reset)
 END: TypeAdapter[End] = TypeAdapter(End)
+PUBLISH_STREAM_SUMMARY: TypeAdapter[PublishStreamSummary] = TypeAdapter(PublishStreamSummary)

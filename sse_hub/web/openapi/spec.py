@@ -51,6 +51,8 @@ _SOURCES: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
     ("Connected", "serialization", schemas.CONNECTED),
     ("Reset", "serialization", schemas.RESET),
     ("End", "serialization", schemas.END),
+    ("PublishStreamSummary", "serialization", schemas.PUBLISH_STREAM_SUMMARY),
+    ("PublishStreamError", "serialization", TypeAdapter(schemas.PublishStreamError)),
 ]
 
 
@@ -91,6 +93,8 @@ class Operation:
     retry_after: frozenset[int] = frozenset({429, 503})  # error statuses sent with Retry-After
     parameters: tuple[JsonObject, ...] = ()
     request: JsonObject | None = None
+    # Other media types the request body may have, with their schema (media -> schema).
+    other_requests: Mapping[str, JsonObject] = field(default_factory=dict)
     media: str = "application/json"
     status: int = 200
     no_content: str | None = None  # when the operation answers 204 instead
@@ -184,7 +188,9 @@ def operation_object(operation: Operation, required: dict[Access, list[JsonObjec
     if operation.parameters:
         found["parameters"] = list(operation.parameters)
     if operation.request is not None:
-        found["requestBody"] = {"required": True, "content": {"application/json": {"schema": operation.request}}}
+        media = {"application/json": {"schema": operation.request}}
+        media.update({name: {"schema": schema} for name, schema in operation.other_requests.items()})
+        found["requestBody"] = {"required": True, "content": media}
     found["responses"] = responses
     return found
 

@@ -36,6 +36,7 @@ from sse_hub.messages.message import Message, PublishItem, is_valid_channel
 from sse_hub.web.access_log import redacted_path
 from sse_hub.web.bodies import invalid_body
 from sse_hub.web.middleware import hub_error_body
+from sse_hub.web.openapi.schemas import PublishStreamSummary
 from sse_hub.web.state import HUB, PUBLISH_STREAMS, SETTINGS
 
 NDJSON = "application/x-ndjson"
@@ -116,7 +117,7 @@ class Tally:
             self.last = messages[-1]
             self.published += len(messages)
 
-    def body(self) -> dict[str, object]:
+    def body(self) -> PublishStreamSummary:
         ids = self.hub.ids
         return {
             "published": self.published,
