@@ -4,14 +4,20 @@ the stream ended, by the end of the stream; a stream that would get nothing is a
 ``204``; a publish to an ended channel is ``409``; an ended channel is forgotten after
 ``history.finished_ttl_seconds``.
 
-The broker is a fixture parameter: memory, Redis and Redis Cluster in one-slot mode. On
-the Redis ones each test runs two instances: streams open on one, and ``publish`` goes
-through the other (``PUBLISHER``), so the final mark and the end travel between
-instances."""
+The broker is a fixture parameter: memory, Redis, and Redis Cluster in one-slot and in
+sharded mode. On the Redis ones each test runs two instances: streams open on one, and
+``publish`` goes through the other (``PUBLISHER``), so the final mark and the end travel
+between instances.
+
+Ids are compared exactly on every kind: on one id sequence a stream shows a message with
+its receipt's id; on sharded a stream's id is its place in each of its channels and in
+``*`` (``core/places/event_ids.py``), which ``id_on`` derives from the receipts published
+so far (``PUBLISHED``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -19,6 +25,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sse_hub.broker.memory import MemoryBroker
+from sse_hub.core.places.event_ids import list_checksum
+from sse_hub.messages.places import ShardedBroker
 from sse_hub.web.app import create_app
 from sse_hub.web.state import HUB
 from tests.support.fakes import FakeClock
@@ -30,9 +38,11 @@ from tests.support.sse_client import Event, EventStream
 from tests.support.waiting import wait_until
 
 Client = TestClient[Any, Any]
-KINDS = ["memory", "redis", "redis-cluster"]
+KINDS = ["memory", "redis", "redis-cluster", "sharded"]
 # The instance each test hub publishes through (itself on memory, the other of two on Redis).
 PUBLISHER: dict[Client, Client] = {}
+# The receipts of what each test hub published, in order (for ``id_on``).
+PUBLISHED: dict[Client, list[dict[str, Any]]] = {}
 
 
 @pytest.fixture(params=KINDS)
@@ -52,11 +62,47 @@ async def small_hub(request: pytest.FixtureRequest, start_hubs: HubsFactory) -> 
 
 async def publish(client: Client, body: object, expect: int = 202) -> Any:
     """Publish through the other instance of ``client``'s pair (itself when alone)."""
-    return await publish_to(PUBLISHER.get(client, client), body, expect)
+    answer = await publish_to(PUBLISHER.get(client, client), body, expect)
+    if expect == 202:
+        PUBLISHED.setdefault(client, []).extend(answer if isinstance(answer, list) else [answer])
+    return answer
 
 
-async def publish_all(client: Client, bodies: list[dict[str, Any]]) -> list[str]:
-    return [(await publish(client, body))["id"] for body in bodies]
+async def publish_all(client: Client, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [await publish(client, body) for body in bodies]
+
+
+def sharded(client: Client) -> bool:
+    return isinstance(client.app[HUB].broker, ShardedBroker)
+
+
+def id_on(client: Client, *channels: str) -> Callable[[dict[str, Any]], str]:
+    """The id a stream on ``channels`` shows for the message of a receipt: the receipt's id
+    on one id sequence; on sharded, the stream's place in each of its channels and in ``*``
+    after that message, from the receipts published before it (every test starts on unused
+    channels, so a channel with none is at ``0``)."""
+
+    def shown(receipt: dict[str, Any]) -> str:
+        if not sharded(client):
+            return str(receipt["id"])
+        order = sorted(channels)
+        at = dict.fromkeys((*order, "*"), "0")
+        for published in PUBLISHED[client]:
+            at.update((channel, place) for channel, place in receipt_places(published) if channel in at)
+            if published is receipt:
+                return ".".join((list_checksum(order), *at.values()))
+        raise AssertionError(f"{receipt} was not published")
+
+    return shown
+
+
+def receipt_places(receipt: dict[str, Any]) -> list[tuple[str, str]]:
+    """The place a sharded receipt names in each of its channels (``event_ids.receipt_id``:
+    sorted channels, ``*`` alone for a global message)."""
+    checksum, *places = str(receipt["id"]).split(".")
+    channels = sorted(channel for channel in receipt["channels"] if channel != "*") or ["*"]
+    assert checksum == list_checksum([c for c in channels if c != "*"]), receipt
+    return list(zip(channels, places, strict=True))
 
 
 async def rest_of(stream: EventStream) -> list[Event]:
@@ -84,7 +130,7 @@ async def status_of(client: Client, path: str, headers: dict[str, str] | None = 
 
 
 async def test_from_start_replays_every_kept_message_then_live_ones_with_no_gap_or_duplicate(hub: Client) -> None:
-    ids = await publish_all(
+    receipts = await publish_all(
         hub,
         [
             {"channel": "a", "data": "a1"},
@@ -97,28 +143,43 @@ async def test_from_start_replays_every_kept_message_then_live_ones_with_no_gap_
         replayed = await stream.take(3)
         live = await publish(hub, {"channel": "a", "data": "live"})
         after = await stream.next()
-    assert seen(replayed) == [(ids[0], "message", "a1"), (ids[2], "message", "global"), (ids[3], "message", "a2")]
-    assert (after.id, after.data) == (live["id"], "live")
+    shown = id_on(hub, "a")
+    assert seen(replayed) == [
+        (shown(receipts[0]), "message", "a1"),
+        (shown(receipts[2]), "message", "global"),
+        (shown(receipts[3]), "message", "a2"),
+    ]
+    assert (after.id, after.data) == (shown(live), "live")
 
 
 async def test_from_start_begins_with_reset_when_history_no_longer_reaches_the_first_message(
     small_hub: Client,
 ) -> None:
-    ids = await publish_all(small_hub, [{"channel": "a", "data": str(n)} for n in range(5)])
+    # The sharded broker trims with XADD MAXLEN ~, by whole stream nodes of 100 entries:
+    # publish well past one, so that every broker has trimmed the first messages.
+    receipts = await publish(small_hub, [{"channel": "a", "data": str(n)} for n in range(150)])
     async with open_stream(small_hub, "/events/a?from=start") as stream:
-        reset, *replayed = await stream.take(4)
+        reset = await stream.next()
+        live = await publish(small_hub, {"channel": "a", "data": "live"})
+        replayed = []
+        while (event := await stream.next()).data != "live":
+            replayed.append(event)
     assert (reset.event, reset.id, reset.json()) == (
         "reset",
         None,
         {"reason": "history_expired", "last_event_id": None},
     )
-    assert [event.id for event in replayed] == ids[2:]
+    kept = len(replayed)
+    assert 3 <= kept < 150 if sharded(small_hub) else kept == 3
+    shown = id_on(small_hub, "a")
+    assert seen(replayed) == [(shown(receipt), "message", str(n)) for n, receipt in enumerate(receipts)][-kept:]
+    assert event.id == shown(live)
 
 
 async def test_a_last_event_id_wins_over_from_start(hub: Client) -> None:
-    ids = await publish_all(hub, [{"channel": "a", "data": str(n)} for n in range(3)])
-    async with open_stream(hub, "/events/a?from=start", headers={"Last-Event-ID": ids[1]}) as stream:
-        assert (await stream.next()).id == ids[2]
+    receipts = await publish_all(hub, [{"channel": "a", "data": str(n)} for n in range(3)])
+    async with open_stream(hub, "/events/a?from=start", headers={"Last-Event-ID": receipts[1]["id"]}) as stream:
+        assert (await stream.next()).id == id_on(hub, "a")(receipts[2])
 
 
 async def test_from_takes_only_start(hub: Client) -> None:
@@ -136,19 +197,21 @@ async def test_a_final_message_is_followed_by_end_and_the_close_of_a_one_channel
         final = await publish(hub, {"channel": "job", "data": "done", "final": True})
         events = await rest_of(stream)
     assert final == {"id": final["id"], "channels": ["job"], "final": True}
-    assert seen(events) == [(token["id"], "message", "t1"), (final["id"], "message", "done"), end("job")]
+    shown = id_on(hub, "job")
+    assert seen(events) == [(shown(token), "message", "t1"), (shown(final), "message", "done"), end("job")]
     await wait_until(lambda: len(hub.app[HUB].registry) == 0)
     assert hub.app[HUB].counters.disconnects.get("finished") == 1
 
 
 async def test_a_two_channel_stream_drops_the_ended_channel_and_goes_on(hub: Client) -> None:
+    shown = id_on(hub, "job", "news")
     async with open_stream(hub, "/events?channel=job&channel=news") as stream:
         final = await publish(hub, {"channel": "job", "data": "done", "final": True})
         news = await publish(hub, {"channel": "news", "data": "still here"})
         events = await stream.take(3)
-        assert seen(events) == [(final["id"], "message", "done"), end("job"), (news["id"], "message", "still here")]
+        assert seen(events) == [(shown(final), "message", "done"), end("job"), (shown(news), "message", "still here")]
         last = await publish(hub, {"channels": ["news", "other"], "data": "bye", "final": True})
-        assert seen(await rest_of(stream)) == [(last["id"], "message", "bye"), end("news")]
+        assert seen(await rest_of(stream)) == [(shown(last), "message", "bye"), end("news")]
 
 
 async def test_a_final_message_excluding_a_client_still_ends_its_stream(hub: Client) -> None:
@@ -174,25 +237,29 @@ async def test_a_fresh_stream_on_ended_channels_without_a_position_gets_204(hub:
 
 
 async def test_a_resume_before_the_final_message_gets_the_rest_then_end_then_the_close(hub: Client) -> None:
-    ids = await publish_all(
+    receipts = await publish_all(
         hub, [{"channel": "job", "data": "t1"}, {"channel": "job", "data": "t2"}, {"channel": "job", "data": "t3"}]
     )
     final = await publish(hub, {"channel": "job", "data": "done", "final": True})
-    async with open_stream(hub, "/events/job", headers={"Last-Event-ID": ids[0]}) as stream:
+    async with open_stream(hub, "/events/job", headers={"Last-Event-ID": receipts[0]["id"]}) as stream:
         events = await rest_of(stream)
+    shown = id_on(hub, "job")
     assert seen(events) == [
-        (ids[1], "message", "t2"),
-        (ids[2], "message", "t3"),
-        (final["id"], "message", "done"),
+        (shown(receipts[1]), "message", "t2"),
+        (shown(receipts[2]), "message", "t3"),
+        (shown(final), "message", "done"),
         end("job"),
     ]
 
 
 async def test_from_start_on_an_ended_channel_gets_the_whole_history_then_end_then_the_close(hub: Client) -> None:
-    ids = await publish_all(hub, [{"channel": "job", "data": "t1"}, {"channel": "job", "data": "done", "final": True}])
+    token, final = await publish_all(
+        hub, [{"channel": "job", "data": "t1"}, {"channel": "job", "data": "done", "final": True}]
+    )
     async with open_stream(hub, "/events/job?from=start") as stream:
         events = await rest_of(stream)
-    assert seen(events) == [(ids[0], "message", "t1"), (ids[1], "message", "done"), end("job")]
+    shown = id_on(hub, "job")
+    assert seen(events) == [(shown(token), "message", "t1"), (shown(final), "message", "done"), end("job")]
 
 
 async def test_a_stream_on_an_ended_and_a_live_channel_gets_end_for_the_ended_one_and_goes_on(hub: Client) -> None:
@@ -200,7 +267,7 @@ async def test_a_stream_on_an_ended_and_a_live_channel_gets_end_for_the_ended_on
     async with open_stream(hub, "/events?channel=job&channel=news") as stream:
         assert seen([await stream.next()]) == [end("job")]
         news = await publish(hub, {"channel": "news", "data": "live"})
-        assert (await stream.next()).id == news["id"]
+        assert (await stream.next()).id == id_on(hub, "job", "news")(news)
 
 
 # -- publishing after the end ---------------------------------------------------------------
@@ -220,9 +287,10 @@ async def test_a_batch_naming_an_ended_channel_is_refused_whole_and_delivers_not
         ends_itself = [{"channel": "other", "data": "x", "final": True}, {"channel": "other", "data": "after"}]
         assert (await publish(hub, ends_itself, expect=409))["detail"] == {"channel": "other"}
         marker = await publish(hub, {"channel": "other", "data": "marker"})
-        assert (await stream.next()).id == marker["id"], "nothing of the refused batches was delivered"
+        shown = id_on(hub, "other")
+        assert (await stream.next()).id == shown(marker), "nothing of the refused batches was delivered"
     async with open_stream(hub, "/events/other?from=start") as replay:
-        assert (await replay.next()).id == marker["id"], "nor stored"
+        assert (await replay.next()).id == shown(marker), "nor stored"
 
 
 # -- forgetting an ended channel ------------------------------------------------------------

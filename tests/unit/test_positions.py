@@ -5,6 +5,7 @@ them, with ``pos`` and ``prior``."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -192,3 +193,20 @@ async def test_parts_held_before_the_stream_knows_where_it_starts_are_kept() -> 
     flusher.flush()
     transport.read()
     assert [event.data for event in parse(unchunk(bytes(transport.received)).decode())] == ["('a',):(3,)"]
+
+
+async def test_a_final_part_held_for_a_stream_it_excludes_ends_the_stream_without_being_sent() -> None:
+    """``exclude_client_id`` on a final message: the excluded stream still gets its ``end``,
+    also when the part arrived while the stream was held (``PlaceIds.dispatcher``)."""
+    flusher = Flusher()
+    subscriber, placement = placed("c_1", ("a",), flusher)
+    placement.start_at(Places(("a",), {}))
+    placement.offer(subscriber, part(("a",), (1,)), {})
+    placement.offer(subscriber, dataclasses.replace(part(("a",), (2,), data="done"), final=True), {}, excluded=True)
+    transport = FakeTransport()
+    subscriber.go_live(transport, [])
+    flusher.flush()
+    transport.read()
+    events = parse(unchunk(bytes(transport.received)).decode())
+    assert [(event.event, event.data) for event in events] == [("message", "('a',):(1,)"), ("end", '{"channel":"a"}')]
+    assert subscriber.close_reason == "finished"

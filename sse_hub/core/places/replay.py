@@ -66,6 +66,9 @@ class PlaceIds:
             for subscriber in hub.targets(message):
                 if subscriber.client_id != exclude:
                     placement_of(subscriber).offer(subscriber, message, encoded)
+                elif message.final:
+                    # The excluded stream still owes its ends (as ``Hub.dispatch`` on one sequence).
+                    placement_of(subscriber).offer(subscriber, message, encoded, excluded=True)
 
         return dispatch_part
 

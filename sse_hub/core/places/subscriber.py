@@ -18,8 +18,9 @@ Invariants:
 4. What is held before the stream is live counts against its buffer
    (``Subscriber.hold``), as for one sequence.
 5. A final part is followed by the ``end`` of the stream's channels it names, also when
-   the stream skips it (a later part of a message it took from an earlier part), and
-   nothing follows once every channel of the stream ended (``core/ending.py``).
+   the stream skips it (a later part of a message it took from an earlier part, or a
+   message that excludes the stream's client), and nothing follows once every channel of
+   the stream ended (``core/ending.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class ChannelPlacement:
     def __init__(self, channels: tuple[str, ...]) -> None:
         #: Nowhere until ``start_at``: ``places.replay`` reads where the channels are.
         self.places = Places(channels, {})
-        self._held: list[Message] = []
+        self._held: list[tuple[Message, bool]] = []
         self._finished = False
 
     def start_at(self, places: Places) -> None:
@@ -52,18 +53,20 @@ class ChannelPlacement:
         meanwhile stay held: ``places`` decides them when the stream goes live."""
         self.places = places
 
-    def offer(self, subscriber: Holder, message: Message, encoded: Encoded) -> None:
+    def offer(self, subscriber: Holder, message: Message, encoded: Encoded, excluded: bool = False) -> None:
         """Queue one received part for ``subscriber``, encoded with its id (shared through
-        ``encoded`` with the other streams that show the same id)."""
+        ``encoded`` with the other streams that show the same id). ``excluded``: a final part
+        that excludes the stream's client: it moves the places and owes its ends, but is not
+        sent (as ``Hub.dispatch`` does on one sequence)."""
         if subscriber.close_reason is not None or self._finished:
             return
         if subscriber.holding:
-            self._held.append(message)
-            subscriber.hold(len(message.data))
+            self._held.append((message, excluded))
+            subscriber.hold(0 if excluded else len(message.data))
             return
         places = self.places
         pair: tuple[bytes, int] | None = None
-        if not message.pos or places.take(message):
+        if (not message.pos or places.take(message)) and not excluded:
             event_id = places.event_id
             pair = encoded.get(event_id)
             if pair is None:
@@ -91,5 +94,5 @@ class ChannelPlacement:
 
     def release(self, subscriber: Holder) -> None:
         parts, self._held = self._held, []
-        for message in parts:
-            self.offer(subscriber, message, {})
+        for message, excluded in parts:
+            self.offer(subscriber, message, {}, excluded)
