@@ -165,7 +165,7 @@ def sweep_figure(
         if log_x:
             ax.set_xscale("log")
         ax.set_xticks(xs)  # ticks at the measured points
-        ax.xaxis.set_major_formatter(EngFormatter(unit="B" if log_x else "", places=0))
+        ax.xaxis.set_major_formatter(EngFormatter(unit="B" if log_x else "", positions=0))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     rate_ax.legend(fontsize=8)

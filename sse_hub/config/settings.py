@@ -65,7 +65,7 @@ class BrokerConfig(Section):
     backend: Literal["memory", "redis", "redis-cluster"] = "memory"
     redis_url: str = "redis://localhost:6379/0"
     # redis-cluster only. sharded: channels spread over every master, ids are per-channel
-    # places; one-slot: everything on one master, ids one integer sequence (docs/scaling.md).
+    # positions; one-slot: everything on one master, ids one integer sequence (docs/scaling.md).
     cluster_mode: Literal["sharded", "one-slot"] = "sharded"
     prefix: Annotated[str, Field(min_length=1)] = "sse-hub"
 
@@ -222,7 +222,7 @@ class Settings(Section):
 
     @property
     def sharded(self) -> bool:
-        """Ids are per-channel places (the sharded Redis Cluster broker)."""
+        """Ids are per-channel positions (the sharded Redis Cluster broker)."""
         return self.broker.backend == "redis-cluster" and self.broker.cluster_mode == "sharded"
 
     @model_validator(mode="after")

@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 class Hub:
     """``backend``: the broker and the client directory (``messages/contract.py``);
-    ``ids``: one id sequence or per-channel places, chosen with the broker
+    ``ids``: one id sequence or per-channel positions, chosen with the broker
     (``core/ids.py``); ``registry`` and ``started_at``: this instance's subscribers and
     when it started (the app shares them with what describes the instance to the
     cluster); ``observe_fanout``: called once per

@@ -1,12 +1,12 @@
-"""The id scheme: what differs between one id sequence and per-channel places, in one seam.
+"""The id scheme: what differs between one id sequence and per-channel positions, in one seam.
 
 A hub is built with one ``IdScheme``, chosen once with its broker (``web/app.py``): the
 memory, Redis and one-slot Redis Cluster brokers number every message in one sequence
 (``SequenceIds``, here); the sharded Redis Cluster broker numbers each channel on its own
-(``core.places.replay.PlaceIds``). The scheme answers everything that depends on it:
+(``core.positions.replay.PositionIds``). The scheme answers everything that depends on it:
 
 - ``placement``: how a stream's subscriber takes messages (None: by one integer floor;
-  else places per channel, ``core.subscriber.Placement``);
+  else positions per channel, ``core.subscriber.Placement``);
 - ``prepare`` and ``next_page``: the preamble and the replay's pages of a resume (or of
   ``?from=start``), and what a stream is owed of channels that ended: their ``end``
   events, or nothing at all (``prepare`` returns None: ``204``), judged by the scheme's
@@ -52,7 +52,7 @@ class IdScheme(Protocol):
 
 
 class SequenceIds:
-    """One cluster-wide sequence: a stream's place is one integer (``core/replay.py``)."""
+    """One cluster-wide sequence: a stream's position is one integer (``core/replay.py``)."""
 
     def placement(self, channels: tuple[str, ...]) -> None:
         return None  # the subscriber's floor decides

@@ -16,7 +16,7 @@
 
 Invariant: a later page that finds messages evicted since the first page ends the stream
 (``next_page`` returns None), so the client reconnects and is told, never silently short.
-The sharded broker's counterpart, with per-channel places, is ``core.places.replay``.
+The sharded broker's counterpart, with per-channel positions, is ``core.positions.replay``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a stream writes to, how it takes messages and why it ends: the transport protocol
 a ``Subscriber`` writes its socket through, the ``Placement`` a stream with per-channel
-places takes messages by, and the close reasons that metrics and logs share."""
+positions takes messages by, and the close reasons that metrics and logs share."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Holder(Protocol):
 
 
 class Placement(Protocol):
-    """How a stream whose place is not one integer takes messages (``core/places/``): it
+    """How a stream whose position is not one integer takes messages (``core/positions/``): it
     decides replayed messages, and keeps the messages held before the stream is live."""
 
     def take_replayed(self, stream: Holder, message: Message) -> tuple[bytes, int] | None: ...

@@ -113,7 +113,7 @@ class Subscriber:
         self._max_buffer_bytes = max_buffer_bytes
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._on_close = on_close
-        #: None: one id sequence, the floor below decides; else the stream's places do.
+        #: None: one id sequence, the floor below decides; else the stream's positions do.
         self.placement = placement
 
     def offer(self, message_id: int, chunk: bytes, frame_bytes: int, ends: Ends | None = None) -> None:
@@ -217,7 +217,7 @@ class Subscriber:
 
     def _take_replayed(self, message: Message) -> tuple[bytes, int] | None:
         """A replayed message's chunk and frame length, None when the stream is past it (the
-        floor or places move past it) or it is final (``Ending.received`` queues it)."""
+        floor or positions move past it) or it is final (``Ending.received`` queues it)."""
         if self.placement is not None:
             return self.placement.take_replayed(self, message)
         taken = None if message.id <= self._floor else (message.chunk, message.frame_bytes)

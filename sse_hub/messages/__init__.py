@@ -1,1 +1,1 @@
-"""What every layer speaks: the message, its SSE encoding, the broker contract, per-channel places."""
+"""What every layer speaks: the message, its SSE encoding, the broker contract, per-channel positions."""

@@ -259,8 +259,8 @@ class Message(Draft):
     __hash__ = object.__hash__
 
     id: MessageId = field(kw_only=True)
-    # Sharded broker only (sse_hub/core/places/event_ids.py): this part's place in each of its channels,
-    # and the places of the parts of the same publish that went out before it.
+    # Sharded broker only (sse_hub/core/positions/event_ids.py): this part's position in each of its channels,
+    # and the positions of the parts of the same publish that went out before it.
     pos: Positions = field(default=(), kw_only=True)
     prior: Positions = field(default=(), kw_only=True)
     _chunk: Annotated[bytes | None, Field(exclude=True)] = field(default=None, repr=False, init=False)

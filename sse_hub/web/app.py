@@ -68,10 +68,10 @@ def create_backend(
         return Backend(redis, redis.directory, redis.tickets), SEQUENCE_IDS
     if settings.sharded:
         from sse_hub.broker.sharded import ShardedClusterBroker
-        from sse_hub.core.places.replay import PlaceIds
+        from sse_hub.core.positions.replay import PositionIds
 
         sharded = ShardedClusterBroker(settings, instance_id, describe=describe)
-        return Backend(sharded, sharded.directory, sharded.tickets), PlaceIds(sharded)
+        return Backend(sharded, sharded.directory, sharded.tickets), PositionIds(sharded)
     if settings.broker.backend == "redis-cluster":
         from sse_hub.broker.redis.one_slot import RedisClusterBroker
 

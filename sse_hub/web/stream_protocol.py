@@ -81,7 +81,7 @@ class StreamProtocol(asyncio.Protocol):
         """The stream ended (kicked, shutdown, token expired, slow, or the client left):
         finish the response, close the connection once its bytes are written, and forget
         the subscriber at once (a client that does not read holds its connection, not its
-        place in the registry, as in aiohttp's handler)."""
+        position in the registry, as in aiohttp's handler)."""
         transport = self._transport
         if not transport.is_closing():
             transport.write(CHUNKED_END)

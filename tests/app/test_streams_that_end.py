@@ -10,8 +10,8 @@ sharded mode. On the Redis ones each test runs two instances: streams open on on
 between instances.
 
 Ids are compared exactly on every kind: on one id sequence a stream shows a message with
-its receipt's id; on sharded a stream's id is its place in each of its channels and in
-``*`` (``core/places/event_ids.py``), which ``id_on`` derives from the receipts published
+its receipt's id; on sharded a stream's id is its position in each of its channels and in
+``*`` (``core/positions/event_ids.py``), which ``id_on`` derives from the receipts published
 so far (``PUBLISHED``)."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sse_hub.broker.memory import MemoryBroker
-from sse_hub.core.places.event_ids import list_checksum
-from sse_hub.messages.places import ShardedBroker
+from sse_hub.core.positions.event_ids import list_checksum
+from sse_hub.messages.positions import PerChannelBroker
 from sse_hub.web.app import create_app
 from sse_hub.web.state import HUB
 from tests.support.fakes import FakeClock
@@ -73,12 +73,12 @@ async def publish_all(client: Client, bodies: list[dict[str, Any]]) -> list[dict
 
 
 def sharded(client: Client) -> bool:
-    return isinstance(client.app[HUB].broker, ShardedBroker)
+    return isinstance(client.app[HUB].broker, PerChannelBroker)
 
 
 def id_on(client: Client, *channels: str) -> Callable[[dict[str, Any]], str]:
     """The id a stream on ``channels`` shows for the message of a receipt: the receipt's id
-    on one id sequence; on sharded, the stream's place in each of its channels and in ``*``
+    on one id sequence; on sharded, the stream's position in each of its channels and in ``*``
     after that message, from the receipts published before it (every test starts on unused
     channels, so a channel with none is at ``0``)."""
 
@@ -88,7 +88,7 @@ def id_on(client: Client, *channels: str) -> Callable[[dict[str, Any]], str]:
         order = sorted(channels)
         at = dict.fromkeys((*order, "*"), "0")
         for published in PUBLISHED[client]:
-            at.update((channel, place) for channel, place in receipt_places(published) if channel in at)
+            at.update((channel, position) for channel, position in receipt_positions(published) if channel in at)
             if published is receipt:
                 return ".".join((list_checksum(order), *at.values()))
         raise AssertionError(f"{receipt} was not published")
@@ -96,13 +96,13 @@ def id_on(client: Client, *channels: str) -> Callable[[dict[str, Any]], str]:
     return shown
 
 
-def receipt_places(receipt: dict[str, Any]) -> list[tuple[str, str]]:
-    """The place a sharded receipt names in each of its channels (``event_ids.receipt_id``:
+def receipt_positions(receipt: dict[str, Any]) -> list[tuple[str, str]]:
+    """The position a sharded receipt names in each of its channels (``event_ids.receipt_id``:
     sorted channels, ``*`` alone for a global message)."""
-    checksum, *places = str(receipt["id"]).split(".")
+    checksum, *positions = str(receipt["id"]).split(".")
     channels = sorted(channel for channel in receipt["channels"] if channel != "*") or ["*"]
     assert checksum == list_checksum([c for c in channels if c != "*"]), receipt
-    return list(zip(channels, places, strict=True))
+    return list(zip(channels, positions, strict=True))
 
 
 async def rest_of(stream: EventStream) -> list[Event]:

@@ -183,7 +183,7 @@ async def test_past_max_tickets_issuing_is_503_until_one_is_used(hub_client: Hub
     assert int(refused.headers["Retry-After"]) >= 1
     async with open_stream(client, f"/events/news?ticket={tickets[0]}"):
         pass
-    await issue(client, ["news"])  # the used ticket's place
+    await issue(client, ["news"])  # the used ticket's position
     await expect_error(await client.post("/tickets", json={"channels": ["news"]}, headers=bearer(PUBLISH)), 503)
 
 

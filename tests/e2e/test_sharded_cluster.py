@@ -1,5 +1,5 @@
 """``sse-hub serve --workers 2`` on a real Redis Cluster in sharded mode, configured by the
-environment: channels spread over every master, per-channel places, resumes (two hubs in
+environment: channels spread over every master, per-channel positions, resumes (two hubs in
 this process: tests/redis_cluster/test_sharded_cluster.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import aiohttp
 from tests.support.http import broadcast, open_stream
 from tests.support.processes import HubProcess
 from tests.support.redis_cluster import Cluster
-from tests.support.sharded import receipt_places, spread_channels
+from tests.support.sharded import receipt_positions, spread_channels
 from tests.support.sse_client import Event, EventStream
 from tests.support.waiting import eventually
 
@@ -49,7 +49,7 @@ async def test_sse_hub_serve_runs_sharded_on_a_cluster_configured_by_environment
         async with open_stream(session, url) as stream:
             for channel in channels:
                 receipt = await broadcast(session, hub.url, {"channel": channel, "data": f"first {channel}"})
-                assert set(receipt_places(receipt)) == {channel}, "sharded ids: a place, not one sequence"
+                assert set(receipt_positions(receipt)) == {channel}, "sharded ids: a position, not one sequence"
             events = await collect(stream, len(channels))
             assert sorted(event.data for event in events) == sorted(f"first {channel}" for channel in channels)
         last_id = events[-1].id or ""

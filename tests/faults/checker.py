@@ -24,7 +24,7 @@ Terms (every time is the harness's monotonic clock, see ``history``):
   own window, documented in docs/scaling.md); so may one acknowledged while a master was
   SIGSTOPped past the node timeout, or within that window after its SIGCONT (it runs what
   it had queued before it learns that its replica took over). Such a loss is counted
-  apart (``replication_window``), not failed. What follows from it later (a place reused
+  apart (``replication_window``), not failed. What follows from it later (a position reused
   on the new master, then skipped by a stream) is not excused.
 
 Rules (each failure is listed with its evidence):
@@ -36,8 +36,8 @@ Rules (each failure is listed with its evidence):
    per channel, a message acknowledged before another one's request was sent is received
    first, and items of one batch on one channel arrive in array order (sharded: only for
    messages within one partition, the documented exception set aside); sharded: a
-   lineage's place in each channel (from its ids) never moves back within an epoch, and a
-   lineage on one channel sees its place move by one per message until a ``reset`` (a
+   lineage's position in each channel (from its ids) never moves back within an epoch, and a
+   lineage on one channel sees its position move by one per message until a ``reset`` (a
    jump is a gap: messages skipped, acknowledged or not).
 4. **No silent loss**: every message owed to a lineage is received by it, or excused.
 5. **HTTP**: no 5xx answer other than 503.
@@ -280,7 +280,7 @@ def _check_order(report: Report, name: str, lineage: LineageRecord, sent: dict[s
                 report.order.append(f"{name} got id {value} after id {highest} ({event.data})")
             highest = max(value, highest or value)
     else:
-        _check_places(report, name, lineage)
+        _check_positions(report, name, lineage)
     # Real-time order per channel: O(n) with the latest request sent among those received.
     latest_sent: dict[str, tuple[float, str]] = {}
     batch_index: dict[tuple[int, str], int] = {}
@@ -300,35 +300,35 @@ def _check_order(report: Report, name: str, lineage: LineageRecord, sent: dict[s
             batch_index[key] = s.index
 
 
-def _check_places(report: Report, name: str, lineage: LineageRecord) -> None:
+def _check_positions(report: Report, name: str, lineage: LineageRecord) -> None:
     """Sharded ids: ``<list>.<c_1>...<c_n>.<g>``, ``c_i`` ``0`` or base36 seq + 4-char epoch.
-    A place never goes back within an epoch. A lineage on one channel receives every
-    message of it, so its place there moves by exactly one per message until a ``reset``:
+    A position never goes back within an epoch. A lineage on one channel receives every
+    message of it, so its position there moves by exactly one per message until a ``reset``:
     a jump is a gap (messages skipped, acknowledged or not)."""
-    places: dict[int, tuple[str, int]] = {}
+    positions: dict[int, tuple[str, int]] = {}
     single = len(lineage.channels) == 1
     for event in lineage.events:
         if event.kind == "reset":
-            places.clear()
+            positions.clear()
         if event.kind != "message" or event.event_id is None:
             continue
         parts = event.event_id.split(".")
         if len(parts) != len(lineage.channels) + 2:
-            report.integrity.append(f"{name} got id {event.event_id!r}, not one place per channel")
+            report.integrity.append(f"{name} got id {event.event_id!r}, not one position per channel")
             continue
         for index, part in enumerate(parts[1:-1]):
             if part == "0":
                 continue
             seq, epoch = int(part[:-4], 36), part[-4:]
-            before = places.get(index)
+            before = positions.get(index)
             if before is not None and before[0] == epoch and seq < before[1]:
-                report.order.append(f"{name} place in {lineage.channels[index]} went back: {event.event_id}")
+                report.order.append(f"{name} position in {lineage.channels[index]} went back: {event.event_id}")
             elif single and before is not None and before[0] == epoch and seq > before[1] + 1:
                 report.order.append(
-                    f"{name} place in {lineage.channels[index]} jumped {before[1]} -> {seq} (epoch {epoch})"
+                    f"{name} position in {lineage.channels[index]} jumped {before[1]} -> {seq} (epoch {epoch})"
                     f" without a reset: {seq - before[1] - 1} message(s) skipped ({event.data})"
                 )
-            places[index] = (epoch, seq)
+            positions[index] = (epoch, seq)
 
 
 def _check_reuse(report: Report, sent: dict[str, _Sent], broker: str) -> set[str]:

@@ -19,7 +19,7 @@ from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partitions import partition, partition_slot
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.messages.message import Draft, Message
-from sse_hub.messages.places import NOWHERE
+from sse_hub.messages.positions import NOWHERE
 from tests.support.brokers import draft
 from tests.support.plugin import BrokerFactory
 from tests.support.processes import free_port

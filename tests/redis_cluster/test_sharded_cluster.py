@@ -1,6 +1,6 @@
 """``broker.backend: redis-cluster`` with ``cluster_mode: sharded`` (the default) on a real
 3-master Redis Cluster (``tests.support.redis_cluster``), through HTTP only: two hubs, channels
-spread over every master, ids that are per-channel places (``sse_hub/core/places/event_ids.py``).
+spread over every master, ids that are per-channel positions (``sse_hub/core/positions/event_ids.py``).
 
 What is checked is the contract of docs/api.md ("Ids with a sharded Redis Cluster"):
 per channel, publish order, each message once; a resume with the last id seen, on any
@@ -25,7 +25,7 @@ from tests.support.http import client_id_of, open_stream, publish
 from tests.support.openapi import connected_client_id, contract_of
 from tests.support.plugin import HubsFactory
 from tests.support.redis_cluster import Cluster
-from tests.support.sharded import master_of, receipt_places, slot_of, spread_channels
+from tests.support.sharded import master_of, receipt_positions, slot_of, spread_channels
 from tests.support.sse_client import Event, EventStream
 from tests.support.waiting import eventually
 
@@ -79,7 +79,7 @@ async def test_channels_spread_over_every_master_and_hubs_run_sharded(
     assert len({slot_of(prefix, channel) for channel in channels}) > 3
     assert slot_of(prefix, CO_LOCATED[0]) == slot_of(prefix, CO_LOCATED[1])
     receipt = await publish(two_hubs[0], {"channel": channels[0], "data": "x"})
-    assert not receipt["id"].isdigit(), "sharded ids are places, not one sequence"
+    assert not receipt["id"].isdigit(), "sharded ids are positions, not one sequence"
 
 
 async def test_interleaved_publishes_from_both_hubs_reach_each_stream_in_every_channels_order(
@@ -102,7 +102,7 @@ async def test_interleaved_publishes_from_both_hubs_reach_each_stream_in_every_c
                 )
                 for body, receipt in zip(bodies, receipts, strict=True):
                     assert receipt["channels"] == [body["channel"]]
-                    seqs[body["channel"]].append(receipt_places(receipt)[body["channel"]][0])
+                    seqs[body["channel"]].append(receipt_positions(receipt)[body["channel"]][0])
                     component[body["data"]] = receipt["id"].split(".")[1]
             assert all(values == sorted(values) and len(set(values)) == waves for values in seqs.values())
             for stream in (on_a, on_b):
@@ -111,7 +111,7 @@ async def test_interleaved_publishes_from_both_hubs_reach_each_stream_in_every_c
                 for event in events:
                     channel, _, wave_text = event.data.partition("/")
                     by_channel[channel].append(int(wave_text))
-                    # The stream's id holds, at that channel's place, what the receipt said.
+                    # The stream's id holds, at that channel's position, what the receipt said.
                     assert (event.id or "").split(".")[1 + order.index(channel)] == component[event.data]
                 assert by_channel == {channel: list(range(waves)) for channel in channels}
                 await publish(two_hubs[1], {"channel": channels[-1], "data": "end"})
@@ -200,7 +200,7 @@ async def test_a_single_channel_receipt_resumes_right_after_its_message(
     async with open_stream(b, f"/events/{channel}", headers={"Last-Event-ID": receipts[1]["id"]}) as stream:
         events = await collect(stream, 2)
         assert [event.data for event in events] == ["m2", "m3"]
-        # The stream's id is the receipt's, plus its place in the global channel.
+        # The stream's id is the receipt's, plus its position in the global channel.
         assert [(event.id or "").rpartition(".")[0] for event in events] == [receipts[2]["id"], receipts[3]["id"]]
         await publish(b, {"channel": channel, "data": "live"})
         assert (await stream.next()).data == "live"
@@ -210,7 +210,7 @@ async def test_a_single_channel_receipt_resumes_right_after_its_message(
     # A publish to two channels on different masters: its receipt resumes a stream on both.
     pair = spread_channels(redis_cluster, prefix, 2, stem="pair")
     first = await publish(a, {"channels": pair, "data": "both"})
-    assert set(receipt_places(first)) == set(pair)
+    assert set(receipt_positions(first)) == set(pair)
     await publish(b, {"channel": pair[1], "data": "next"})
     async with open_stream(b, events_path(pair), headers={"Last-Event-ID": first["id"]}) as stream:
         assert [event.data for event in await collect(stream, 1)] == ["next"]
@@ -228,7 +228,7 @@ async def test_an_unusable_id_starts_with_reset_unknown_id_then_live_messages_on
     a, b = two_hubs
     kept = await publish(a, {"channel": "news", "data": "kept"})
     other = await publish(a, {"channel": "sport", "data": "elsewhere"})
-    seq, epoch = receipt_places(kept)["news"]
+    seq, epoch = receipt_positions(kept)["news"]
     checksum = kept["id"].split(".")[0]
     unusable = {
         "another-list": other["id"],
@@ -259,7 +259,7 @@ async def test_an_id_of_another_epoch_starts_with_history_expired_then_all_retai
     since" (Redis lost it): docs/api.md gives ``history_expired``, then what is retained."""
     a, b = two_hubs
     kept = [await publish(a, {"channel": "news", "data": f"k{n}"}) for n in range(2)]
-    epoch = receipt_places(kept[0])["news"][1]
+    epoch = receipt_positions(kept[0])["news"][1]
     foreign = next(candidate for candidate in ("0000", "zzzz") if candidate != epoch)
     stale = with_epoch(kept[1]["id"], foreign)
     async with open_stream(b, "/events/news", headers={"Last-Event-ID": stale}) as stream:
@@ -335,8 +335,8 @@ async def test_a_channel_whose_keys_were_deleted_starts_a_new_epoch_and_resumes_
             assert first.json() == {"reason": "history_expired", "last_event_id": old[1]["id"]}
             new = await publish(b, {"channel": channel, "data": "new"})
             assert (await stream.next()).data == "new"
-        assert receipt_places(new)[channel][1] != receipt_places(old[0])[channel][1], "a new epoch"
-        assert receipt_places(new)[channel][0] == 1
+        assert receipt_positions(new)[channel][1] != receipt_positions(old[0])[channel][1], "a new epoch"
+        assert receipt_positions(new)[channel][0] == 1
         assert (await live.next()).data == "new", "a live stream follows the channel into its new epoch"
     async with open_stream(b, f"/events/{channel}", headers={"Last-Event-ID": old[2]["id"]}) as stream:
         first = await stream.next()
@@ -454,7 +454,7 @@ async def test_channels_with_one_tag_share_a_partition_and_a_message_to_them_is_
         await publish(a, {"channel": "room{7}b", "data": "after"})
         events = await collect(stream, 2)
         assert [event.data for event in events] == ["together", "after"], "once, then the next"
-    assert set(receipt_places(receipt)) == set(tagged)
+    assert set(receipt_positions(receipt)) == set(tagged)
     await publish(b, {"channels": tagged, "data": "later"})
     path = "/events?channels=room%7B7%7Da,room%7B7%7Db"
     async with open_stream(a, path, headers={"Last-Event-ID": receipt["id"]}) as resumed:
@@ -462,7 +462,7 @@ async def test_channels_with_one_tag_share_a_partition_and_a_message_to_them_is_
 
 
 async def test_receipts_of_the_sharded_broker_match_the_openapi_schema(two_hubs: Hubs) -> None:
-    """A sharded hub's receipts carry places, not decimals: its own /openapi.json says so."""
+    """A sharded hub's receipts carry positions, not decimals: its own /openapi.json says so."""
     a, _ = two_hubs
     contract = await contract_of(a)
     async with open_stream(a, "/events/news") as stream:

@@ -1,5 +1,5 @@
 """A master of the sharded Redis Cluster that comes back without its data (issue 24, bug 1,
-on per-channel places): the channel's counter starts again in a new epoch, so its places
+on per-channel positions): the channel's counter starts again in a new epoch, so its positions
 are never mistaken for old ones, and a stream that may have missed parts is told
 (``reset``), never fed the new epoch as if nothing had happened."""
 

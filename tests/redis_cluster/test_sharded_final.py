@@ -21,13 +21,13 @@ from sse_hub.broker.sharded.partitions import partition, partition_slot
 from sse_hub.broker.sharded.publish import PUBLISH_SCRIPT, Part, script_call
 from sse_hub.errors import ChannelFinished
 from sse_hub.messages.message import Draft, Message
-from sse_hub.messages.places import NOWHERE
+from sse_hub.messages.positions import NOWHERE
 from tests.support.brokers import broker_section, draft
 from tests.support.http import publish
 from tests.support.plugin import BrokerFactory, HubsFactory
 from tests.support.redis_cluster import Cluster
 from tests.support.settings import make_settings
-from tests.support.sharded import receipt_places, seqs
+from tests.support.sharded import receipt_positions, seqs
 from tests.support.waiting import eventually, wait_until
 
 
@@ -211,4 +211,4 @@ async def test_two_sharded_hubs_answer_409_to_a_publish_or_batch_on_an_ended_cha
         reply = await publish(b, body, expect=409)
         assert {key: reply[key] for key in refusal} == refusal
     receipt = await publish(a, {"channel": "free", "data": "x"})
-    assert receipt_places(receipt)["free"][0] == 1, "the refused batch stored nothing"
+    assert receipt_positions(receipt)["free"][0] == 1, "the refused batch stored nothing"

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from sse_hub.config.settings import Settings
 from sse_hub.messages.contract import Backend, Broker, ClientDirectory, Summary, TicketStore
 from sse_hub.messages.message import Message
-from sse_hub.messages.places import ShardedBroker
+from sse_hub.messages.positions import PerChannelBroker
 from sse_hub.web.app import create_app
 from sse_hub.web.state import HUB
 from tests.support.brokers import BrokerKind, StartedBrokers, broker_section, new_backend
@@ -221,7 +221,7 @@ def start_hubs(hub_client: HubClientFactory, request: pytest.FixtureRequest, pre
         broker = broker_section(kind, url or shared_url(request, kind), prefix)
         hubs = [await hub_client(broker=broker, **sections) for _ in range(count)]
         if kind == "sharded":
-            assert all(isinstance(hub.app[HUB].broker, ShardedBroker) for hub in hubs)
+            assert all(isinstance(hub.app[HUB].broker, PerChannelBroker) for hub in hubs)
         return hubs
 
     return start

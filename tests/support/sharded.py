@@ -1,5 +1,5 @@
 """The sharded Redis Cluster broker seen from a test: the slot and master of a channel,
-channels spread over every master, the places a receipt names, the seqs of a channel's
+channels spread over every master, the positions a receipt names, the seqs of a channel's
 parts in what a broker delivered."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from redis.crc import key_slot
 
 from sse_hub.broker.sharded.keys import ShardKeys
-from sse_hub.core.places.event_ids import list_checksum, parse_component
+from sse_hub.core.positions.event_ids import list_checksum, parse_component
 from sse_hub.messages.message import Message
 from tests.support.redis_cluster import Cluster
 
@@ -53,12 +53,12 @@ def spread_channels(cluster: Cluster, prefix: str, count: int, stem: str = "feed
     return chosen
 
 
-def receipt_places(receipt: dict[str, Any]) -> dict[str, tuple[int, str]]:
-    """The place a receipt names in each of its channels: ``<checksum>.<c_1>...<c_n>`` over
+def receipt_positions(receipt: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """The position a receipt names in each of its channels: ``<checksum>.<c_1>...<c_n>`` over
     the sorted channels, without the global part (``positions.receipt_id``)."""
     checksum, *parts = str(receipt["id"]).split(".")
     channels = sorted(receipt["channels"])
     assert checksum == list_checksum(channels) and len(parts) == len(channels), receipt
-    places = {channel: parse_component(part) for channel, part in zip(channels, parts, strict=True)}
-    assert all(place is not None and place[0] > 0 for place in places.values()), receipt
-    return {channel: place for channel, place in places.items() if place is not None}
+    positions = {channel: parse_component(part) for channel, part in zip(channels, parts, strict=True)}
+    assert all(position is not None and position[0] > 0 for position in positions.values()), receipt
+    return {channel: position for channel, position in positions.items() if position is not None}

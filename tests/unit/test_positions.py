@@ -1,5 +1,5 @@
-"""Per-channel places and their SSE ids (sse_hub/core/places/event_ids.py), and the subscriber that
-keeps them (sse_hub/core/places/subscriber.py), driven with the fake transport of
+"""Per-channel positions and their SSE ids (sse_hub/core/positions/event_ids.py), and the subscriber that
+keeps them (sse_hub/core/positions/subscriber.py), driven with the fake transport of
 tests/unit/test_subscriber.py. No Redis: messages are built as the sharded broker delivers
 them, with ``pos`` and ``prior``."""
 
@@ -13,8 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sse_hub.core.flusher import Flusher
-from sse_hub.core.places.event_ids import Places, base36, component, list_checksum, parse_component, receipt_id
-from sse_hub.core.places.subscriber import ChannelPlacement
+from sse_hub.core.positions.event_ids import (
+    StreamPosition,
+    base36,
+    component,
+    list_checksum,
+    parse_component,
+    receipt_id,
+)
+from sse_hub.core.positions.subscriber import ChannelPlacement
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.messages.message import Message, message_from_payload
 from tests.support.fakes import FakeTransport, unchunk
@@ -24,7 +31,7 @@ EPOCH = "k2x9"
 
 
 def placed(client_id: str, channels: tuple[str, ...], flusher: Flusher) -> tuple[Subscriber, ChannelPlacement]:
-    """A subscriber with per-channel places, as ``PlaceIds.new_subscriber`` makes it."""
+    """A subscriber with per-channel positions, as ``PositionIds.new_subscriber`` makes it."""
     placement = ChannelPlacement(channels)
     subscriber = Subscriber(client_id, channels, "127.0.0.1", "test", flusher, 1 << 20, lambda *_: None, placement)
     return subscriber, placement
@@ -60,9 +67,9 @@ def test_a_malformed_component_is_refused(text: str) -> None:
 
 
 def test_an_id_round_trips_through_parse() -> None:
-    places = Places(("b", "a"), {"a": (46, EPOCH), "*": (3, "zzzz")})
-    assert places.event_id == f"{list_checksum(('a', 'b'))}.1a{EPOCH}.0.3zzzz"
-    assert places.parse(places.event_id, {}) == {"a": (46, EPOCH), "b": (0, ""), "*": (3, "zzzz")}
+    positions = StreamPosition(("b", "a"), {"a": (46, EPOCH), "*": (3, "zzzz")})
+    assert positions.event_id == f"{list_checksum(('a', 'b'))}.1a{EPOCH}.0.3zzzz"
+    assert positions.parse(positions.event_id, {}) == {"a": (46, EPOCH), "b": (0, ""), "*": (3, "zzzz")}
 
 
 @pytest.mark.parametrize(
@@ -76,21 +83,21 @@ def test_an_id_round_trips_through_parse() -> None:
         "it38.x.0.0",
     ],
 )
-def test_an_id_of_other_channels_or_garbage_is_not_a_place(value: str) -> None:
-    assert Places(("a", "b"), {}).parse(value, {}) is None
+def test_an_id_of_other_channels_or_garbage_is_not_a_position(value: str) -> None:
+    assert StreamPosition(("a", "b"), {}).parse(value, {}) is None
 
 
 def test_an_id_without_the_global_component_resumes_global_messages_from_now() -> None:
-    places = Places(("a",), {})
+    positions = StreamPosition(("a",), {})
     short = f"{list_checksum(('a',))}.5{EPOCH}"
-    assert places.parse(short, {"*": (9, "gggg")}) == {"a": (5, EPOCH), "*": (9, "gggg")}
+    assert positions.parse(short, {"*": (9, "gggg")}) == {"a": (5, EPOCH), "*": (9, "gggg")}
 
 
 def test_a_receipt_is_the_id_a_stream_on_exactly_its_channels_shows_without_the_global_part() -> None:
     message = part(("b", "a"), (7, 2))
-    places = Places(("a", "b"), {})
-    assert places.take(message)
-    assert places.event_id.startswith(receipt_id(message) + ".")
+    positions = StreamPosition(("a", "b"), {})
+    assert positions.take(message)
+    assert positions.event_id.startswith(receipt_id(message) + ".")
     assert base36(7) == "7" and base36(36) == "10"
 
 
@@ -98,33 +105,33 @@ def test_a_receipt_is_the_id_a_stream_on_exactly_its_channels_shows_without_the_
 
 
 def test_take_sends_each_seq_once_and_moves_only_forward() -> None:
-    places = Places(("a",), {"a": (2, EPOCH)})
-    assert [places.take(part(("a",), (seq,))) for seq in (1, 2, 3, 3, 4)] == [False, False, True, False, True]
+    positions = StreamPosition(("a",), {"a": (2, EPOCH)})
+    assert [positions.take(part(("a",), (seq,))) for seq in (1, 2, 3, 3, 4)] == [False, False, True, False, True]
 
 
 def test_a_new_epoch_starts_the_channel_again() -> None:
-    places = Places(("a",), {"a": (9, EPOCH)})
+    positions = StreamPosition(("a",), {"a": (9, EPOCH)})
     restarted = Message(event="message", data="x", channels=("a",), id=1, pos=(("a", 1, "new0"),))
-    assert places.take(restarted)
-    assert not places.take(restarted)
+    assert positions.take(restarted)
+    assert not positions.take(restarted)
 
 
 def test_a_message_on_two_partitions_is_taken_once_in_either_order() -> None:
     first = part(("a",), (5,))
     second = part(("b",), (9,), prior=(("a", 5),))
     for order in itertools.permutations((first, second)):
-        places = Places(("a", "b"), {"a": (4, EPOCH), "b": (8, EPOCH)})
-        assert sum(places.take(message) for message in order) == 1
-        assert places.snapshot() == {"a": (5, EPOCH), "b": (9, EPOCH), "*": (0, "")}
+        positions = StreamPosition(("a", "b"), {"a": (4, EPOCH), "b": (8, EPOCH)})
+        assert sum(positions.take(message) for message in order) == 1
+        assert positions.snapshot() == {"a": (5, EPOCH), "b": (9, EPOCH), "*": (0, "")}
 
 
 def test_a_later_part_reaches_a_stream_that_holds_none_of_the_earlier_ones() -> None:
-    places = Places(("b",), {})
-    assert places.take(part(("b",), (9,), prior=(("a", 5),)))
+    positions = StreamPosition(("b",), {})
+    assert positions.take(part(("b",), (9,), prior=(("a", 5),)))
 
 
 def test_a_part_on_channels_the_stream_does_not_hold_is_not_taken() -> None:
-    assert not Places(("a",), {}).take(part(("c",), (1,)))
+    assert not StreamPosition(("a",), {}).take(part(("c",), (1,)))
 
 
 # -- the subscriber ---------------------------------------------------------------------
@@ -133,7 +140,7 @@ def test_a_part_on_channels_the_stream_does_not_hold_is_not_taken() -> None:
 async def test_the_subscriber_holds_replays_then_goes_live_each_part_once() -> None:
     flusher = Flusher()
     subscriber, placement = placed("c_1", ("a", "b"), flusher)
-    placement.start_at(Places(("a", "b"), {"a": (1, EPOCH)}))
+    placement.start_at(StreamPosition(("a", "b"), {"a": (1, EPOCH)}))
     # Held while the replay is read: a duplicate of the replay, and two new parts.
     for message in (part(("a",), (3,)), part(("b",), (1,)), part(("a",), (4,))):
         placement.offer(subscriber, message, {})
@@ -154,7 +161,7 @@ async def test_the_subscriber_holds_replays_then_goes_live_each_part_once() -> N
         "('a',):(4,)",
         "('a',):(5,)",
     ]
-    last = Places(("a", "b"), {}).parse(events[-1].id or "", {})
+    last = StreamPosition(("a", "b"), {}).parse(events[-1].id or "", {})
     assert last == {"a": (5, EPOCH), "b": (2, EPOCH), "*": (0, "")}
     assert subscriber.messages_sent == 5
 
@@ -165,17 +172,17 @@ async def test_streams_that_show_the_same_id_share_one_encoding() -> None:
     streams = []
     for number in range(3):
         subscriber, placement = placed(f"c_{number}", ("a",), flusher)
-        placement.start_at(Places(("a",), {}))
+        placement.start_at(StreamPosition(("a",), {}))
         subscriber.go_live(FakeTransport(), [])
         streams.append((subscriber, placement))
     message = part(("a",), (1,))
     for subscriber, placement in streams:
         placement.offer(subscriber, message, encoded)
     assert len(encoded) == 1
-    assert {subscriber.bytes_sent for subscriber, _ in streams} == {encoded[streams[0][1].places.event_id][1]}
+    assert {subscriber.bytes_sent for subscriber, _ in streams} == {encoded[streams[0][1].positions.event_id][1]}
 
 
-def test_the_broker_payload_carries_places() -> None:
+def test_the_broker_payload_carries_positions() -> None:
     payload = b'{"id":3,"pos":[["a",3,"k2x9"]],"prior":[["b",1,"zzzz"]],"event":"message","data":"x","channels":["a"]}'
     message = message_from_payload(payload)
     assert message.pos == (("a", 3, "k2x9"),) and message.prior == (("b", 1, "zzzz"),)
@@ -183,11 +190,11 @@ def test_the_broker_payload_carries_places() -> None:
 
 async def test_parts_held_before_the_stream_knows_where_it_starts_are_kept() -> None:
     """A part can reach the instance after the stream's channels were attached but before
-    the read of where they are returns; it is held, and kept when the places arrive."""
+    the read of where they are returns; it is held, and kept when the positions arrive."""
     flusher = Flusher()
     subscriber, placement = placed("c_1", ("a",), flusher)
     placement.offer(subscriber, part(("a",), (3,)), {})  # published just after the read below
-    placement.start_at(Places(("a",), {"a": (2, EPOCH)}))
+    placement.start_at(StreamPosition(("a",), {"a": (2, EPOCH)}))
     transport = FakeTransport()
     subscriber.go_live(transport, [])
     flusher.flush()
@@ -197,10 +204,10 @@ async def test_parts_held_before_the_stream_knows_where_it_starts_are_kept() -> 
 
 async def test_a_final_part_held_for_a_stream_it_excludes_ends_the_stream_without_being_sent() -> None:
     """``exclude_client_id`` on a final message: the excluded stream still gets its ``end``,
-    also when the part arrived while the stream was held (``PlaceIds.dispatcher``)."""
+    also when the part arrived while the stream was held (``PositionIds.dispatcher``)."""
     flusher = Flusher()
     subscriber, placement = placed("c_1", ("a",), flusher)
-    placement.start_at(Places(("a",), {}))
+    placement.start_at(StreamPosition(("a",), {}))
     placement.offer(subscriber, part(("a",), (1,)), {})
     placement.offer(subscriber, dataclasses.replace(part(("a",), (2,), data="done"), final=True), {}, excluded=True)
     transport = FakeTransport()

@@ -10,7 +10,7 @@ from redis.crc import key_slot
 
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.one_slot import slot_owner
-from sse_hub.broker.redis.scripts import PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
+from sse_hub.broker.redis.scripts import PUBLISH_SCRIPT, SHARD_CHANNEL_PUBLISH_SCRIPT
 from sse_hub.messages.message import GLOBAL_CHANNEL
 from tests.support.settings import make_settings
 
@@ -28,8 +28,8 @@ def test_every_key_and_shard_channel_of_a_prefix_is_in_one_slot() -> None:
 
 
 def test_the_cluster_publish_script_publishes_to_shard_channels_only() -> None:
-    assert "'PUBLISH'" not in SHARDED_PUBLISH_SCRIPT and "'SPUBLISH'" not in PUBLISH_SCRIPT
-    assert SHARDED_PUBLISH_SCRIPT.replace("SPUBLISH", "PUBLISH") == PUBLISH_SCRIPT
+    assert "'PUBLISH'" not in SHARD_CHANNEL_PUBLISH_SCRIPT and "'SPUBLISH'" not in PUBLISH_SCRIPT
+    assert SHARD_CHANNEL_PUBLISH_SCRIPT.replace("SPUBLISH", "PUBLISH") == PUBLISH_SCRIPT
 
 
 def test_prefixes_spread_over_slots() -> None:

@@ -1,4 +1,4 @@
-"""Every Redis key and pub/sub channel name the Redis broker uses, in one place.
+"""Every Redis key and pub/sub channel name the Redis broker uses, in one position.
 
 With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
 
@@ -32,7 +32,8 @@ every key above and every pub/sub channel hash to one slot; the channels are the
 channels (``SPUBLISH``/``SSUBSCRIBE``, Redis >= 7.0), which a cluster keeps inside the
 shard that owns the slot instead of copying them to every node.
 
-Invariant: names are built here only; ``sharded`` alone picks the pub/sub commands.
+Invariant: names are built here only; ``shard_channels`` alone picks the pub/sub commands
+(SSUBSCRIBE and SPUBLISH on one cluster slot, else SUBSCRIBE and PUBLISH).
 
 Wire version (``WIRE_VERSION``, issue 24): what instances of two releases must agree on to
 share one Redis under one prefix, in a rolling upgrade. It covers
@@ -81,27 +82,27 @@ COMPATIBLE_WIRE_VERSIONS = frozenset({1})
 class Keyspace:
     prefix: str
     #: Shard channels (SPUBLISH/SSUBSCRIBE) instead of classic pub/sub.
-    sharded: bool = False
+    shard_channels: bool = False
 
     @classmethod
     def for_cluster(cls, prefix: str) -> Keyspace:
         """Every name under the hash tag ``{prefix}``: one slot, one shard."""
         if "{" in prefix or "}" in prefix:
             raise ValueError("broker.prefix must not contain braces in redis-cluster mode")
-        return cls(f"{{{prefix}}}", sharded=True)
+        return cls(f"{{{prefix}}}", shard_channels=True)
 
     @property
     def subscribe(self) -> str:
-        return "SSUBSCRIBE" if self.sharded else "SUBSCRIBE"
+        return "SSUBSCRIBE" if self.shard_channels else "SUBSCRIBE"
 
     @property
     def unsubscribe(self) -> str:
-        return "SUNSUBSCRIBE" if self.sharded else "UNSUBSCRIBE"
+        return "SUNSUBSCRIBE" if self.shard_channels else "UNSUBSCRIBE"
 
     @property
     def message_kind(self) -> bytes:
         """The first element of a pub/sub reply that carries a payload."""
-        return b"smessage" if self.sharded else b"message"
+        return b"smessage" if self.shard_channels else b"message"
 
     @property
     def subscribed_kind(self) -> bytes:

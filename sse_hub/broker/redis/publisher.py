@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.script_connection import ScriptConnection
-from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT
+from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARD_CHANNEL_PUBLISH_SCRIPT
 from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.errors import BrokerUnavailable, ChannelFinished
 from sse_hub.messages.message import Draft, Message, payload_tail
@@ -96,7 +96,7 @@ class Publisher:
         self._keys = keyspace
         self._floor = floor
         self._connection = ScriptConnection(
-            redis, SHARDED_PUBLISH_SCRIPT if keyspace.sharded else PUBLISH_SCRIPT, "publisher"
+            redis, SHARD_CHANNEL_PUBLISH_SCRIPT if keyspace.shard_channels else PUBLISH_SCRIPT, "publisher"
         )
         # What a group calls; ``_connection`` stays the one to reset when a test swaps it.
         self.script = self._connection

@@ -314,8 +314,8 @@ return redis.call('GETDEL', KEYS[2])
 
 # The same script for Redis Cluster: shard channels, which must hash to the slot of the
 # script's keys (every name is under one hash tag there, see ``Keyspace.for_cluster``).
-SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH', ", "redis.call('SPUBLISH', ")
-assert SHARDED_PUBLISH_SCRIPT.count("'SPUBLISH'") == 1
+SHARD_CHANNEL_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH', ", "redis.call('SPUBLISH', ")
+assert SHARD_CHANNEL_PUBLISH_SCRIPT.count("'SPUBLISH'") == 1
 
 
 class InstanceSummary(BaseModel):

@@ -69,7 +69,7 @@ from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.messages.contract import Deliver, Lost, nothing_lost
 from sse_hub.messages.message import Draft, Message
-from sse_hub.messages.places import ChannelPage, Position, ShardedBroker
+from sse_hub.messages.positions import ChannelPage, PerChannelBroker, Position
 
 __all__ = ["READS_IN_FLIGHT", "ShardedClusterBroker"]
 
@@ -82,7 +82,7 @@ logger = logging.getLogger(__name__)
 READS_IN_FLIGHT = 16
 
 
-class ShardedClusterBroker(ShardedBroker):
+class ShardedClusterBroker(PerChannelBroker):
     """See the module docstring. ``describe``: this instance, for its presence summary;
     ``linger_seconds``: how long a channel nobody streams any more stays subscribed (tests
     shorten it)."""
@@ -162,7 +162,7 @@ class ShardedClusterBroker(ShardedBroker):
         self._lost = lost
         with unavailable(f"cannot use Redis Cluster at {redacted(self._url)}", cause=True):
             await self.topology.refresh()
-            await self.subscriptions.place(self.subscriptions.pinned)
+            await self.subscriptions.position(self.subscriptions.pinned)
             await self.directory.write()
             await self.directory.refresh_presence()
             self._announced = True

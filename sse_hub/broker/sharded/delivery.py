@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.messages.contract import Deliver
 from sse_hub.messages.message import Message, message_from_payload
-from sse_hub.messages.places import Position
+from sse_hub.messages.positions import Position
 
 logger = logging.getLogger(__name__)
 

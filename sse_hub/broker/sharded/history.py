@@ -30,7 +30,7 @@ from redis.asyncio import RedisCluster
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.messages.message import Message, message_from_payload
-from sse_hub.messages.places import NOWHERE, ChannelPage, Position
+from sse_hub.messages.positions import NOWHERE, ChannelPage, Position
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +48,17 @@ def _position(reply: Sequence[bytes | None]) -> Position:
 
 async def read_positions(cluster: RedisCluster, keys: ShardKeys, channels: Collection[str]) -> dict[str, Position]:
     """Each channel's current position (NOWHERE when it has none). Raises RedisError/OSError."""
-    return await _read_places(cluster, keys, channels, "s")
+    return await _read_positions(cluster, keys, channels, "s")
 
 
 async def read_finals(cluster: RedisCluster, keys: ShardKeys, channels: Collection[str]) -> dict[str, Position]:
     """The channels that have ended, each with the position of its final message (the
     mark ``f`` and the epoch ``e`` of its meta, ``keys``). Raises RedisError/OSError."""
-    marks = await _read_places(cluster, keys, channels, "f")
+    marks = await _read_positions(cluster, keys, channels, "f")
     return {channel: mark for channel, mark in marks.items() if mark != NOWHERE}
 
 
-async def _read_places(
+async def _read_positions(
     cluster: RedisCluster, keys: ShardKeys, channels: Collection[str], seq_field: str
 ) -> dict[str, Position]:
     """Per channel, (its meta's ``seq_field``, its epoch), or NOWHERE when either is unset."""
@@ -89,7 +89,7 @@ def _start(position: Position) -> str:
 
 
 async def read_after(cluster: RedisCluster, keys: ShardKeys, after: Mapping[str, Position], limit: int) -> ChannelPage:
-    """The page of retained parts past ``after`` (see ``messages.places``). Raises
+    """The page of retained parts past ``after`` (see ``messages.positions``). Raises
     RedisError/OSError."""
     if not after:
         return ChannelPage(messages=(), complete=True)
@@ -116,8 +116,8 @@ async def read_after(cluster: RedisCluster, keys: ShardKeys, after: Mapping[str,
             messages.append(message)
     if len(messages) > limit:
         messages, complete = messages[:limit], False
-    current_places = {channel: current for channel, (current, _) in read.items()}
-    return ChannelPage(messages=messages, complete=complete, gaps=gaps, current=current_places)
+    current_positions = {channel: current for channel, (current, _) in read.items()}
+    return ChannelPage(messages=messages, complete=complete, gaps=gaps, current=current_positions)
 
 
 def _gap(after: Position, current: Position, first: int | None, epoch_changed: bool) -> int | None:

@@ -1,4 +1,4 @@
-"""Every Redis key and shard channel name of the sharded broker, in one place.
+"""Every Redis key and shard channel name of the sharded broker, in one position.
 
 With ``P`` = ``broker.prefix`` and ``t`` = ``TAGS[partition(c)]`` (``partitions``):
 

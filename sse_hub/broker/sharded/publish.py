@@ -216,12 +216,12 @@ def read_positions(parts: Sequence[Part], reply: Sequence[object]) -> list[list[
     positions: list[list[ChannelPosition]] = []
     at = 0
     for part in parts:
-        places: list[ChannelPosition] = []
+        own: list[ChannelPosition] = []
         for channel in part.channels:
             seq, epoch = reply[at], reply[at + 1]
-            places.append((channel, int(str(seq)), epoch.decode() if isinstance(epoch, bytes) else str(epoch)))
+            own.append((channel, int(str(seq)), epoch.decode() if isinstance(epoch, bytes) else str(epoch)))
             at += 2
-        positions.append(places)
+        positions.append(own)
     return positions
 
 

@@ -42,7 +42,7 @@ from sse_hub.broker.sharded.history import read_after
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.subscriptions import Subscriptions
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.messages.places import NOWHERE, Position
+from sse_hub.messages.positions import NOWHERE, Position
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Repair:
             return True
         delivery.recovering.update(channels)
         try:
-            await subscriptions.place(misplaced)
+            await subscriptions.position(misplaced)
             names = subscriptions.names
             after = {channel: delivery.seen.get(channel, NOWHERE) for channel in channels if channel in names}
             page = await read_after(self._cluster, self._keys, after, MAX_RECOVERED)

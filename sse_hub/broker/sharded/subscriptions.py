@@ -11,7 +11,7 @@ Invariants:
 2. ``attach`` returns only once every channel it names is confirmed on its master
    (``BrokerUnavailable`` otherwise). Counts are taken before the first await.
 3. A channel whose link was lost or whose slot moved away is ``lost`` until the broker's
-   repair places it again (``place``) and recovers it from history; ``misplaced`` names
+   repair positions it again (``position``) and recovers it from history; ``misplaced`` names
    every wanted channel not on its current owner's link (lost ones included).
 4. Bounded: ``wanted`` holds the pinned channels, those of open streams and those
    lingering; ``sweep`` unsubscribes every channel lingering past ``linger_seconds``.
@@ -86,11 +86,11 @@ class Subscriptions:
                 self.names.add(channel)
                 joining.append(shard_channel)
             elif shard_channel in self.lost:
-                repairing = True  # the broker's repair places and recovers it
+                repairing = True  # the broker's repair positions and recovers it
             elif shard_channel in self._pending:
                 joining.append(shard_channel)
         if joining:
-            await self.place(joining)
+            await self.position(joining)
         if repairing:
             try:
                 async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
@@ -131,7 +131,7 @@ class Subscriptions:
         owner, where = self._topology.owner, self.where
         return [sc for sc in self.wanted if sc in self.lost or where.get(sc) != owner(key_slot(sc.encode()))]
 
-    async def place(self, shard_channels: Collection[str]) -> None:
+    async def position(self, shard_channels: Collection[str]) -> None:
         """Subscribe each (wanted) shard channel on its slot's master, leaving the link it
         was on; returns once all are confirmed. Raises ``BrokerUnavailable``."""
         by_node: dict[Node, list[str]] = {}

@@ -45,8 +45,8 @@ class Receipt(TypedDict):
         Field(
             pattern=r"^(?:[1-9][0-9]*|[0-9a-z]{4}(?:\.(?:0|[0-9a-z]{5,16}))*)$",
             description="Decimal, increasing in publish order across the cluster; with the sharded Redis "
-            "Cluster (`broker.cluster_mode: sharded`), the message's place in each of its channels: "
-            "`<list>.<place>...`, what a stream on exactly those channels shows for it (docs/scaling.md).",
+            "Cluster (`broker.cluster_mode: sharded`), the message's position in each of its channels: "
+            "`<list>.<position>...`, what a stream on exactly those channels shows for it (docs/scaling.md).",
         ),
     ]
     channels: Annotated[list[str], Field(description='`["*"]` for a global broadcast, `[]` for a direct message.')]

@@ -1,28 +1,28 @@
-"""A stream's place in each of its channels, and the SSE id that carries it (sharded broker).
+"""A stream's position in each of its channels, and the SSE id that carries it (sharded broker).
 
 With ``broker.backend: redis-cluster`` (sharded), each channel numbers its own messages
 (``seq`` from 1, plus a 4-character ``epoch`` that changes when Redis lost the counter and
 it started again), so no single integer can say where a stream on several channels is.
-A stream's place is one ``Position`` per channel it holds, the global channel ``*``
+A stream's position is one ``Position`` per channel it holds, the global channel ``*``
 included, and its events carry all of them (as nchan does for multiplexed channels):
 
     <list>.<c_1>.<c_2>...<c_n>.<g>
 
 - ``list``: 4 base36 characters, a checksum of the stream's channels (sorted, without
   ``*``): an id from a stream on other channels is refused (``event: reset``);
-- ``c_i``: the stream's place in its i-th channel (sorted order), ``0`` for none yet, else
+- ``c_i``: the stream's position in its i-th channel (sorted order), ``0`` for none yet, else
   the seq in base36 followed by the 4-character epoch (``1ak2x9``: seq 46, epoch ``k2x9``);
-- ``g``: the place in the global channel. A receipt (``POST /broadcast``) leaves it out;
+- ``g``: the position in the global channel. A receipt (``POST /broadcast``) leaves it out;
   a stream resumed from an id without it resumes global messages from now.
 
 A publish to channels of several partitions goes out as several parts, in order, each
-carrying the places of the parts before it (``Message.prior``). A stream takes a message
+carrying the positions of the parts before it (``Message.prior``). A stream takes a message
 from its first part that is on one of its channels, and skips the later ones (they still
-move its place on) so a message on several of a stream's channels arrives once, live or
+move its position on) so a message on several of a stream's channels arrives once, live or
 replayed, whatever order the parts arrive in.
 
-Invariants: a place only moves forward on a channel (or to a new epoch); ``take`` decides
-from the message and the place alone, so a replay read after a reconnect makes the same
+Invariants: a position only moves forward on a channel (or to a new epoch); ``take`` decides
+from the message and the position alone, so a replay read after a reconnect makes the same
 choice the live stream made.
 """
 
@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
-from sse_hub.messages.places import NOWHERE, Position
+from sse_hub.messages.positions import NOWHERE, Position
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _COMPONENT = re.compile(r"0|([0-9a-z]{1,12})([0-9a-z]{4})")
@@ -73,14 +73,14 @@ def parse_component(text: str) -> Position | None:
 def receipt_id(message: Message) -> str:
     """The id of a publish (``POST /broadcast``): what a stream on exactly its channels
     shows for it, without the global component (module docstring)."""
-    places = {channel: (seq, epoch) for channel, seq, epoch in message.pos}
+    positions = {channel: (seq, epoch) for channel, seq, epoch in message.pos}
     if message.channels == (GLOBAL_CHANNEL,):
-        return f"{list_checksum(())}.{component(places.get(GLOBAL_CHANNEL, NOWHERE))}"
+        return f"{list_checksum(())}.{component(positions.get(GLOBAL_CHANNEL, NOWHERE))}"
     order = sorted(message.channels)
-    return ".".join((list_checksum(order), *(component(places.get(channel, NOWHERE)) for channel in order)))
+    return ".".join((list_checksum(order), *(component(positions.get(channel, NOWHERE)) for channel in order)))
 
 
-class Places:
+class StreamPosition:
     """Where one stream is in each of its channels (module docstring)."""
 
     __slots__ = ("_at", "_checksum", "_id", "order")
@@ -92,7 +92,7 @@ class Places:
         self._id: str | None = None
 
     def parse(self, value: str, current: Mapping[str, Position]) -> dict[str, Position] | None:
-        """The places a ``Last-Event-ID`` names for this stream's channels (the global one
+        """The positions a ``Last-Event-ID`` names for this stream's channels (the global one
         from ``current`` when the id leaves it out), or None when it is not such an id."""
         checksum, _, rest = value.partition(".")
         texts = rest.split(".") if rest else []
@@ -104,14 +104,14 @@ class Places:
             if position is None:
                 return None
             parsed.append(position)
-        places = dict(zip(self.order, parsed, strict=False))
+        positions = dict(zip(self.order, parsed, strict=False))
         n = len(self.order)
-        places[GLOBAL_CHANNEL] = parsed[n] if len(parsed) > n else current.get(GLOBAL_CHANNEL, NOWHERE)
-        return places
+        positions[GLOBAL_CHANNEL] = parsed[n] if len(parsed) > n else current.get(GLOBAL_CHANNEL, NOWHERE)
+        return positions
 
-    def move_to(self, places: Mapping[str, Position]) -> None:
-        """Put the stream at ``places`` (a resume), whatever it was at."""
-        for channel, position in places.items():
+    def move_to(self, positions: Mapping[str, Position]) -> None:
+        """Put the stream at ``positions`` (a resume), whatever it was at."""
+        for channel, position in positions.items():
             if channel in self._at:
                 self._at[channel] = position
         self._id = None

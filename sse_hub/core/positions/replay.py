@@ -1,19 +1,19 @@
-"""The id scheme of per-channel places (``PlaceIds``, the sharded broker's): opening and
+"""The id scheme of per-channel positions (``PositionIds``, the sharded broker's): opening and
 replaying a stream, dispatching received parts, receipt ids.
 
-The same steps as ``core/replay.py`` for one sequence, with places instead of a floor
-(``sse_hub/core/places/event_ids.py``):
+The same steps as ``core/replay.py`` for one sequence, with positions instead of a floor
+(``sse_hub/core/positions/event_ids.py``):
 
 1. attach the stream's channels (the hub did), then read where each channel is now: the
    stream starts there, so it gets every part published after ``connected``;
 2. a ``Last-Event-ID`` that is not an id of this stream's channels, or is ahead of a
    channel in the same epoch, starts with ``reset`` (``unknown_id``) from now;
-3. otherwise the stream moves to the id's places (``?from=start``: nowhere in every
-   channel) and replays each channel after its place; a channel whose history no longer
+3. otherwise the stream moves to the id's positions (``?from=start``: nowhere in every
+   channel) and replays each channel after its position; a channel whose history no longer
    reaches back there (trimmed, expired, or its counter started again) starts with
    ``reset`` (``history_expired``), and the stream skips to what is retained;
-4. channels that have ended (``ShardedBroker.finished_at``) are owed their ``end`` after
-   the replay; a stream whose channels all ended, with no place or one at or past each
+4. channels that have ended (``PerChannelBroker.finished_at``) are owed their ``end`` after
+   the replay; a stream whose channels all ended, with no position or one at or past each
    final message (same epoch, seq at or above), gets nothing at all (None: ``204``).
 
 Invariant: a later page that finds a new gap ends the stream (``None`` from
@@ -27,19 +27,19 @@ from collections.abc import Sequence
 from typing import cast
 
 from sse_hub.core.ids import Dispatching
-from sse_hub.core.places.event_ids import Places, receipt_id
-from sse_hub.core.places.subscriber import ChannelPlacement, Encoded
+from sse_hub.core.positions.event_ids import StreamPosition, receipt_id
+from sse_hub.core.positions.subscriber import ChannelPlacement, Encoded
 from sse_hub.core.replay import Hub, Prepared, StartAt, owe_ends
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.messages.contract import Deliver, History
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
-from sse_hub.messages.places import NOWHERE, ChannelPage, Position, ShardedBroker
+from sse_hub.messages.positions import NOWHERE, ChannelPage, PerChannelBroker, Position
 
 
-class PlaceIds:
-    """Per-channel places: each channel numbers its own messages (``IdScheme``)."""
+class PositionIds:
+    """Per-channel positions: each channel numbers its own messages (``IdScheme``)."""
 
-    def __init__(self, broker: ShardedBroker) -> None:
+    def __init__(self, broker: PerChannelBroker) -> None:
         self._broker = broker
 
     def placement(self, channels: tuple[str, ...]) -> ChannelPlacement:
@@ -53,8 +53,8 @@ class PlaceIds:
 
     def dispatcher(self, hub: Dispatching) -> Deliver:
         def dispatch_part(message: Message) -> None:
-            """Each stream decides by its places, and streams that show the same id share
-            one encoding (``core/places/subscriber.py``)."""
+            """Each stream decides by its positions, and streams that show the same id share
+            one encoding (``core/positions/subscriber.py``)."""
             if message.kick:
                 hub.dispatch(message)
                 return
@@ -77,25 +77,25 @@ class PlaceIds:
 
 
 def placement_of(subscriber: Subscriber) -> ChannelPlacement:
-    """The placement ``PlaceIds.new_subscriber`` gave every subscriber of this scheme."""
+    """The placement ``PositionIds.new_subscriber`` gave every subscriber of this scheme."""
     return cast(ChannelPlacement, subscriber.placement)
 
 
-async def prepare(hub: Hub, broker: ShardedBroker, subscriber: Subscriber, start: StartAt) -> Prepared:
+async def prepare(hub: Hub, broker: PerChannelBroker, subscriber: Subscriber, start: StartAt) -> Prepared:
     """Steps 1-4 of the module docstring, after the preamble ``hub.open_preamble`` built."""
     preamble = hub.open_preamble(subscriber)
     current = await broker.positions((*subscriber.channels, GLOBAL_CHANNEL))
     ended = await broker.finished_at(subscriber.channels)
-    places = Places(subscriber.channels, current)
-    placement_of(subscriber).start_at(places)
+    positions = StreamPosition(subscriber.channels, current)
+    placement_of(subscriber).start_at(positions)
     last_event_id = start.last_event_id
     if not last_event_id and not start.from_start:
         return (preamble, _page(())) if owe_ends(subscriber, ended, past_all=True) else None
     hub.counters.replays += 1
     if last_event_id:
-        resumed = places.parse(last_event_id, current)
+        resumed = positions.parse(last_event_id, current)
     else:
-        resumed = dict.fromkeys(places.snapshot(), NOWHERE)
+        resumed = dict.fromkeys(positions.snapshot(), NOWHERE)
     if resumed is None or _ahead(resumed, current):
         if not owe_ends(subscriber, ended, past_all=True):
             return None
@@ -103,25 +103,25 @@ async def prepare(hub: Hub, broker: ShardedBroker, subscriber: Subscriber, start
         return preamble, _page(())
     if not owe_ends(subscriber, ended, past_all=all(_past(resumed.get(c, NOWHERE), at) for c, at in ended.items())):
         return None
-    places.move_to(resumed)
-    page = await broker.history_after(places.snapshot(), hub.replay_page_size)
+    positions.move_to(resumed)
+    page = await broker.history_after(positions.snapshot(), hub.replay_page_size)
     if page.gaps:
         preamble.append(hub.reset_chunk("history_expired", last_event_id))
-        places.move_to(_past_gaps(page))
+        positions.move_to(_past_gaps(page))
     return preamble, _page(page.messages, page.complete)
 
 
-async def next_page(hub: Hub, broker: ShardedBroker, subscriber: Subscriber) -> History | None:
+async def next_page(hub: Hub, broker: PerChannelBroker, subscriber: Subscriber) -> History | None:
     """The replay's next page, or None when history was trimmed while it was read."""
-    page = await broker.history_after(placement_of(subscriber).places.snapshot(), hub.replay_page_size)
+    page = await broker.history_after(placement_of(subscriber).positions.snapshot(), hub.replay_page_size)
     if page.gaps:
         return None
     return _page(page.messages, page.complete)
 
 
-def _past(place: Position, final: Position) -> bool:
-    """A place at or past a channel's final message: same epoch, seq at or above."""
-    return place[1] == final[1] and place[0] >= final[0]
+def _past(position: Position, final: Position) -> bool:
+    """A position at or past a channel's final message: same epoch, seq at or above."""
+    return position[1] == final[1] and position[0] >= final[0]
 
 
 def _ahead(resumed: dict[str, Position], current: dict[str, Position]) -> bool:
@@ -134,7 +134,7 @@ def _ahead(resumed: dict[str, Position], current: dict[str, Position]) -> bool:
 
 
 def _past_gaps(page: ChannelPage) -> dict[str, Position]:
-    """Places just before what each gapped channel still holds, in its current epoch."""
+    """StreamPosition just before what each gapped channel still holds, in its current epoch."""
     return {channel: (seq, page.current.get(channel, (0, ""))[1]) for channel, seq in page.gaps.items()}
 
 

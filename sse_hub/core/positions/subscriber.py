@@ -1,15 +1,15 @@
-"""How a stream whose place is one position per channel takes messages (the sharded
+"""How a stream whose position is one position per channel takes messages (the sharded
 broker's streams): a ``Placement`` that the ``Subscriber`` uses.
 
 ``Subscriber`` keeps one integer floor; with ``broker.cluster_mode: sharded`` there is no
 cluster-wide id, so such a stream's subscriber is given ``ChannelPlacement``, which keeps
-``places`` (``sse_hub/core/places/event_ids.py``) and encodes each message with the
+``positions`` (``sse_hub/core/positions/event_ids.py``) and encodes each message with the
 stream's own id (several channels' positions). Everything else (states, windows, limits,
 the one writer) is the ``Subscriber``'s, through the methods of ``streams.Holder``.
 
 Invariants:
 
-1. ``places`` decides every message, held, replayed or live (``Places.take``), so a part
+1. ``positions`` decides every message, held, replayed or live (``StreamPosition.take``), so a part
    received twice, or once live and once replayed, is sent once.
 2. Streams with the same id for a message share its encoding (``offer``'s ``encoded``:
    one dict per dispatched message).
@@ -25,7 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
-from sse_hub.core.places.event_ids import Places
+from sse_hub.core.positions.event_ids import StreamPosition
 from sse_hub.core.streams import Holder
 from sse_hub.messages import sse
 from sse_hub.messages.message import Message
@@ -40,23 +40,23 @@ def encode(message: Message, event_id: str) -> tuple[bytes, int]:
 
 
 class ChannelPlacement:
-    __slots__ = ("_finished", "_held", "places")
+    __slots__ = ("_finished", "_held", "positions")
 
     def __init__(self, channels: tuple[str, ...]) -> None:
-        #: Nowhere until ``start_at``: ``places.replay`` reads where the channels are.
-        self.places = Places(channels, {})
+        #: Nowhere until ``start_at``: ``positions.replay`` reads where the channels are.
+        self.positions = StreamPosition(channels, {})
         self._held: list[tuple[Message, bool]] = []
         self._finished = False
 
-    def start_at(self, places: Places) -> None:
+    def start_at(self, positions: StreamPosition) -> None:
         """Where the stream starts (read after its channels were attached). Parts held
-        meanwhile stay held: ``places`` decides them when the stream goes live."""
-        self.places = places
+        meanwhile stay held: ``positions`` decides them when the stream goes live."""
+        self.positions = positions
 
     def offer(self, subscriber: Holder, message: Message, encoded: Encoded, excluded: bool = False) -> None:
         """Queue one received part for ``subscriber``, encoded with its id (shared through
         ``encoded`` with the other streams that show the same id). ``excluded``: a final part
-        that excludes the stream's client: it moves the places and owes its ends, but is not
+        that excludes the stream's client: it moves the positions and owes its ends, but is not
         sent (as ``Hub.dispatch`` does on one sequence)."""
         if subscriber.close_reason is not None or self._finished:
             return
@@ -64,10 +64,10 @@ class ChannelPlacement:
             self._held.append((message, excluded))
             subscriber.hold(0 if excluded else len(message.data))
             return
-        places = self.places
+        positions = self.positions
         pair: tuple[bytes, int] | None = None
-        if (not message.pos or places.take(message)) and not excluded:
-            event_id = places.event_id
+        if (not message.pos or positions.take(message)) and not excluded:
+            event_id = positions.event_id
             pair = encoded.get(event_id)
             if pair is None:
                 pair = encoded[event_id] = encode(message, event_id)
@@ -78,8 +78,8 @@ class ChannelPlacement:
 
     def take_replayed(self, stream: Holder, message: Message) -> tuple[bytes, int] | None:
         pair = None
-        if not message.pos or self.places.take(message):
-            pair = encode(message, self.places.event_id)
+        if not message.pos or self.positions.take(message):
+            pair = encode(message, self.positions.event_id)
         if not message.final:
             return pair
         self._received_final(stream, message, pair)

@@ -2,14 +2,14 @@
 
 A sharded broker keeps no cluster-wide sequence: each channel counts its own messages
 (``seq`` from 1, with an ``epoch`` that changes when the counter had to start again), so a
-message's place is one ``ChannelPosition`` per channel (``message.Message.pos``), and a
-stream's place is one ``Position`` per channel it holds (``sse_hub/core/places/event_ids.py``).
+message's position is one ``ChannelPosition`` per channel (``message.Message.pos``), and a
+stream's position is one ``Position`` per channel it holds (``sse_hub/core/positions/event_ids.py``).
 
 On top of the ``Broker`` contract (whose integer ``history`` it does not serve):
 
 - ``deliver(message)`` gets each *part* of a publish: the message restricted to the
-  channels of one partition, with ``pos`` (its place in each of those channels) and
-  ``prior`` (the places of the parts of the same publish that went out before it, in
+  channels of one partition, with ``pos`` (its position in each of those channels) and
+  ``prior`` (the positions of the parts of the same publish that went out before it, in
   other partitions). Per channel, parts arrive in ``seq`` order, each at most once. Direct
   messages and kicks have no ``pos`` and ``id`` 0.
 - ``positions(channels)``: each channel's current position, read after ``attach``; a
@@ -24,7 +24,7 @@ On top of the ``Broker`` contract (whose integer ``history`` it does not serve):
   each with the position of its final message (an empty dict when none has); the sharded
   counterpart of ``Broker.finished``. Parts of a final message carry ``final``.
 - ``publish(drafts)`` returns one message per draft for the receipt: ``channels`` all of
-  the draft's channels, ``pos`` the places of all its parts. Each partition's part is
+  the draft's channels, ``pos`` the positions of all its parts. Each partition's part is
   all or nothing; across partitions, parts go out in order and a failure of a later part
   raises ``BrokerUnavailable`` after the earlier ones were applied (documented).
 """
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from sse_hub.messages.contract import Broker, History
 from sse_hub.messages.message import Message
 
-# A stream's place in one channel: (seq, epoch) of the last message it has, or NOWHERE.
+# A stream's position in one channel: (seq, epoch) of the last message it has, or NOWHERE.
 Position = tuple[int, str]
 NOWHERE: Position = (0, "")
 
@@ -53,7 +53,7 @@ class ChannelPage:
     current: Mapping[str, Position] = field(default_factory=dict)
 
 
-class ShardedBroker(Broker):
+class PerChannelBroker(Broker):
     """A broker that numbers each channel on its own (module docstring)."""
 
     @abc.abstractmethod
