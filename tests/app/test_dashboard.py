@@ -144,3 +144,11 @@ async def test_the_stream_ends_once_the_hub_drains(hub_client: HubClientFactory)
     await next_frame(stream)
     client.server.app[HUB].begin_drain()
     await asyncio.wait_for(stream.read_until_closed(), timeout=5)
+
+
+async def test_head_on_the_stream_answers_headers_and_holds_no_slot(hub_client: HubClientFactory) -> None:
+    client = await hub_client()
+    for _ in range(MAX_DASHBOARD_STREAMS + 1):
+        response = await client.head("/dashboard/stream")
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"

@@ -114,6 +114,8 @@ class DashboardStreams:
         with self.taken():
             response = web.StreamResponse(headers=STREAM_HEADERS)
             await response.prepare(request)
+            if request.method == "HEAD":  # aiohttp routes HEAD here: headers only (RFC 9110, 9.3.2)
+                return response
             with contextlib.suppress(ConnectionResetError, TimeoutError):
                 await response.write(sse.encode_retry(RETRY_MS))
                 while not hub.draining:
