@@ -33,7 +33,7 @@ from sse_hub.web.metrics import GroupScrape, Metrics
 from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
 from sse_hub.web.openapi.spec import Route, build_openapi
-from sse_hub.web.routes import admin, publish, stream, tickets
+from sse_hub.web.routes import admin, dashboard, publish, stream, tickets
 from sse_hub.web.slots import Slots
 from sse_hub.web.state import (
     AUTH,
@@ -144,6 +144,11 @@ def routes(settings: Settings) -> list[Route]:
         Route("GET", "/readyz", admin.readyz, spec.READY),
         Route("GET", "/openapi.json", _openapi, spec.DOCUMENT),
         Route("GET", "/sse-hub.js", _browser_client, spec.BROWSER_CLIENT),
+        Route("GET", "/dashboard", dashboard.page, spec.DASHBOARD),
+        Route("GET", "/dashboard/assets/{name}", dashboard.asset, spec.DASHBOARD_ASSET),
+        Route("POST", "/dashboard/session", dashboard.sign_in, spec.DASHBOARD_SIGN_IN),
+        Route("DELETE", "/dashboard/session", dashboard.sign_out, spec.DASHBOARD_SIGN_OUT),
+        Route("GET", "/dashboard/stream", dashboard.DashboardStreams().stream, spec.DASHBOARD_STREAM),
     ]
     if settings.demo_page:
         table.append(Route("GET", "/", _demo_page, spec.DEMO_PAGE))

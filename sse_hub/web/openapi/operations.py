@@ -184,3 +184,62 @@ TICKETS = Operation(
 DOCUMENT = Operation("docs", "This document", {"type": "object"})
 BROWSER_CLIENT = Operation("docs", "The browser helper (an ES module)", TEXT, media="text/javascript")
 DEMO_PAGE = Operation("docs", "The demo page", TEXT, media="text/html")
+DASHBOARD_READER_ERRORS = {
+    401: "No admin token nor dashboard session (the body is the sign-in page for `GET /dashboard`).",
+    403: "The token is not an admin token, or the session cookie expired.",
+}
+DASHBOARD = Operation(
+    "operate",
+    "The live dashboard (HTML)",
+    TEXT,
+    access="admin",
+    media="text/html",
+    description="Admin token in the header, or the `sse_hub_dashboard` cookie from `POST /dashboard/session`. "
+    "Without either, 401 with the sign-in page (HTML) as its body (docs/api.md, Dashboard).",
+    errors=DASHBOARD_READER_ERRORS,
+)
+DASHBOARD_ASSET = Operation(
+    "operate",
+    "The dashboard's script, style and chart library",
+    TEXT,
+    access="admin",
+    media="text/javascript",
+    parameters=(
+        parameter(
+            "name",
+            "path",
+            "One of the page's files.",
+            {"enum": ["dashboard.js", "dashboard.css", "uPlot.iife.min.js", "uPlot.min.css"]},
+            required=True,
+        ),
+    ),
+    errors={**DASHBOARD_READER_ERRORS, 404: "No such asset."},
+)
+DASHBOARD_SIGN_IN = Operation(
+    "operate",
+    "Trade the admin token for the dashboard's session cookie",
+    {"type": "null"},
+    access="admin",
+    status=204,
+    description="Sets `sse_hub_dashboard` (HttpOnly, SameSite=Strict, for the dashboard's path, 8 hours): "
+    "it lets a browser load `/dashboard` and its stream, which cannot send headers. It reads only; "
+    "`/stats` and `DELETE /clients/{id}` still need the token in the header. No cookie when no "
+    "`auth.admin_tokens` is set.",
+    errors=ADMIN_ERRORS,
+)
+DASHBOARD_SIGN_OUT = Operation(
+    "operate", "Drop the dashboard's session cookie", {"type": "null"}, status=204, description="Always 204."
+)
+DASHBOARD_STREAM = Operation(
+    "operate",
+    "The dashboard's live stats: a stream of `event: stats`, one a second",
+    TEXT,
+    access="admin",
+    media="text/event-stream",
+    description="Each event's data is one JSON frame: this instance's counters (`total_clients`, "
+    "`messages_published`, `messages_delivered`, `slow_disconnects`, `disconnects` by reason), the broker's "
+    "state, the cluster's clients, the 10 busiest channels and a row per instance (docs/api.md, Dashboard). "
+    "Not a hub subscriber: it is not counted in `/stats`.",
+    errors={**DASHBOARD_READER_ERRORS, 503: "Over 16 dashboard streams on this instance."},
+    example='retry: 2000\n\nevent: stats\ndata: {"at":"2026-11-23T17:38:48.123Z","total_clients":3,...}\n\n',
+)
