@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Coroutine, Mapping
 
 from sse_hub.client import (
     Event,
@@ -155,23 +156,24 @@ def run_publish(args: argparse.Namespace, url: str) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     data: JsonValue = text if args.text else json_or_text(text)
-    try:
-        receipt = asyncio.run(publish_once(url, token, data, args.channels, args.event))
-    except PublishError as exc:
-        return fail("publish", f"the hub answered {exc.status}: {describe_body(exc.body, limit=4000)}")
-    except HubConnectionError as exc:
-        return fail("publish", str(exc))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    print(receipt["id"] if args.id_only else json.dumps(receipt, ensure_ascii=False), flush=True)
-    return 0
+    return print_answer(args, lambda: publish_once(url, token, data, args.channels, args.event))
 
 
 def run_publish_stream(args: argparse.Namespace, url: str, token: str | None) -> int:
     if args.data is not None or len(args.channels or ()) != 1:
         return fail("publish", "--stream reads stdin and takes exactly one --channel", EXIT_USAGE)
+    return print_answer(args, lambda: publish_lines(url, token, args), id_field="last_id")
+
+
+def print_answer(
+    args: argparse.Namespace,
+    publishing: Callable[[], Coroutine[object, object, Mapping[str, object]]],
+    id_field: str = "id",
+) -> int:
+    """Run one publish and print the hub's answer (``--id-only``: its ``id_field``), or say
+    in one line why it failed; the exit code."""
     try:
-        summary = asyncio.run(publish_lines(url, token, args))
+        answer = asyncio.run(publishing())
     except UnicodeDecodeError:
         return fail("publish", "stdin is not UTF-8 text", EXIT_USAGE)
     except PublishError as exc:
@@ -180,7 +182,7 @@ def run_publish_stream(args: argparse.Namespace, url: str, token: str | None) ->
         return fail("publish", str(exc))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    print(summary["last_id"] if args.id_only else json.dumps(summary, ensure_ascii=False), flush=True)
+    print(answer[id_field] if args.id_only else json.dumps(answer, ensure_ascii=False), flush=True)
     return 0
 
 
