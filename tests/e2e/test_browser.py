@@ -213,7 +213,7 @@ async def test_native_eventsource_resumes_with_last_event_id_after_the_hub_resta
 
     async with open_page(browser) as page:
         page.on("request", lambda request: stream_requests.append(request) if "/events?" in request.url else None)
-        await page.goto(f"{subscriber_hub.url}/?channel=restart")
+        await page.goto(f"{subscriber_hub.url}/?channel=restart&reader=eventsource")
         await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
 
         published: list[str] = []
