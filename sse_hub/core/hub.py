@@ -172,7 +172,7 @@ class Hub:
         )
         self.registry.add(subscriber)
         self.counters.connects += 1
-        self.directory.client_connected(subscriber.client_id)
+        self.directory.client_connected(subscriber.client_id, subscriber)
         logger.info("connect", extra={"client": subscriber.client_id, "ip": ip, "channels": ",".join(channels)})
         return subscriber
 

@@ -56,14 +56,25 @@ A broker:
 
 The client directory (its life follows the broker's ``start`` and ``stop``):
 
-- ``client_connected(client_id)`` / ``client_disconnected(client_id)``: the hub's notice
-  of local clients (synchronous: on the hot path; never awaits).
+- ``client_connected(client_id, client)`` / ``client_disconnected(client_id)``: the hub's
+  notice of local clients (synchronous: on the hot path; never awaits). ``client`` is the
+  live view of the client (``ConnectedClient``, the hub's subscriber), read later for its
+  record; None when there is none to read (then presence does not list the client).
 - ``client_exists(client_id)``: whether a client is connected to some instance of the
   cluster (for direct messages). The hub asks only after its own registry said no, so a
   single instance answers False.
 - ``cluster_summaries()``: every live instance's summary for ``/stats?scope=cluster``, or
   None when there is no cluster. Each instance describes itself with the ``describe``
   function its backend was created with.
+- ``channel_presence(channel, after, limit)``: who holds ``channel`` across the cluster
+  (``ChannelPresence``): the streams on it per live instance, and a page of at most
+  ``limit`` client records (0: counts only) in client id order, after the client id
+  ``after``; None when there is no cluster (the hub's registry is the whole answer).
+- ``find_client(client_id)``: the record of a client connected to another live instance,
+  or None (a single instance: always None; the hub asks its registry first).
+
+Presence answers are bounded in size (a page) and time (one store call); the records of
+another instance may be as old as that backend's refresh allows (its docstring says how).
 
 The ticket store: ``issue(ticket, patterns, ttl_seconds)`` / ``redeem(ticket)``: one-time
 stream tickets, visible to every instance; ``redeem`` returns the ticket's channel
@@ -77,8 +88,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sse_hub.messages.message import Draft, Message
 
@@ -156,10 +168,53 @@ class Broker(abc.ABC):
 Summary = dict[str, object]
 
 
+class ConnectedClient(Protocol):
+    """What the directory reads of a local client (the hub's ``Subscriber`` is one)."""
+
+    @property
+    def ip(self) -> str: ...
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+    @property
+    def connected_at(self) -> float: ...
+    @property
+    def last_activity(self) -> float: ...
+    @property
+    def messages_sent(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A client as the cluster sees it: where it is connected and what it has been sent
+    (times in seconds since the epoch)."""
+
+    client_id: str
+    instance: str
+    ip: str
+    channels: tuple[str, ...]
+    connected_at: float
+    last_activity: float
+    messages_sent: int
+    bytes_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPresence:
+    """Who holds a channel: ``instances`` maps every live instance to its streams on the
+    channel (0 included); ``clients`` is one page, in client id order; ``next_after`` the
+    client id to pass as ``after`` for the next page (None: this was the last)."""
+
+    instances: Mapping[str, int]
+    clients: Sequence[ClientRecord]
+    next_after: str | None
+
+
 class ClientDirectory(abc.ABC):
     """See the module docstring."""
 
-    def client_connected(self, client_id: str) -> None:
+    def client_connected(self, client_id: str, client: ConnectedClient | None = None) -> None:
         """A client connected to this instance (synchronous: called on the hot path)."""
 
     def client_disconnected(self, client_id: str) -> None:
@@ -169,6 +224,14 @@ class ClientDirectory(abc.ABC):
     async def client_exists(self, client_id: str) -> bool: ...
 
     async def cluster_summaries(self) -> list[Summary] | None:
+        return None
+
+    async def channel_presence(self, channel: str, after: str | None, limit: int) -> ChannelPresence | None:
+        """Who holds ``channel`` in the cluster; None: no cluster (module docstring)."""
+        return None
+
+    async def find_client(self, client_id: str) -> ClientRecord | None:
+        """A client connected to another live instance (module docstring)."""
         return None
 
 

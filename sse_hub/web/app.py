@@ -33,7 +33,7 @@ from sse_hub.web.metrics import GroupScrape, Metrics
 from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
 from sse_hub.web.openapi.spec import Route, build_openapi
-from sse_hub.web.routes import admin, dashboard, publish, stream, tickets
+from sse_hub.web.routes import admin, dashboard, presence, publish, stream, tickets
 from sse_hub.web.slots import Slots
 from sse_hub.web.state import (
     AUTH,
@@ -140,6 +140,8 @@ def routes(settings: Settings) -> list[Route]:
         Route("GET", "/stats", admin.stats, spec.STATS),
         Route("GET", "/metrics", admin.metrics, spec.METRICS),
         Route("DELETE", "/clients/{client_id}", admin.delete_client, spec.DISCONNECT),
+        Route("GET", "/clients/{client_id}", presence.client, spec.CLIENT_PRESENCE),
+        Route("GET", "/channels/{channel}", presence.channel, spec.CHANNEL_PRESENCE),
         Route("GET", "/healthz", admin.healthz, spec.HEALTH),
         Route("GET", "/readyz", admin.readyz, spec.READY),
         Route("GET", "/openapi.json", _openapi, spec.DOCUMENT),

@@ -3,12 +3,15 @@
 Each part is built as the ``schemas`` TypedDict it is declared as (``Stats``,
 ``ClientInfo``, ``InstanceSummary``, ``ClusterTotals``), so the served document and its
 OpenAPI schema are one fact. The client list is bounded (``MAX_LISTED_CLIENTS``) since it
-is built in one synchronous step.
+is built in one synchronous step; it is in client id order, so ``after`` (a client id) pages
+past the bound (``page_of``: one pass, O(n log limit)), the same order as presence pages
+(``routes/presence.py``).
 """
 
 from __future__ import annotations
 
-import itertools
+import heapq
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sse_hub.core.hub import Hub
@@ -62,17 +65,38 @@ def client_entry(subscriber: Subscriber) -> ClientInfo:
     }
 
 
-def local_stats(hub: Hub, client_limit: int | None) -> Stats:
+def page_of(subscribers: Iterable[Subscriber], after: str | None, limit: int) -> tuple[list[Subscriber], str | None]:
+    """At most ``limit`` of ``subscribers`` in client id order, those after ``after``, and the
+    client id to pass as ``after`` for the next page (None: no more)."""
+    if limit <= 0:
+        return [], None
+    later = (s for s in subscribers if after is None or s.client_id > after)
+    page = heapq.nsmallest(limit + 1, later, key=lambda subscriber: subscriber.client_id)
+    if len(page) > limit:
+        return page[:limit], page[limit - 1].client_id
+    return page, None
+
+
+def local_stats(hub: Hub, client_limit: int | None, channel: str | None = None, after: str | None = None) -> Stats:
+    """``channel``: list only that channel's clients; ``after``: the page after that client id."""
     counters = hub.counters
     limit = MAX_LISTED_CLIENTS if client_limit is None else min(client_limit, MAX_LISTED_CLIENTS)
-    clients = itertools.islice(hub.registry.all(), limit)
-    return Stats(
-        **hub_summary(hub),
-        messages_published=counters.messages_published,
-        messages_delivered=counters.messages_delivered,
-        slow_disconnects=counters.slow_disconnects,
-        clients=[client_entry(subscriber) for subscriber in clients],
-    )
+    registry = hub.registry
+    clients, next_after = page_of(registry.all() if channel is None else registry.on_channel(channel), after, limit)
+    summary = hub_summary(hub)
+    stats: Stats = {
+        "instance": summary["instance"],
+        "started_at": summary["started_at"],
+        "total_clients": summary["total_clients"],
+        "channels": summary["channels"],
+        "messages_published": counters.messages_published,
+        "messages_delivered": counters.messages_delivered,
+        "slow_disconnects": counters.slow_disconnects,
+        "clients": [client_entry(subscriber) for subscriber in clients],
+    }
+    if next_after is not None or channel is not None or after is not None:
+        stats["next"] = next_after
+    return stats
 
 
 def cluster_totals(instances: list[InstanceSummary]) -> ClusterTotals:

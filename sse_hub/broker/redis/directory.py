@@ -20,6 +20,9 @@ Invariants:
    ends the streams it had (``refused``): the other release keeps serving (the newer one
    refuses, ``keyspace``). One log line per instance that comes, and one when the refusal
    ends.
+6. Presence (``channel_presence``, ``find_client``) is the ``roster``'s: client records
+   written with the client set, in the same pipeline, and read like ``locate`` (one
+   script call, 503 when Redis cannot answer).
 """
 
 from __future__ import annotations
@@ -28,10 +31,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -40,7 +41,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.errors import unavailable
-from sse_hub.broker.redis.keyspace import COMPATIBLE_WIRE_VERSIONS, WIRE_VERSION, Keyspace
+from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.roster import Roster
 from sse_hub.broker.redis.scripts import (
     LOCATE_SCRIPT,
     PRESENCE_SCRIPT,
@@ -49,8 +51,11 @@ from sse_hub.broker.redis.scripts import (
     describe,
 )
 from sse_hub.broker.redis.tasks import raise_if_cancelled
+from sse_hub.broker.redis.wire import OURS, SUMMARY_HEAD_BYTES, WireVersion, announced_wire, announcement
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.messages.contract import ClientDirectory, Summary
+from sse_hub.messages.contract import ChannelPresence, ClientDirectory, ClientRecord, ConnectedClient, Summary
+
+__all__ = ["OURS", "Describe", "Directory", "WireVersion", "announced_wire"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,42 +67,6 @@ PRESENCE_TTL_MS = int(3 * REFRESH_SECONDS * 1000)
 DIRECTORY_CHUNK = 1000
 # Directory changes kept while they cannot be written; past it, a full rewrite is due.
 MAX_PENDING_CHANGES = 10_000
-# The first bytes of a summary, which announce its wire version (``keyspace``).
-SUMMARY_HEAD_BYTES = 256
-_ANNOUNCED_VERSION = re.compile(rb'\{"wire_version":([0-9]{1,9})')
-_ANNOUNCED_COMPATIBLE = re.compile(rb',"wire_compatible":\[([0-9,]*)\]')
-
-
-@dataclass(frozen=True, slots=True)
-class WireVersion:
-    """A wire version and the versions it works beside (its own included)."""
-
-    version: int
-    compatible: frozenset[int]
-
-    def works_beside(self, other: WireVersion) -> bool:
-        """Either side lists the other: the newer release is the one that knows."""
-        return other.version in self.compatible or self.version in other.compatible
-
-
-OURS = WireVersion(WIRE_VERSION, COMPATIBLE_WIRE_VERSIONS | {WIRE_VERSION})
-
-
-def announced_wire(head: bytes) -> WireVersion:
-    """The wire version a summary's head announces; 1 when it announces none (ab801b8).
-    A list of compatible versions cut off by the head's length counts as empty."""
-    found = _ANNOUNCED_VERSION.match(head)
-    if found is None:
-        return WireVersion(1, frozenset({1}))
-    version = int(found[1])
-    listed = _ANNOUNCED_COMPATIBLE.match(head, found.end())
-    compatible = {int(item) for item in listed[1].split(b",") if item} if listed else set()
-    return WireVersion(version, frozenset({version, *compatible}))
-
-
-def announcement() -> Summary:
-    """The head of this instance's summary: its wire version, then what it works beside."""
-    return {"wire_version": OURS.version, "wire_compatible": sorted(OURS.compatible)}
 
 
 class Directory(ClientDirectory):
@@ -124,6 +93,7 @@ class Directory(ClientDirectory):
         self._presence_script = redis.register_script(PRESENCE_SCRIPT)
         self._summaries_script = redis.register_script(SUMMARIES_SCRIPT)
         self._locate_script = redis.register_script(LOCATE_SCRIPT)
+        self.roster = Roster(redis, keyspace, instance_id)
         self._started_at = time.time()
         self.clients: set[str] = set()
         self.changes: dict[str, bool] = {}
@@ -141,12 +111,14 @@ class Directory(ClientDirectory):
 
     # -- local changes ----------------------------------------------------------------
 
-    def client_connected(self, client_id: str) -> None:
+    def client_connected(self, client_id: str, client: ConnectedClient | None = None) -> None:
         self.clients.add(client_id)
+        self.roster.connected(client_id, client)
         self._change(client_id, True)
 
     def client_disconnected(self, client_id: str) -> None:
         self.clients.discard(client_id)
+        self.roster.disconnected(client_id, pending=not self.stale)
         self._change(client_id, False)
 
     def _change(self, client_id: str, present: bool) -> None:
@@ -155,12 +127,14 @@ class Directory(ClientDirectory):
             if len(self.changes) > self.max_pending:
                 self.stale = True
                 self.changes.clear()
+                self.roster.forget_departures()
         self._wake.set()
 
     def mark_stale(self) -> None:
         """Redis may have lost everything (a reconnect): rewrite it all at the next write."""
         self.stale = self._presence_stale = True
         self.changes.clear()
+        self.roster.forget_departures()
         self._wake.set()
 
     # -- writes -----------------------------------------------------------------------
@@ -176,6 +150,7 @@ class Directory(ClientDirectory):
                 for start in range(0, len(members), DIRECTORY_CHUNK):
                     pipe.sadd(self._clients_key, *members[start : start + DIRECTORY_CHUNK])
                 pipe.pexpire(self._clients_key, PRESENCE_TTL_MS)
+                self.roster.rewrite(pipe, PRESENCE_TTL_MS)
                 await pipe.execute()
             return
         changes, self.changes = self.changes, {}
@@ -187,6 +162,7 @@ class Directory(ClientDirectory):
             if removed:
                 pipe.srem(self._clients_key, *removed)
             pipe.pexpire(self._clients_key, PRESENCE_TTL_MS)
+            self.roster.write(pipe, added, removed, PRESENCE_TTL_MS)
             await pipe.execute()
 
     async def refresh_presence(self) -> None:
@@ -205,6 +181,7 @@ class Directory(ClientDirectory):
             ],
         )
         self._judge(int(heads[0]), heads[1:])
+        await self.roster.refresh(self._redis, PRESENCE_TTL_MS)
 
     def _judge(self, legacy_listeners: int, heads: Sequence[bytes]) -> None:
         """Compare the wire versions of the live instances (``id, head, ...``) with ours;
@@ -306,6 +283,16 @@ class Directory(ClientDirectory):
         self._refuse_if_disconnected()
         with unavailable(f"cannot read the cluster from {self._store}"):
             return await self.summaries()
+
+    async def channel_presence(self, channel: str, after: str | None, limit: int) -> ChannelPresence:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot read presence from {self._store}"):
+            return await self.roster.channel(channel, after, limit)
+
+    async def find_client(self, client_id: str) -> ClientRecord | None:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot look the client up in {self._store}"):
+            return await self.roster.find(client_id)
 
     def _refuse_if_disconnected(self) -> None:
         if not self._connected():

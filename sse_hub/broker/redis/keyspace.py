@@ -26,6 +26,13 @@ With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
 - ``P:instances``: sorted set of live instance ids by expiry (Redis ms);
   ``P:instance:{id}``: that instance's summary (JSON); ``P:clients:{id}``: the client ids
   connected to it (set).
+- ``P:roster:{id}``: a hash, the record of each client connected to that instance (JSON:
+  ``ip``, ``channels``, ``connected_at``, ``last_activity``, ``messages_sent``,
+  ``bytes_sent``); ``P:members:{id}``: a sorted set, every score 0, one member
+  ``{channel}\n{client id}`` per channel of each of its clients, read by range
+  (``ZRANGEBYLEX``) for one channel's clients in id order (``roster``). Both expire with
+  the instance's presence. They are new beside wire version 1: a release before them
+  writes neither, so its clients count in ``/stats?scope=cluster`` but not in presence.
 
 Redis Cluster (``Keyspace.for_cluster``, issue 16): ``P`` becomes ``{P}``, a hash tag, so
 every key above and every pub/sub channel hash to one slot; the channels are then shard
@@ -153,6 +160,14 @@ class Keyspace:
     @property
     def clients_prefix(self) -> str:
         return f"{self.prefix}:clients:"
+
+    @property
+    def roster_prefix(self) -> str:
+        return f"{self.prefix}:roster:"
+
+    @property
+    def members_prefix(self) -> str:
+        return f"{self.prefix}:members:"
 
     @property
     def tickets(self) -> str:

@@ -136,18 +136,52 @@ def publish(alias: bool) -> Operation:
     )
 
 
+AFTER = parameter("after", "query", "The page of clients after this client id: a `next` cursor.", TEXT)
+BROKER_DOWN = {503: "The broker cannot answer (Redis down): `broker_unavailable`, never a stale answer."}
 STATS = Operation(
     "operate",
     "Connections and counters of this instance (and, with `scope=cluster`, of the cluster)",
     {"anyOf": [ref("Stats"), ref("ClusterStats")]},
     access="admin",
-    errors={400: "Invalid `limit` or `scope`.", **ADMIN_ERRORS},
+    errors={400: "Invalid `limit`, `scope`, `channel` or `after`.", **ADMIN_ERRORS, **BROKER_DOWN},
     parameters=(
-        parameter("limit", "query", "List at most this many clients.", {"type": "integer", "minimum": 0}),
+        parameter(
+            "limit", "query", "List at most this many clients (1000 at most).", {"type": "integer", "minimum": 0}
+        ),
         parameter(
             "scope", "query", "`cluster` adds every instance.", {"enum": ["local", "cluster"], "default": "local"}
         ),
+        parameter("channel", "query", "List only the clients of this channel.", ref("ChannelName")),
+        AFTER,
     ),
+)
+CHANNEL_PRESENCE = Operation(
+    "operate",
+    "Who holds a channel, on every live instance of the cluster",
+    ref("ChannelPresence"),
+    access="admin",
+    errors={400: "Invalid channel name, `clients`, `limit` or `after`.", **ADMIN_ERRORS, **BROKER_DOWN},
+    parameters=(
+        CHANNEL_IN_PATH,
+        parameter("clients", "query", "`1`: list the clients, a page at a time.", {"enum": ["0", "1"]}),
+        parameter(
+            "limit",
+            "query",
+            "With `clients=1`: at most this many clients (1000 at most).",
+            {"type": "integer", "minimum": 0, "default": 100},
+        ),
+        AFTER,
+    ),
+    description="A channel nobody holds answers `subscribers: 0`. Counts are as of each instance's last "
+    "directory write; a client's `messages_sent` as of its instance's last refresh (docs/api.md, Presence).",
+)
+CLIENT_PRESENCE = Operation(
+    "operate",
+    "Where a client is connected, in the whole cluster",
+    ref("ClientPresence"),
+    access="admin",
+    errors={404: "No live instance holds it (`unknown_client`).", **ADMIN_ERRORS, **BROKER_DOWN},
+    parameters=(parameter("client_id", "path", "The client.", TEXT, required=True),),
 )
 DISCONNECT = Operation(
     "operate",

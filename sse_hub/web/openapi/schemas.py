@@ -115,6 +115,46 @@ class ClientInfo(TypedDict):
     user_agent: str
 
 
+NEXT = "Pass as `?after=` for the next page of clients, in client id order; null at the end."
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PresenceClient(TypedDict):
+    """One client holding a channel, on any live instance (``/channels/{name}?clients=1``)."""
+
+    id: str
+    instance: str
+    ip: str
+    channels: list[ChannelName]
+    connected_at: Timestamp
+    messages_sent: Annotated[Count, Field(description="As of its instance's last refresh (docs/api.md).")]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ChannelPresence(TypedDict):
+    """``GET /channels/{name}``: the streams that hold a channel, per live instance and in all."""
+
+    channel: ChannelName
+    subscribers: Count
+    instances: Annotated[ChannelCounts, Field(description="Every live instance, with its streams on the channel.")]
+    clients: NotRequired[Annotated[list[PresenceClient], Field(description="With `?clients=1`: one page.")]]
+    next: NotRequired[Annotated[str | None, Field(description="With `?clients=1`. " + NEXT)]]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ClientPresence(TypedDict):
+    """``GET /clients/{id}``: a client wherever it is connected in the cluster."""
+
+    id: str
+    instance: str
+    ip: str
+    channels: list[ChannelName]
+    connected_at: Timestamp
+    last_activity: Timestamp
+    messages_sent: Count
+    bytes_sent: Count
+
+
 @with_config(ConfigDict(extra="forbid"))
 class ClusterTotals(TypedDict):
     instances: Count
@@ -130,6 +170,9 @@ class Stats(InstanceSummary):
     messages_delivered: Annotated[Count, Field(description="Messages written to clients (not heartbeats).")]
     slow_disconnects: Count
     clients: list[ClientInfo]
+    next: NotRequired[
+        Annotated[str | None, Field(description=f"{NEXT} Sent when the list stopped short, or with `after`/`channel`.")]
+    ]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -201,4 +244,6 @@ TICKET: TypeAdapter[Ticket] = TypeAdapter(Ticket)
 CONNECTED: TypeAdapter[Connected] = TypeAdapter(Connected)
 RESET: TypeAdapter[Reset] = TypeAdapter(Reset)
 END: TypeAdapter[End] = TypeAdapter(End)
+CHANNEL_PRESENCE: TypeAdapter[ChannelPresence] = TypeAdapter(ChannelPresence)
+CLIENT_PRESENCE: TypeAdapter[ClientPresence] = TypeAdapter(ClientPresence)
 PUBLISH_STREAM_SUMMARY: TypeAdapter[PublishStreamSummary] = TypeAdapter(PublishStreamSummary)

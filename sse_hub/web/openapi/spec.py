@@ -52,6 +52,8 @@ _SOURCES: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
     ("Reset", "serialization", schemas.RESET),
     ("End", "serialization", schemas.END),
     ("PublishStreamSummary", "serialization", schemas.PUBLISH_STREAM_SUMMARY),
+    ("ChannelPresence", "serialization", schemas.CHANNEL_PRESENCE),
+    ("ClientPresence", "serialization", schemas.CLIENT_PRESENCE),
     ("PublishStreamError", "serialization", TypeAdapter(schemas.PublishStreamError)),
 ]
 

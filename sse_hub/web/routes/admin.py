@@ -1,4 +1,5 @@
-"""Operations: ``/stats``, ``/metrics``, ``DELETE /clients/{id}``, ``/healthz``, ``/readyz``.
+"""Operations: ``/stats`` (paged by ``?after=``, filtered by ``?channel=``), ``/metrics``,
+``DELETE /clients/{id}``, ``/healthz``, ``/readyz``.
 
 Every JSON answer here is built as its ``schemas`` TypedDict (``Stats``, ``Health``,
 ``Readiness``, ``ClientDisconnected``), the types ``/openapi.json`` declares. Everything
@@ -11,7 +12,8 @@ from typing import cast
 
 from aiohttp import web
 
-from sse_hub.errors import BadRequest
+from sse_hub.errors import BadRequest, InvalidChannel
+from sse_hub.messages.message import is_valid_channel
 from sse_hub.web.bodies import json_answer
 from sse_hub.web.metrics import CONTENT_TYPE
 from sse_hub.web.openapi.schemas import (
@@ -26,6 +28,9 @@ from sse_hub.web.openapi.schemas import (
 from sse_hub.web.state import AUTH, HUB, METRICS
 from sse_hub.web.stats import cluster_totals, hub_summary, local_stats
 
+# The longest client id (``messages.message.ClientId``).
+MAX_CLIENT_ID_LENGTH = 128
+
 
 def client_limit(request: web.Request) -> int | None:
     raw = request.query.get("limit")
@@ -37,13 +42,30 @@ def client_limit(request: web.Request) -> int | None:
     return int(raw)
 
 
+def page_after(request: web.Request) -> str | None:
+    """``?after=``: the client id a page of clients starts after (a ``next`` cursor)."""
+    raw = request.query.get("after")
+    if raw is None:
+        return None
+    if not 0 < len(raw) <= MAX_CLIENT_ID_LENGTH or not raw.isprintable():
+        raise BadRequest("after must be a client id (a `next` cursor)", {"after": raw[:50]})
+    return raw
+
+
+def query_channel(request: web.Request) -> str | None:
+    name = request.query.get("channel")
+    if name is not None and not is_valid_channel(name):
+        raise InvalidChannel("invalid channel name", {"channel": name[:200]})
+    return name
+
+
 async def stats(request: web.Request) -> web.Response:
     request.app[AUTH].require_admin(request.headers.get("Authorization"))
     hub = request.app[HUB]
     scope = request.query.get("scope", "local")
     if scope not in ("local", "cluster"):
         raise BadRequest("scope is local or cluster", {"scope": scope[:50]})
-    document = local_stats(hub, client_limit(request))
+    document = local_stats(hub, client_limit(request), query_channel(request), page_after(request))
     if scope == "local":
         return json_answer(STATS.dump_json(document))
     # The broker validates every summary it reads (broker.redis.scripts.InstanceSummary).
