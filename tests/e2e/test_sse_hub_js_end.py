@@ -214,3 +214,45 @@ async def test_sse_hub_js_resuming_at_the_final_message_gets_204_and_finishes(
         requests = await subscribe(page, url, "events/job-2", lastEventId=receipt["id"])
         log = await finished_without_reconnecting(page, requests)
     assert log == [["finished", "finished"]]
+
+
+# -- the native EventSource, with no helper --------------------------------------------------
+
+NATIVE = """(url) => {
+  window.log = [];
+  const source = new EventSource(url);
+  window.source = source;
+  source.onmessage = (event) => window.log.push(["message", event.lastEventId, event.data]);
+  source.addEventListener("end", (event) => window.log.push(["end", event.data]));
+  source.onerror = () => window.log.push(["error", source.readyState]);
+}"""
+
+
+async def test_a_native_eventsource_stops_reconnecting_after_the_end(
+    browser: Browser, hub_url: Callable[..., Awaitable[str]]
+) -> None:
+    """The hub ends the stream after ``end``; EventSource reconnects once with the final
+    message's id, gets 204 and, by the WHATWG rules, stops for good (readyState CLOSED)."""
+    url = await hub_url(sse={"retry_ms": 100})
+    async with open_page(browser) as page:
+        await page.goto(f"{url}/sse-hub.js")  # any page of the hub's origin
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url) if "/events/" in request.url else None)
+        await page.evaluate(NATIVE, f"{url}/events/job-3")
+        await page.wait_for_function("window.source.readyState === EventSource.OPEN", timeout=WAIT_MS)
+        token, final = await post_json(
+            f"{url}/broadcast",
+            [{"channel": "job-3", "data": "t1"}, {"channel": "job-3", "data": "done", "final": True}],
+        )
+        await page.wait_for_function("window.source.readyState === EventSource.CLOSED", timeout=WAIT_MS)
+        made = len(requests)
+        with pytest.raises(PlaywrightTimeout):
+            await page.wait_for_event("request", lambda request: "/events/" in request.url, timeout=NO_RECONNECT_MS)
+        log = await page.evaluate("window.log")
+    assert made == 2, "the first stream, then one reconnection that got 204"
+    assert log[:3] == [
+        ["message", token["id"], "t1"],
+        ["message", final["id"], "done"],
+        ["end", '{"channel":"job-3"}'],
+    ]
+    assert log[-1] == ["error", 2], "the 204 closed the EventSource"
