@@ -3,8 +3,9 @@ every object validated by ``kubernetes-validate --strict`` (bundled schemas, off
 the values that matter asserted, and the ConfigMap's config loaded by the real
 ``sse-hub check-config`` with the kubelet's service-link variables around it.
 
-The CRDs (ServiceMonitor, HTTPRoute) have no bundled schema: kubernetes-validate raises
-``SchemaNotFoundError`` for them, so they are checked here field by field instead.
+The CRDs (ServiceMonitor, PrometheusRule, HTTPRoute) have no bundled schema:
+kubernetes-validate raises ``SchemaNotFoundError`` for them, so they are checked field by
+field instead (the PrometheusRule's rules: tests/e2e/test_observability.py).
 What cannot be checked offline (admission, a controller's behaviour, a real rollout) is
 listed in deploy/README.md.
 """
@@ -31,7 +32,7 @@ from tests.support.paths import ROOT
 # by default from 1.30).
 K8S_VERSION = "1.35.0"
 OLDEST_K8S_VERSION = "1.30.0"
-CRD_KINDS = {"ServiceMonitor", "HTTPRoute"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
 # Seconds left for the broker's stop and the process's exit, on top of the drain.
 GRACE_MARGIN_SECONDS = 5
 
