@@ -24,6 +24,7 @@ class Counters:
         "delivered_to_departed",
         "disconnects",
         "messages_published",
+        "publish_errors",
         "replays",
         "resets",
         "slow_disconnects",
@@ -34,6 +35,7 @@ class Counters:
         self.connects = 0
         self.disconnects: dict[str, int] = {}  # by close reason: disconnected, slow, kicked, shutdown
         self.messages_published = 0
+        self.publish_errors = 0  # publishes the broker refused as unavailable (503 broker_unavailable)
         self.delivered_to_departed = 0
         self.slow_disconnects = 0
         self.replays = 0

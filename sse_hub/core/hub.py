@@ -43,6 +43,7 @@ from sse_hub.core.replay import NO_REPLAY, Prepared, StartAt
 from sse_hub.core.streams import CloseReason
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.errors import (
+    BrokerUnavailable,
     TooManyConnections,
     TooManyConnectionsFromIp,
     UnknownClient,
@@ -310,7 +311,11 @@ class Hub:
             if draft.client_id is not None and self.registry.get(draft.client_id) is None:
                 if not await self.directory.client_exists(draft.client_id):
                     raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
-        messages = await self.broker.publish(drafts)
+        try:
+            messages = await self.broker.publish(drafts)
+        except BrokerUnavailable:
+            self.counters.publish_errors += 1
+            raise
         self.counters.messages_published += len(messages)
         return messages
 

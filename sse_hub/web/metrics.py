@@ -42,6 +42,11 @@ class HubCollector(Collector):
         info.add_metric([hub.instance_id, __version__, hub.settings.broker.backend], 1)
         yield info
         yield GaugeMetricFamily("sse_hub_connections", "Open SSE connections.", value=len(hub.registry))
+        # The limit beside the count, so that an alert can divide one by the other; summed
+        # over --workers N, as each worker enforces it on its own streams.
+        yield GaugeMetricFamily(
+            "sse_hub_max_connections", "limits.max_connections.", value=hub.settings.limits.max_connections
+        )
         yield channel_connections(hub.registry.channel_counts())
         yield CounterMetricFamily("sse_hub_connects", "SSE connections accepted.", value=counters.connects)
         disconnects = CounterMetricFamily("sse_hub_disconnects", "SSE connections ended, by reason.", labels=["reason"])
@@ -53,6 +58,11 @@ class HubCollector(Collector):
         yield disconnects
         yield CounterMetricFamily(
             "sse_hub_messages_published", "Messages published through this instance.", value=counters.messages_published
+        )
+        yield CounterMetricFamily(
+            "sse_hub_publish_errors",
+            "Publishes refused because the broker was unavailable (503 broker_unavailable).",
+            value=counters.publish_errors,
         )
         yield CounterMetricFamily(
             "sse_hub_messages_delivered", "Message deliveries handed to subscribers.", value=counters.messages_delivered

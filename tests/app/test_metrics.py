@@ -33,10 +33,12 @@ from tests.support.waiting import wait_until
 HUB_FAMILIES = {
     "sse_hub_info": "gauge",
     "sse_hub_connections": "gauge",
+    "sse_hub_max_connections": "gauge",
     "sse_hub_channel_connections": "gauge",
     "sse_hub_connects": "counter",
     "sse_hub_disconnects": "counter",
     "sse_hub_messages_published": "counter",
+    "sse_hub_publish_errors": "counter",
     "sse_hub_messages_delivered": "counter",
     "sse_hub_slow_disconnects": "counter",
     "sse_hub_replays": "counter",
@@ -74,9 +76,11 @@ async def test_metrics_are_prometheus_text_with_conventional_names(client: TestC
 
 async def test_a_fresh_hub_exports_zeros_and_every_disconnect_reason(client: TestClient[Any, Any]) -> None:
     metrics = await scrape(client)
-    for name in ("connects", "messages_published", "messages_delivered", "slow_disconnects", "replays", "resets"):
+    counters = ("connects", "messages_published", "publish_errors", "messages_delivered", "slow_disconnects")
+    for name in (*counters, "replays", "resets"):
         assert metrics.value(f"sse_hub_{name}_total") == 0, name
     assert metrics.value("sse_hub_connections") == 0
+    assert metrics.value("sse_hub_max_connections") == client.server.app[HUB].settings.limits.max_connections
     assert metrics.by_label("sse_hub_channel_connections", "channel") == {}
     # Present at 0 before the first disconnect, so rate() sees the first one.
     assert metrics.by_label("sse_hub_disconnects_total", "reason") == {

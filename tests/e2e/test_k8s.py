@@ -3,8 +3,9 @@ every object validated by ``kubernetes-validate --strict`` (bundled schemas, off
 the values that matter asserted, and the ConfigMap's config loaded by the real
 ``sse-hub check-config`` with the kubelet's service-link variables around it.
 
-The CRDs (ServiceMonitor, HTTPRoute) have no bundled schema: kubernetes-validate raises
-``SchemaNotFoundError`` for them, so they are checked here field by field instead.
+The CRDs (ServiceMonitor, PrometheusRule, HTTPRoute) have no bundled schema:
+kubernetes-validate raises ``SchemaNotFoundError`` for them, so they are checked field by
+field instead (the PrometheusRule's rules: tests/e2e/test_observability.py).
 What cannot be checked offline (admission, a controller's behaviour, a real rollout) is
 listed in deploy/README.md.
 """
@@ -13,13 +14,9 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -28,53 +25,19 @@ import yaml
 from sse_hub.config.settings import load_settings
 from sse_hub.ops.server import HANDLER_GRACE_SECONDS
 from tests.support.cli import run_sse_hub
+from tests.support.kustomize import K8S, Obj, only, render, with_component
 from tests.support.paths import ROOT
 
-K8S = ROOT / "deploy" / "k8s"
 # One current version, and the oldest the manifests support (preStop's sleep action is on
 # by default from 1.30).
 K8S_VERSION = "1.35.0"
 OLDEST_K8S_VERSION = "1.30.0"
-CRD_KINDS = {"ServiceMonitor", "HTTPRoute"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
 # Seconds left for the broker's stop and the process's exit, on top of the drain.
 GRACE_MARGIN_SECONDS = 5
-Obj = dict[str, Any]
 
 
 # -- rendering -----------------------------------------------------------------------------
-
-
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.fail(
-            "kubectl is not installed (needed for `kubectl kustomize`): see "
-            "https://kubernetes.io/docs/tasks/tools/ (apt: the `kubectl` package from pkgs.k8s.io)",
-            pytrace=False,
-        )
-    return path
-
-
-def render(directory: Path) -> list[Obj]:
-    result = subprocess.run(
-        [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def with_component(tmp_path: Path, component: Path) -> Path:
-    """A throwaway overlay: the base plus one component (kustomize wants relative paths)."""
-    overlay = tmp_path / f"with-{component.name}"
-    overlay.mkdir()
-    manifest = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S / "base", overlay)],
-        "components": [os.path.relpath(component, overlay)],
-    }
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(manifest))
-    return overlay
 
 
 OVERLAYS = sorted(path.parent for path in (K8S / "overlays").glob("*/kustomization.yaml"))
@@ -95,12 +58,6 @@ def rendered(rendered_once: list[Obj]) -> list[Obj]:
     """Each way to apply deploy/k8s: the default, every overlay, base + each component
     (rendered once per module; each test gets its own copy)."""
     return copy.deepcopy(rendered_once)
-
-
-def only(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
-    found = [obj for obj in objects if obj["kind"] == kind and name in (None, obj["metadata"]["name"])]
-    assert len(found) == 1, f"{len(found)} {kind} objects named {name}"
-    return found[0]
 
 
 def hub_deployment(objects: list[Obj]) -> Obj:
