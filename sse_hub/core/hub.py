@@ -3,9 +3,9 @@
 Invariants:
 
 1. Exactly one writer per socket (``Subscriber.flush``).
-2. Fan-out (``dispatch``) is synchronous and never awaits; it encodes each message once
-   (``Message.chunk``: SSE frame and HTTP chunk framing) and hands the same bytes to
-   every subscriber; a final message's ``end`` events too, once per message.
+2. Fan-out (``dispatch``, ``core/fanout.py``) is synchronous and never awaits; it encodes
+   each message once (``Message.chunk``: SSE frame and HTTP chunk framing) and hands the
+   same bytes to every subscriber; a final message's ``end`` events too, once per message.
 3. Every per-subscriber buffer is bounded; overflow closes that subscriber as ``slow``.
 4. A subscriber is registered before its response headers go out and released once
    (``Hub.release``): by the stream handler's ``finally`` when the stream ends before it
@@ -13,10 +13,8 @@ Invariants:
 5. Every background task has an owner that cancels and awaits it (``start``/``stop``).
 6. Control flow never depends on the log level.
 7. Mercure subscribers are in the registry (limits, heartbeats, drain, stats) and in
-   ``self.mercure`` (their selectors and grant); a Mercure update goes only to the
-   subscribers ``MercureIndex.targets`` picks, and a plain message never reaches a
-   Mercure subscriber (global broadcasts skip them). Plain messages pay one attribute
-   test for this.
+   ``self.mercure`` (their selectors and grant); the fan-out keeps Mercure updates and
+   plain messages apart (``core/fanout.py``, invariant 2).
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from sse_hub.config.settings import Settings
 from sse_hub.core.counters import Counters
-from sse_hub.core.ending import end_chunks
+from sse_hub.core.fanout import Fanout
 from sse_hub.core.flusher import Flusher
 from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
 from sse_hub.core.mercure_index import mercure_index
@@ -94,6 +92,10 @@ class Hub:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closing = False
         self.observe_fanout = observe_fanout
+        #: Who a message is for, and handing it to them (``core/fanout.py``).
+        self.fanout = Fanout(self.registry, self.mercure, observe_fanout)
+        self.dispatch = self.fanout.dispatch
+        self.targets = self.fanout.targets
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -318,56 +320,3 @@ class Hub:
             raise
         self.counters.messages_published += len(messages)
         return messages
-
-    def dispatch(self, message: Message) -> None:
-        """Hand one message to every subscriber it is for. Synchronous; encodes once."""
-        if message.kick:
-            target = self.registry.get(message.client_id or "")
-            if target is not None:
-                target.close("kicked")
-            return
-        observe = self.observe_fanout
-        if observe is not None and message.published_at:
-            observe(time.time() - message.published_at)
-        mercure = message.mercure
-        if mercure is None:
-            targets = self.targets(message)
-        else:
-            targets = self.mercure.targets(mercure.topics, mercure.private)
-        if not targets:
-            return
-        chunk = message.chunk
-        frame_bytes = message.frame_bytes
-        message_id = message.id
-        exclude = message.exclude_client_id
-        if message.final:
-            # Every stream gets the same ends; an excluded one gets them without the message.
-            ends = end_chunks(message.channels)
-            for subscriber in targets:
-                excluded = subscriber.client_id == exclude
-                subscriber.offer(message_id, b"" if excluded else chunk, frame_bytes, ends)
-        elif exclude is None:
-            for subscriber in targets:
-                subscriber.offer(message_id, chunk, frame_bytes)
-        else:
-            for subscriber in targets:
-                if subscriber.client_id != exclude:
-                    subscriber.offer(message_id, chunk, frame_bytes)
-
-    def targets(self, message: Message) -> Collection[Subscriber]:
-        """The local subscribers a message is for (before ``exclude_client_id``)."""
-        registry = self.registry
-        if message.client_id is not None:
-            subscriber = registry.get(message.client_id)
-            return (subscriber,) if subscriber is not None else ()
-        channels = message.channels
-        if channels == (GLOBAL_CHANNEL,):
-            if self.mercure:  # Mercure streams speak Mercure only
-                return [subscriber for subscriber in registry.all() if subscriber not in self.mercure]
-            return registry.all()
-        if len(channels) == 1:
-            return registry.on_channel(channels[0])
-        union: set[Subscriber] = set()
-        for channel in channels:
-            union.update(registry.on_channel(channel))
-        return union

@@ -47,7 +47,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection, Iterable, Sequence
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -57,7 +56,7 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.arrivals import Arrivals
 from sse_hub.broker.redis.directory import Describe, Directory
-from sse_hub.broker.redis.errors import unavailable
+from sse_hub.broker.redis.errors import redacted, unavailable
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS, Listener
@@ -346,10 +345,3 @@ class RedisBroker(Broker):
         """``origin.check``: where the sequence began, started again when Redis may have lost
         writes (``self._origin``). Raises RedisError/OSError."""
         self._origin = await self._origin_check.check(self._floor.value, self._origin)
-
-
-def redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()

@@ -1,4 +1,5 @@
-"""Redis and socket errors as ``BrokerUnavailable`` (503): the one mapping the brokers use.
+"""Redis and socket errors as ``BrokerUnavailable`` (503): the one mapping the brokers use;
+and a Redis URL with its password redacted, for those errors and the logs.
 
 Invariants:
 
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from sse_hub.errors import BrokerUnavailable
 
-__all__ = ["REDIS_ERRORS", "unavailable"]
+__all__ = ["REDIS_ERRORS", "redacted", "unavailable"]
 
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
@@ -33,3 +35,11 @@ def unavailable(what: str, *, cause: bool = False) -> Iterator[None]:
         yield
     except REDIS_ERRORS as exc:
         raise BrokerUnavailable(f"{what}: {exc}" if cause else what) from exc
+
+
+def redacted(url: str) -> str:
+    """A Redis URL as errors and logs may show it: the password as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
