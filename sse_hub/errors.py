@@ -20,6 +20,7 @@ One middleware (``sse_hub.web.middleware``) turns these into JSON bodies
         ├── TooManyConnections  503 too_many_connections
         ├── TooManyTickets      503 too_many_tickets
         ├── TooManyPublishStreams 503 too_many_publish_streams
+        ├── TooManyDashboards   503 too_many_dashboards
         └── BrokerUnavailable   503 broker_unavailable
 """
 
@@ -147,6 +148,19 @@ class TooManyPublishStreams(Unavailable):
 
     code = "too_many_publish_streams"
     retry_after_seconds = 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} publish streams are open already", {"max_publish_streams": limit})
+
+
+class TooManyDashboards(Unavailable):
+    """As many dashboard streams as one instance serves are open already."""
+
+    code = "too_many_dashboards"
+    retry_after_seconds = 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} dashboard streams are open already", {"max_dashboard_streams": limit})
 
 
 class BrokerUnavailable(Unavailable):

@@ -24,11 +24,13 @@ from sse_hub.config.settings import Settings
 from sse_hub.core.hub import Hub
 from sse_hub.core.ids import SEQUENCE_IDS, IdScheme
 from sse_hub.core.registry import Registry
+from sse_hub.errors import TooManyDashboards, TooManyPublishStreams
 from sse_hub.messages.contract import Backend, Summary
 from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
 from sse_hub.web.cors import Cors
+from sse_hub.web.dashboard_frame import DashboardFeed
 from sse_hub.web.metrics import GroupScrape, Metrics
 from sse_hub.web.middleware import json_errors
 from sse_hub.web.openapi import operations as spec
@@ -40,6 +42,8 @@ from sse_hub.web.state import (
     CLIENT_ADDRESS,
     CONNECTIONS,
     CORS,
+    DASHBOARD_FEED,
+    DASHBOARD_STREAMS,
     HUB,
     METRICS,
     PUBLISH_STREAMS,
@@ -112,7 +116,9 @@ def create_app(
     app[AUTH] = Authenticator(settings.auth)
     app[METRICS] = metrics
     app[CONNECTIONS] = Connections()
-    app[PUBLISH_STREAMS] = Slots(settings.limits.max_publish_streams)
+    app[PUBLISH_STREAMS] = Slots(settings.limits.max_publish_streams, TooManyPublishStreams)
+    app[DASHBOARD_STREAMS] = Slots(dashboard.MAX_DASHBOARD_STREAMS, TooManyDashboards)
+    app[DASHBOARD_FEED] = DashboardFeed(hub)
     app.cleanup_ctx.append(_run_hub)
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(cors.on_response_prepare)
@@ -150,7 +156,7 @@ def routes(settings: Settings) -> list[Route]:
         Route("GET", "/dashboard/assets/{name}", dashboard.asset, spec.DASHBOARD_ASSET),
         Route("POST", "/dashboard/session", dashboard.sign_in, spec.DASHBOARD_SIGN_IN),
         Route("DELETE", "/dashboard/session", dashboard.sign_out, spec.DASHBOARD_SIGN_OUT),
-        Route("GET", "/dashboard/stream", dashboard.DashboardStreams().stream, spec.DASHBOARD_STREAM),
+        Route("GET", "/dashboard/stream", dashboard.stream, spec.DASHBOARD_STREAM),
     ]
     if settings.demo_page:
         table.append(Route("GET", "/", _demo_page, spec.DEMO_PAGE))

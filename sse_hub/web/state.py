@@ -15,6 +15,7 @@ from sse_hub.web.auth import Authenticator
 from sse_hub.web.client_address import ClientAddress
 from sse_hub.web.connections import Connections
 from sse_hub.web.cors import Cors
+from sse_hub.web.dashboard_frame import DashboardFeed
 from sse_hub.web.metrics import Metrics
 from sse_hub.web.slots import Slots
 
@@ -27,3 +28,5 @@ AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 CONNECTIONS = web.AppKey("connections", Connections)
 PUBLISH_STREAMS = web.AppKey("publish_streams", Slots)
+DASHBOARD_STREAMS = web.AppKey("dashboard_streams", Slots)
+DASHBOARD_FEED = web.AppKey("dashboard_feed", DashboardFeed)

@@ -131,7 +131,8 @@ async def test_dashboard_streams_past_the_limit_are_refused_with_503(hub_client:
     streams = [await client.get("/dashboard/stream") for _ in range(MAX_DASHBOARD_STREAMS)]
     try:
         assert all(response.status == 200 for response in streams)
-        await expect_error(await client.get("/dashboard/stream"), 503)
+        refused = await expect_error(await client.get("/dashboard/stream"), 503)
+        assert refused["error"] == "too_many_dashboards"
     finally:
         for response in streams:
             response.close()

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from sse_hub.errors import HubError, NotFound, Unavailable
+from sse_hub.errors import HubError, NotFound
 from sse_hub.messages import sse
-from sse_hub.web.dashboard_frame import FRAME_SECONDS, DashboardFeed
+from sse_hub.web.dashboard_frame import FRAME_SECONDS
 from sse_hub.web.dashboard_session import close_session, open_session, require_reader
-from sse_hub.web.state import HUB
+from sse_hub.web.state import DASHBOARD_FEED, DASHBOARD_STREAMS, HUB
 
 STATIC = Path(__file__).parent.parent.parent / "static"
 PAGE = STATIC / "dashboard.html"
@@ -84,43 +82,21 @@ async def sign_out(request: web.Request) -> web.Response:
     return response
 
 
-@dataclass
-class DashboardStreams:
-    """The stats streams of one app: their shared feed (made on the first stream, from
-    the app's hub) and how many are open."""
-
-    feed: DashboardFeed | None = None
-    open: int = field(default=0)
-
-    @contextlib.contextmanager
-    def taken(self) -> Iterator[None]:
-        if self.open >= MAX_DASHBOARD_STREAMS:
-            raise Unavailable(
-                f"{MAX_DASHBOARD_STREAMS} dashboard streams are open already",
-                {"max_dashboard_streams": MAX_DASHBOARD_STREAMS},
-            )
-        self.open += 1
-        try:
-            yield
-        finally:
-            self.open -= 1
-
-    async def stream(self, request: web.Request) -> web.StreamResponse:
-        require_reader(request)
-        hub = request.app[HUB]
-        if self.feed is None:
-            self.feed = DashboardFeed(hub)
-        feed = self.feed
-        with self.taken():
-            response = web.StreamResponse(headers=STREAM_HEADERS)
-            await response.prepare(request)
-            if request.method == "HEAD":  # aiohttp routes HEAD here: headers only (RFC 9110, 9.3.2)
-                return response
-            with contextlib.suppress(ConnectionResetError, TimeoutError):
-                await response.write(sse.encode_retry(RETRY_MS))
-                while not hub.draining:
-                    frame = await feed.frame()
-                    async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-                        await response.write(frame)
-                    await asyncio.sleep(FRAME_SECONDS)
+async def stream(request: web.Request) -> web.StreamResponse:
+    """The stats stream: a frame a second from the app's shared feed, while the hub runs."""
+    require_reader(request)
+    app = request.app
+    hub, feed = app[HUB], app[DASHBOARD_FEED]
+    with app[DASHBOARD_STREAMS].taken():
+        response = web.StreamResponse(headers=STREAM_HEADERS)
+        await response.prepare(request)
+        if request.method == "HEAD":  # aiohttp routes HEAD here: headers only (RFC 9110, 9.3.2)
             return response
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            await response.write(sse.encode_retry(RETRY_MS))
+            while not hub.draining:
+                frame = await feed.frame()
+                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                    await response.write(frame)
+                await asyncio.sleep(FRAME_SECONDS)
+        return response
