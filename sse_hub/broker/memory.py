@@ -21,6 +21,9 @@ Bounds, each kept in O(1) amortised time with no timer:
   checked on every publish and every history read; a channel is popped at most once per
   creation. The global channel ``*`` is a channel like the others. Time is the
   monotonic ``clock`` (injectable, so tests need not sleep).
+- **publisher ids**: each channel history indexes its messages that carry a publisher
+  id (Mercure updates with their own id), so ``find_publisher_id`` is a dict lookup; the
+  index entry leaves with the message it names (trimmed, or its history dropped).
 - **ended channels**: a final message marks its channels ended in the same step that
   stores it (``_finished``, in order of ending). A publish naming an ended channel, or one
   an earlier draft of the same call ends, raises ``ChannelFinished`` before anything is
@@ -63,13 +66,18 @@ Clock = Callable[[], float]
 
 
 class _ChannelHistory:
-    __slots__ = ("evicted_through", "last_id", "messages", "published_at")
+    __slots__ = ("evicted_through", "last_id", "messages", "published_at", "publisher_ids")
 
     def __init__(self, size: int, evicted_through: int, now: float) -> None:
         self.messages: deque[Message] = deque(maxlen=size)
         self.evicted_through = evicted_through
         self.last_id = evicted_through
         self.published_at = now
+        #: The retained messages that carry a publisher id (Mercure updates that came
+        #: with their own), by that id: their ids, oldest first (a duplicated id
+        #: resolves to the earliest retained). Kept with ``messages``, so it is trimmed
+        #: and dropped with them.
+        self.publisher_ids: dict[str, list[int]] = {}
 
     def append(self, message: Message, now: float) -> None:
         messages = self.messages
@@ -79,8 +87,21 @@ class _ChannelHistory:
             self.evicted_through = message.id
             return
         if len(messages) == messages.maxlen:
-            self.evicted_through = messages[0].id
+            evicted = messages[0]
+            self.evicted_through = evicted.id
+            self._unindex(evicted)
         messages.append(message)
+        if message.mercure is not None and message.mercure.event_id is not None:
+            self.publisher_ids.setdefault(message.mercure.event_id, []).append(message.id)
+
+    def _unindex(self, evicted: Message) -> None:
+        event_id = evicted.mercure.event_id if evicted.mercure is not None else None
+        if event_id is None:
+            return
+        ids = self.publisher_ids[event_id]
+        del ids[0]  # the evicted message is the oldest retained, so the first listed
+        if not ids:
+            del self.publisher_ids[event_id]
 
     def since(self, after_id: int) -> list[Message]:
         """Messages newer than ``after_id``; walks from the newest end, so a client that is
@@ -191,6 +212,13 @@ class MemoryBroker(Broker):
                     return History(merged, expired, self._last_id, complete=False, evicted_through=evicted_through)
                 merged.append(message)
         return History(merged, expired, self._last_id, evicted_through=evicted_through)
+
+    async def find_publisher_id(self, channel: str, event_id: str) -> int | None:
+        """From the channel history's index (``_ChannelHistory.publisher_ids``), no scan."""
+        self._drop_stale(self._clock())
+        stored = self._channels.get(channel)
+        ids = stored.publisher_ids.get(event_id) if stored is not None else None
+        return ids[0] if ids else None
 
     def _channel(self, name: str, now: float) -> _ChannelHistory:
         channels = self._channels

@@ -10,10 +10,10 @@ kept something, or the last one; a page that kept nothing is skipped here, so th
 stream's replay cursor (the last id it queued) always moves forward.
 
 A publisher-supplied id used as a cursor is resolved by ``resolve_publisher_id``: the
-retained feed is scanned from its oldest update, the first update that used the id wins
-(1.0: "a duplicated id resolves to the earliest"). The scan reads every retained update
-in pages, at most ``history.size`` of them: a reconnection with a publisher id costs a
-read of the Mercure history, any instance answers it, and nothing else is stored.
+earliest retained update that used the id wins (1.0: "a duplicated id resolves to the
+earliest"). The broker answers (``Broker.find_publisher_id``): the memory broker from an
+index kept with the feed's history, a Redis broker by scanning the retained feed in pages
+(at most ``history.size`` updates read); docs/mercure.md says what each costs.
 
 Invariants: every loop is bounded by the retained history (each page starts after the
 last id of the one before, ids only grow); nothing here writes to the broker.
@@ -29,7 +29,6 @@ from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import Message
 
 FEED = (FEED_CHANNEL,)
-SCAN_PAGE = 1000
 
 
 async def start(
@@ -69,12 +68,4 @@ async def read_page(broker: Broker, accepts: Callable[[Message], bool], after_id
 
 async def resolve_publisher_id(broker: Broker, event_id: str) -> int | None:
     """The sequence of the earliest retained update published with ``event_id``."""
-    cursor = 0
-    while True:
-        page = await broker.history(FEED, cursor, limit=SCAN_PAGE)
-        for message in page.messages:
-            if message.mercure is not None and message.mercure.event_id == event_id:
-                return message.id
-        if page.complete or not page.messages:
-            return None
-        cursor = page.messages[-1].id
+    return await broker.find_publisher_id(FEED_CHANNEL, event_id)

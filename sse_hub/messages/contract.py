@@ -46,6 +46,10 @@ A broker:
   what a slow client is owed stays in the broker), plus whether any message newer than
   ``after_id`` was evicted from one of them (by count or age; it may say so needlessly,
   never wrongly say no) and the highest id ever published.
+- ``find_publisher_id(channel, event_id)``: the id of the earliest retained message of
+  ``channel`` whose publisher gave it the id ``event_id`` (a Mercure update's own id), or
+  None. Default: a scan of the channel's history in pages (``history.size`` reads at
+  most); a broker may keep an index beside the history instead (the memory broker does).
 - ``arriving()``: a future that resolves once this instance's own messages that are on
   their way back to it through the broker (published, not yet delivered) were delivered,
   or None when none are (default: a broker that delivers during ``publish``). The hub's
@@ -96,6 +100,8 @@ from sse_hub.messages.message import Draft, Message
 
 Deliver = Callable[[Message], None]
 Lost = Callable[[], None]
+# Messages read at a time by the default ``find_publisher_id``.
+PUBLISHER_ID_SCAN_PAGE = 1000
 
 
 def nothing_lost() -> None:
@@ -158,6 +164,18 @@ class Broker(abc.ABC):
 
     def detach(self, channels: Collection[str]) -> None:
         """One ``attach`` of ``channels`` is over."""
+
+    async def find_publisher_id(self, channel: str, event_id: str) -> int | None:
+        """The earliest retained message published with ``event_id`` (module docstring)."""
+        after_id = 0
+        while True:
+            page = await self.history((channel,), after_id, limit=PUBLISHER_ID_SCAN_PAGE)
+            for message in page.messages:
+                if message.mercure is not None and message.mercure.event_id == event_id:
+                    return message.id
+            if page.complete or not page.messages:
+                return None
+            after_id = page.messages[-1].id
 
     def arriving(self) -> asyncio.Future[None] | None:
         """Own messages on their way back (see the module docstring)."""

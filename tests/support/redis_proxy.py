@@ -1,6 +1,7 @@
 """A loopback TCP proxy in front of a real redis-server that can hold back what Redis sends
 on pub/sub connections: an instance whose listener lags, while its commands (history
-reads, publishes) still go through at once."""
+reads, publishes) still go through at once. It can also slow down the subscribe commands
+an instance sends (``slow_subscriptions``): a link on which attaching takes long."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class RedisProxy:
         self._target_port = target_port
         self._released = asyncio.Event()
         self._released.set()
+        self._subscribe_delay_seconds = 0.0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -35,6 +37,11 @@ class RedisProxy:
 
     def release(self) -> None:
         self._released.set()
+
+    def slow_subscriptions(self, delay_seconds: float) -> None:
+        """From now on, what a client writes that holds a subscribe command reaches Redis
+        ``delay_seconds`` late (and what it writes after, behind it, in order)."""
+        self._subscribe_delay_seconds = delay_seconds
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -71,6 +78,8 @@ class RedisProxy:
             while chunk := await reader.read(65536):
                 if any(command in chunk.upper() for command in SUBSCRIBE_COMMANDS):
                     subscriber.set()
+                    if self._subscribe_delay_seconds > 0:
+                        await asyncio.sleep(self._subscribe_delay_seconds)  # injected latency
                 writer.write(chunk)
                 await writer.drain()
         writer.close()
