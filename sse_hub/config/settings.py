@@ -68,6 +68,8 @@ class BrokerConfig(Section):
     # positions; one-slot: everything on one master, ids one integer sequence (docs/scaling.md).
     cluster_mode: Literal["sharded", "one-slot"] = "sharded"
     prefix: Annotated[str, Field(min_length=1)] = "sse-hub"
+    # sharded only: replicas that must acknowledge a publish's writes before its 202 (WAIT).
+    min_replicas_acked: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("redis_url")
     @classmethod

@@ -5,6 +5,7 @@ The parts, one job each (names in ``keys``):
 
 - ``partitions`` (+ ``partition_tags``, computed at import): channel -> partition -> slot;
 - ``publish``: drafts split into parts by partition, rounds of script calls, the script;
+- ``replicas``: with ``broker.min_replicas_acked``, each script call waits for replicas;
 - ``history``: positions and replay pages (``history_after``), recovery reads;
 - ``topology``: the slot map (``CLUSTER SLOTS``);
 - ``link``: one subscriber connection per master and its reader task;
@@ -23,6 +24,8 @@ Invariants of the whole:
 2. A publish is all or nothing per partition; across partitions, parts go out in rounds
    and a failed round raises ``BrokerUnavailable`` after the earlier rounds were applied
    (``publish``). No command is retried by the client after a connection error.
+   With ``broker.min_replicas_acked`` N > 0 a part counts as done only once N replicas
+   acknowledged it (``WAIT``, ``replicas``); else the publish fails with 503 as above.
 3. After a slot moved (a pushed ``sunsubscribe``), a lost subscriber connection (a
    failover), a failed publish, or every 10 s, the repair task (``repair``) re-reads the
    slot map, subscribes every misplaced channel on its new master, then reads each one's
@@ -62,8 +65,9 @@ from sse_hub.broker.redis.topology import Topology
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.history import read_after, read_finals, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
-from sse_hub.broker.sharded.publish import Publisher
+from sse_hub.broker.sharded.publish import PUBLISH_SCRIPT, Publisher
 from sse_hub.broker.sharded.repair import Repair
+from sse_hub.broker.sharded.replicas import AckedScript
 from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
@@ -126,7 +130,12 @@ class ShardedClusterBroker(PerChannelBroker):
             keys, self.topology, link_kwargs, instance_id, self.delivery.receive, self._wake_repair, linger_seconds
         )
         history = settings.history
-        self.publisher = Publisher(self._cluster, keys, history.size, history.ttl_seconds, history.finished_ttl_seconds)
+        # broker.min_replicas_acked: each script call waits for replicas (``replicas``).
+        replicas = settings.broker.min_replicas_acked
+        script = AckedScript(self._cluster, self.topology, PUBLISH_SCRIPT, replicas) if replicas else None
+        self.publisher = Publisher(
+            self._cluster, keys, history.size, history.ttl_seconds, history.finished_ttl_seconds, script
+        )
         # Directory and Tickets take a Redis; the cluster client has the same methods, and
         # every key they use is under {prefix}: one slot (their scripts stay legal).
         redis = cast(Redis, self._cluster)

@@ -46,6 +46,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
@@ -54,6 +55,7 @@ from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.sharded.history import read_finals
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partitions import partition
+from sse_hub.broker.sharded.replicas import ScriptCall
 from sse_hub.errors import ChannelFinished
 from sse_hub.messages.message import DRAFT_FIELDS, ChannelPosition, Draft, Message
 
@@ -226,17 +228,24 @@ def read_positions(parts: Sequence[Part], reply: Sequence[object]) -> list[list[
 
 
 class Publisher:
-    """Runs the rounds of a batch of channel drafts (module docstring)."""
+    """Runs the rounds of a batch of channel drafts (module docstring). ``script``:
+    ``PUBLISH_SCRIPT`` as redis-py calls it, or waiting for replicas (``replicas``)."""
 
     def __init__(
-        self, cluster: RedisCluster, keys: ShardKeys, history_size: int, ttl_seconds: int, finished_ttl_seconds: int
+        self,
+        cluster: RedisCluster,
+        keys: ShardKeys,
+        history_size: int,
+        ttl_seconds: int,
+        finished_ttl_seconds: int,
+        script: ScriptCall | None = None,
     ) -> None:
         self._cluster = cluster
         self._keys = keys
         self._size = history_size
         self._ttl = ttl_seconds
         self._finished_ttl = finished_ttl_seconds
-        self._script = cluster.register_script(PUBLISH_SCRIPT)
+        self._script: ScriptCall = script or cluster.register_script(PUBLISH_SCRIPT)
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
         """One message per draft: all its channels and positions, in part order.
@@ -281,7 +290,7 @@ class Publisher:
         entries = [(part, drafts[part.index], tuple(placed[part.index])) for part in parts]
         script_keys, args = script_call(self._keys, entries, self._size, self._ttl, self._finished_ttl)
         reply = await self._script(keys=script_keys, args=args)
-        return read_positions(parts, reply)
+        return read_positions(parts, cast(Sequence[object], reply))
 
 
 def refuse_after_final(drafts: Sequence[Draft]) -> None:
