@@ -111,3 +111,12 @@ async def test_a_caller_cancelled_while_waiting_is_not_published_and_the_others_
     expected = {result["id"]: f"m{n}" for n, result in enumerate(results) if isinstance(result, dict)}
     assert await stored(client, "news") == expected and len(expected) == 4
     assert await answered(access_log, 1) == [202]
+
+
+async def test_a_batch_holds_at_most_max_batch_messages(
+    client: TestClient[Any, Any], access_log: pytest.LogCaptureFixture
+) -> None:
+    async with Publisher(str(client.make_url("")), linger_ms=100, max_batch=4) as publisher:
+        receipts = await asyncio.gather(*(publisher.publish(f"m{n}", channels=["news"]) for n in range(10)))
+    assert await stored(client, "news") == {receipt["id"]: f"m{n}" for n, receipt in enumerate(receipts)}
+    assert await answered(access_log, 3) == [202] * 3
