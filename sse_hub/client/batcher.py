@@ -23,7 +23,8 @@ Invariants:
 - A body never passes ``max_body_bytes`` unless one message alone does (that one goes
   alone and meets the hub's 413, as it would have alone).
 - A caller cancelled before its message went out is left out of every batch (it is not
-  published); one cancelled later was published and only loses its answer. Either way
+  published), and so is one cancelled before a refused batch is split; one cancelled
+  while its message was in flight may have been published and only loses its answer. Either way
   the others get exactly their own answers, once.
 - ``aclose`` sends what waits without lingering and awaits the drain task.
 """
@@ -136,10 +137,12 @@ class Batcher:
         try:
             status, answer = await self._send(_body(batch))
         except PublishError as exc:
+            live = [entry for entry in batch if not entry.answer.done()]  # none was published
             if len(batch) > 1 and exc.status in SPLIT_STATUSES:
-                middle = len(batch) // 2
-                await self._deliver(batch[:middle])
-                await self._deliver(batch[middle:])
+                middle = len(live) // 2
+                for half in (live[:middle], live[middle:]):
+                    if half:
+                        await self._deliver(half)
                 return
             _fail(batch, exc)
             return

@@ -87,7 +87,9 @@ class Publisher(AsyncResource):
     ``publish`` batches by itself: calls made within ``linger_ms`` of the first waiting one
     share one request of at most ``max_batch`` messages and ``max_body_bytes`` (keep both
     at or below the hub's ``limits.max_batch`` and ``limits.max_message_bytes``); each
-    caller still gets its own receipt or error. ``linger_ms=0`` turns batching off.
+    caller still gets its own receipt or error. ``linger_ms=0`` turns batching off. A
+    batched publish waits the linger and the batch in flight before its own request, so
+    it may take longer than ``timeout`` in all.
     """
 
     def __init__(
