@@ -1,11 +1,15 @@
 """``Batcher``: concurrent ``Publisher.publish`` calls gathered into one ``POST /broadcast``.
 
-A publish hands its encoded message to ``submit`` and awaits a future of its own. A drain
-task (one at a time, started by the first message after a quiet spell) waits up to
-``linger_seconds`` after the oldest waiting message (less when a batch is full), sends the
-longest prefix that fits ``max_batch`` messages and ``max_body_bytes`` as one JSON array,
-and repeats while messages wait. One request is in flight at a time: what arrives during
-it gathers in the next batch (the group commit of ``broker/redis/publisher.py``).
+Group commit, as ``broker/redis/publisher.py`` does it: one request is in flight at a time.
+A publish that finds none in flight goes out at once (no timer; publishes of the same loop
+iteration share its request); what arrives while one is in flight waits and goes out as
+the next batch as soon as that one is answered. So a lone publisher that awaits each
+publish pays nothing for the batching (one request per publish, no wait), and under load a
+batch holds what came in during one round trip. A batch is the longest prefix of the
+waiting messages that fits ``max_batch`` messages and ``max_body_bytes`` as one JSON array.
+``linger_seconds`` (0 by default) is an optional extra wait for a batch formed behind a
+request in flight: it goes out when its oldest message has waited that long, or when it
+is full; the first batch after a quiet spell never lingers.
 
 Invariants:
 
@@ -65,6 +69,12 @@ class Batcher:
         self._full = asyncio.Event()
         self._closing = False
         self._drain: asyncio.Task[None] | None = None
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Messages of the request in flight (sent, not answered yet)."""
+        return self._in_flight
 
     @property
     def waiting(self) -> int:
@@ -94,11 +104,15 @@ class Batcher:
             self._closing = False
 
     async def _run(self) -> None:
+        # No request was in flight when this drain started: its first batch goes at once.
+        behind_a_request = False
         while self._pending:
-            await self._linger()
+            if behind_a_request:
+                await self._linger()
             batch = self._take()
             if batch:
                 await self._deliver(batch)
+                behind_a_request = True
 
     async def _linger(self) -> None:
         """Wait until the oldest message has waited ``linger_seconds`` or a batch is full."""
@@ -135,7 +149,7 @@ class Batcher:
     async def _deliver(self, batch: list[_Entry]) -> None:
         """Send ``batch`` and give each caller its answer; split a refusal an item may cause."""
         try:
-            status, answer = await self._send(_body(batch))
+            status, answer = await self._send_counted(batch)
         except PublishError as exc:
             live = [entry for entry in batch if not entry.answer.done()]  # none was published
             if len(batch) > 1 and exc.status in SPLIT_STATUSES:
@@ -160,6 +174,13 @@ class Batcher:
                 _resolve(entry, (status, receipt))
         else:
             _fail(batch, PublishError(status, answer, self._url))
+
+    async def _send_counted(self, batch: list[_Entry]) -> tuple[int, object]:
+        self._in_flight = len(batch)
+        try:
+            return await self._send(_body(batch))
+        finally:
+            self._in_flight = 0
 
 
 def _body(batch: list[_Entry]) -> bytes:

@@ -6,9 +6,9 @@
             await job.send("token")
 
 ``stream`` is ``client/publish_stream.py`` (its docstring says how the block ends).
-Concurrent ``publish`` calls within ``linger_ms`` go out as one batch
-(``client/batcher.py``, whose docstring says what each caller gets and in what order);
-``linger_ms=0`` sends one request per message.
+Concurrent ``publish`` calls go out as one batch by group commit (``client/batcher.py``,
+whose docstring says what each caller gets and in what order); ``max_batch=1`` sends one
+request per message.
 
 Invariants:
 
@@ -84,12 +84,16 @@ class Publisher(AsyncResource):
     ``timeout`` bounds each request (connect, send and the answer). Pass ``session`` to
     share an ``aiohttp.ClientSession``; the publisher then leaves it open.
 
-    ``publish`` batches by itself: calls made within ``linger_ms`` of the first waiting one
-    share one request of at most ``max_batch`` messages and ``max_body_bytes`` (keep both
-    at or below the hub's ``limits.max_batch`` and ``limits.max_message_bytes``); each
-    caller still gets its own receipt or error. ``linger_ms=0`` turns batching off. A
-    batched publish waits the linger and the batch in flight before its own request, so
-    it may take longer than ``timeout`` in all.
+    ``publish`` batches by itself, by group commit: a publish goes out at once when no
+    request of this publisher is in flight; those made while one is share the next
+    request, sent as soon as it is answered, of at most ``max_batch`` messages and
+    ``max_body_bytes`` (keep both at or below the hub's ``limits.max_batch`` and
+    ``limits.max_message_bytes``). Each caller still gets its own receipt or error.
+    ``linger_ms`` (default 0) lets a batch formed behind a request in flight wait that much
+    longer for company; a publish that finds nothing in flight never waits. ``max_batch=1``
+    turns batching off: each publish its own request, sent at once, several in flight
+    (and then no order across tasks). A batched publish waits for the request in flight
+    (and the linger) before its own, so it may take longer than ``timeout`` in all.
     """
 
     def __init__(
@@ -99,7 +103,7 @@ class Publisher(AsyncResource):
         *,
         timeout: float = 30,
         session: aiohttp.ClientSession | None = None,
-        linger_ms: float = 1,
+        linger_ms: float = 0,
         max_batch: int = 1000,
         max_body_bytes: int = 65_536,
     ) -> None:
@@ -122,7 +126,7 @@ class Publisher(AsyncResource):
                 max_batch=max_batch,
                 max_body_bytes=max_body_bytes,
             )
-            if linger_ms > 0
+            if max_batch > 1
             else None
         )
 
@@ -130,6 +134,11 @@ class Publisher(AsyncResource):
     def waiting(self) -> int:
         """Messages that wait for their batch to go out (0 without batching)."""
         return 0 if self._batcher is None else self._batcher.waiting
+
+    @property
+    def in_flight(self) -> int:
+        """Messages of the batch in flight, sent and not answered yet (0 without batching)."""
+        return 0 if self._batcher is None else self._batcher.in_flight
 
     async def aclose(self) -> None:
         """Send the messages still waiting for their batch, then close an own session."""
