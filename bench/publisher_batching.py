@@ -1,16 +1,16 @@
 """The Python Publisher's own batching against one request per message
 (docs/performance.md, "The Python Publisher batches").
 
-    .venv/bin/python bench/publisher_batching.py [--messages 20000] [--tasks 100] [--linger-ms 1]
+    .venv/bin/python bench/publisher_batching.py [--messages 20000] [--tasks 100] [--linger-ms 0]
 
 Starts its own ``sse-hub serve`` (memory broker) on a free loopback port, with one
 subscriber reading the channel, and publishes with ``sse_hub.client.Publisher`` from one
 Python process:
 
 - ``--tasks`` concurrent tasks, each awaiting its publishes in turn, ``--messages`` in all:
-  with ``linger_ms=--linger-ms`` (batching) and with ``linger_ms=0`` (a request each);
+  batching (group commit, ``linger_ms=--linger-ms``) and ``max_batch=1`` (a request each);
 - one task alone, awaiting each publish, ``--messages / 10`` of them, both ways: what the
-  linger costs a publisher that has nobody to share a batch with.
+  batching costs a publisher that has nobody to share a batch with.
 
 Prints messages per second and each publish's latency (call to receipt, median and p99)
 for every run, and the machine's load (as ``uptime`` says), which moves every number.
@@ -61,7 +61,9 @@ async def read_everything(session: aiohttp.ClientSession, url: str, ready: async
             pass
 
 
-async def publish_from_tasks(url: str, messages: int, tasks: int, linger_ms: float) -> tuple[float, list[float]]:
+async def publish_from_tasks(
+    url: str, messages: int, tasks: int, linger_ms: float, max_batch: int
+) -> tuple[float, list[float]]:
     """Seconds for ``messages`` publishes from ``tasks`` tasks, and each one's latency."""
     latencies: list[float] = []
 
@@ -71,7 +73,7 @@ async def publish_from_tasks(url: str, messages: int, tasks: int, linger_ms: flo
             await publisher.publish(f"token {n}", channels=[CHANNEL])
             latencies.append(time.perf_counter() - started)
 
-    async with Publisher(url, linger_ms=linger_ms) as publisher:
+    async with Publisher(url, linger_ms=linger_ms, max_batch=max_batch) as publisher:
         started = time.perf_counter()
         await asyncio.gather(*(one_task(publisher, messages // tasks) for _ in range(tasks)))
         seconds = time.perf_counter() - started
@@ -95,14 +97,15 @@ async def run(url: str, args: argparse.Namespace) -> None:
         await ready.wait()
         load = " ".join(f"{value:.2f}" for value in os.getloadavg())
         print(f"{args.messages} messages from {args.tasks} tasks, linger {args.linger_ms} ms; load {load} (1/5/15 min)")
+        batching, one_each = (args.linger_ms, 1000), (0, 1)
         runs = [
-            (f"{args.tasks} tasks, batching", args.messages, args.tasks, args.linger_ms),
-            (f"{args.tasks} tasks, one request each", args.messages, args.tasks, 0),
-            ("1 task, batching", args.messages // 10, 1, args.linger_ms),
-            ("1 task, one request each", args.messages // 10, 1, 0),
+            (f"{args.tasks} tasks, batching", args.messages, args.tasks, batching),
+            (f"{args.tasks} tasks, one request each", args.messages, args.tasks, one_each),
+            ("1 task, batching", args.messages // 10, 1, batching),
+            ("1 task, one request each", args.messages // 10, 1, one_each),
         ]
-        for name, messages, tasks, linger_ms in runs:
-            report(name, *await publish_from_tasks(url, messages, tasks, linger_ms))
+        for name, messages, tasks, options in runs:
+            report(name, *await publish_from_tasks(url, messages, tasks, *options))
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
 
@@ -111,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--tasks", type=int, default=100)
-    parser.add_argument("--linger-ms", type=float, default=1)
+    parser.add_argument("--linger-ms", type=float, default=0)
     args = parser.parse_args()
     port = free_port()
     hub = subprocess.Popen(
