@@ -12,6 +12,7 @@ per job:
 
     subscription   ``Subscription`` (``subscribe``): reconnecting event streams
     publisher      ``Publisher``: ``POST /broadcast``, one message or a batch
+    batcher        ``Batcher``: concurrent ``publish`` calls as one request, each its answer
     publish_stream ``PublishStream`` (``Publisher.stream``): messages as NDJSON lines
     sse_parser     ``SseParser``: event-stream bytes to ``Event``s (WHATWG HTML 9.2.6)
     errors         the exception hierarchy below

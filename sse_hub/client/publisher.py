@@ -6,6 +6,9 @@
             await job.send("token")
 
 ``stream`` is ``client/publish_stream.py`` (its docstring says how the block ends).
+Concurrent ``publish`` calls go out as one batch by group commit (``client/batcher.py``,
+whose docstring says what each caller gets and in what order); ``max_batch=1`` sends one
+request per message.
 
 Invariants:
 
@@ -26,6 +29,7 @@ from typing import NotRequired, TypedDict, cast
 
 import aiohttp
 
+from sse_hub.client.batcher import Batcher
 from sse_hub.client.errors import PublishError, body_of, connection_error, hub_url
 from sse_hub.client.json_value import JsonValue
 from sse_hub.client.publish_stream import PublishStream
@@ -79,6 +83,17 @@ class Publisher(AsyncResource):
 
     ``timeout`` bounds each request (connect, send and the answer). Pass ``session`` to
     share an ``aiohttp.ClientSession``; the publisher then leaves it open.
+
+    ``publish`` batches by itself, by group commit: a publish goes out at once when no
+    request of this publisher is in flight; those made while one is share the next
+    request, sent as soon as it is answered, of at most ``max_batch`` messages and
+    ``max_body_bytes`` (keep both at or below the hub's ``limits.max_batch`` and
+    ``limits.max_message_bytes``). Each caller still gets its own receipt or error.
+    ``linger_ms`` (default 0) lets a batch formed behind a request in flight wait that much
+    longer for company; a publish that finds nothing in flight never waits. ``max_batch=1``
+    turns batching off: each publish its own request, sent at once, several in flight
+    (and then no order across tasks). A batched publish waits for the request in flight
+    (and the linger) before its own, so it may take longer than ``timeout`` in all.
     """
 
     def __init__(
@@ -88,7 +103,12 @@ class Publisher(AsyncResource):
         *,
         timeout: float = 30,
         session: aiohttp.ClientSession | None = None,
+        linger_ms: float = 0,
+        max_batch: int = 1000,
+        max_body_bytes: int = 65_536,
     ) -> None:
+        if linger_ms < 0 or max_batch < 1 or max_body_bytes < 1:
+            raise ValueError("linger_ms must be >= 0, max_batch and max_body_bytes >= 1")
         self.url = hub_url(url)
         self._broadcast_url = self.url / "broadcast"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -98,8 +118,32 @@ class Publisher(AsyncResource):
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
+        self._batcher = (
+            Batcher(
+                self._post_bytes,
+                str(self._broadcast_url),
+                linger_seconds=linger_ms / 1000,
+                max_batch=max_batch,
+                max_body_bytes=max_body_bytes,
+            )
+            if max_batch > 1
+            else None
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Messages that wait for their batch to go out (0 without batching)."""
+        return 0 if self._batcher is None else self._batcher.waiting
+
+    @property
+    def in_flight(self) -> int:
+        """Messages of the batch in flight, sent and not answered yet (0 without batching)."""
+        return 0 if self._batcher is None else self._batcher.in_flight
 
     async def aclose(self) -> None:
+        """Send the messages still waiting for their batch, then close an own session."""
+        if self._batcher is not None:
+            await self._batcher.aclose()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -114,14 +158,19 @@ class Publisher(AsyncResource):
         retry: int | None = None,
         final: bool = False,
     ) -> Receipt:
-        """Publish one message; returns ``{"id", "channels"}`` once the hub stored it."""
+        """Publish one message; returns ``{"id", "channels"}`` once the hub stored it
+        (maybe in one request with other tasks' messages: see the class docstring)."""
         item = Publication(data, channels, event, client_id, exclude_client_id, retry, final)
-        status, answer = await self._post(item.to_json())
+        encoded = _encode(item.to_json())
+        if self._batcher is None:
+            status, answer = await self._post_bytes(encoded)
+        else:
+            status, answer = await self._batcher.submit(encoded)
         return _receipt(status, answer, str(self._broadcast_url))
 
     async def publish_batch(self, items: Iterable[Publication]) -> list[Receipt]:
         """Publish several messages in one request: all are published, or none (PublishError)."""
-        status, answer = await self._post([item.to_json() for item in items])
+        status, answer = await self._post_bytes(_encode([item.to_json() for item in items]))
         if not isinstance(answer, list):
             raise PublishError(status, answer, str(self._broadcast_url))
         return [_receipt(status, entry, str(self._broadcast_url)) for entry in answer]
@@ -135,9 +184,8 @@ class Publisher(AsyncResource):
         url = self._broadcast_url.with_query(channel=channel)
         return PublishStream(self._session, url, self._headers, self._timeout_seconds, end)
 
-    async def _post(self, body: JsonValue) -> tuple[int, object]:
-        """POST the body; the status and parsed answer of a 2xx, else PublishError."""
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    async def _post_bytes(self, payload: bytes) -> tuple[int, object]:
+        """POST the JSON body; the status and parsed answer of a 2xx, else PublishError."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
@@ -155,6 +203,10 @@ class Publisher(AsyncResource):
         if not 200 <= status < 300:
             raise PublishError(status, answer, str(self._broadcast_url))
         return status, answer
+
+
+def _encode(body: JsonValue) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _receipt(status: int, answer: object, url: str) -> Receipt:
