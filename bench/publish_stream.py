@@ -23,35 +23,13 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
+from local_hub import local_hub, wait_healthy
 
-ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_healthy(url: str, session: aiohttp.ClientSession) -> None:
-    async with asyncio.timeout(20):
-        while True:
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 def item(n: int) -> dict[str, object]:
@@ -123,19 +101,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--subscribers", type=int, default=1)
     args = parser.parse_args()
-    port = free_port()
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "sse_hub", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "SSE_HUB_LOG__LEVEL": "warning"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        asyncio.run(run(f"http://127.0.0.1:{port}", args))
-    finally:
-        hub.terminate()
-        hub.wait(10)
+    with local_hub() as url:
+        asyncio.run(run(url, args))
 
 
 if __name__ == "__main__":
