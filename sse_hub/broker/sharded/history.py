@@ -11,7 +11,10 @@ Invariants:
    every channel whose history past the position is partly gone (``gaps``: trimmed,
    expired, or an epoch change).
 4. A part stored under several requested channels is returned once; parts are merged by
-   Redis publish time, then the order of ``after``'s channels; per channel in seq order.
+   their partition's order ``o`` (``keys``: microseconds of the master's clock, strictly
+   increasing per partition), then the order of ``after``'s channels; per channel in seq
+   order. So parts of one partition come in the order they were published; across
+   partitions, in the order of the masters' clocks, which is no promise.
    Parts keep every field of their payload, ``final`` included.
 5. A final mark is read with the epoch of the same meta hash: the position of the final
    message in the channel's current epoch. A meta that expired or started again (a new
@@ -35,7 +38,7 @@ from sse_hub.messages.positions import NOWHERE, ChannelPage, Position
 logger = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
-# (Redis ms, channel order, seq, message): how parts are merged.
+# (partition order, channel order, seq, message): how parts are merged.
 Stored = tuple[int, int, int, Message]
 
 
@@ -138,7 +141,9 @@ def _parse(channel: str, order: int, entries: Sequence[Entry]) -> list[Stored]:
     for entry_id, fields in entries:
         try:
             message = message_from_payload(fields[b"m"])
-            parsed.append((int(fields.get(b"t", b"0")), order, _seq((entry_id, fields)), message))
+            # Entries written before ``o`` existed: their Redis ms ``t``, in microseconds.
+            placed = int(fields[b"o"]) if b"o" in fields else int(fields.get(b"t", b"0")) * 1000
+            parsed.append((placed, order, _seq((entry_id, fields)), message))
         except (KeyError, ValueError, ValidationError) as exc:
             reason = describe(exc) if isinstance(exc, ValidationError | KeyError) else str(exc)
             logger.warning(

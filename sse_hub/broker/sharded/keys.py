@@ -7,11 +7,18 @@ With ``P`` = ``broker.prefix`` and ``t`` = ``TAGS[partition(c)]`` (``partitions`
   message once it has ended (the final mark, in epoch ``e``). Expires
   ``history.ttl_seconds`` + 1 day after the last publish, so a counter outlives its history;
   after a final message, ``history.finished_ttl_seconds`` after it.
-- ``P:{t}:h:<c>``: its history STREAM, entry id ``<seq>-0``, fields ``m`` (the payload) and
-  ``t`` (Redis ms at publish); trimmed to ``history.size`` (``MAXLEN ~``), expires
-  ``history.ttl_seconds`` after the last publish (``history.finished_ttl_seconds`` after a
-  final one: mark and history are forgotten together).
+- ``P:{t}:h:<c>``: its history STREAM, entry id ``<seq>-0``, fields ``m`` (the payload),
+  ``t`` (Redis ms at publish) and ``o`` (the partition's order, below); trimmed to
+  ``history.size`` (``MAXLEN ~``), expires ``history.ttl_seconds`` after the last publish
+  (``history.finished_ttl_seconds`` after a final one: mark and history are forgotten
+  together).
 - ``P:{t}:c:<c>``: its shard channel (``SPUBLISH``/``SSUBSCRIBE``).
+- ``P:{t}:o``: the partition's order, the last ``o`` it gave: each part stored gets
+  ``max(Redis TIME in microseconds, last + 1)``, written in its history entries as ``o``.
+  Strictly increasing per partition, so a replay of channels of one partition (one
+  ``{tag}``) comes in the order they were published; near the clock, so parts of different
+  partitions merge by time. Expires with the longest of the TTLs above after the
+  partition's last publish, so it outlives every stream it ordered.
 - ``P:{T[partition(i)]}:inbox:<i>``: the shard channel of instance ``i`` (direct messages,
   kicks).
 - The directory, presence and tickets: ``Keyspace.for_cluster(P)``, under ``{P}`` (one
@@ -48,6 +55,10 @@ class ShardKeys:
 
     def shard_channel(self, channel: str) -> str:
         return f"{self.prefix}:{{{tag_of(channel)}}}:c:{channel}"
+
+    def order(self, channel: str) -> str:
+        """The order counter of ``channel``'s partition."""
+        return f"{self.prefix}:{{{tag_of(channel)}}}:o"
 
     def inbox(self, instance_id: str) -> str:
         return f"{self.prefix}:{{{TAGS[partition(instance_id)]}}}:inbox:{instance_id}"

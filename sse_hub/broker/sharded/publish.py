@@ -14,6 +14,9 @@ call, in batch order. Invariants:
    told 503; those parts were stored and delivered).
 2. Per channel, messages are numbered in batch order: a draft's part never goes in an
    earlier round than a part of an earlier draft in the same partition (``plan_rounds``).
+   Per partition, every part stored gets an order ``o`` above every earlier one of the
+   partition (``keys``): the order the master ran the calls and the parts in a call, which
+   is the order its ``SPUBLISH``es went out and the order ``history.read_after`` replays.
 3. No hidden retries: the cluster client has none for connection errors, so a part is
    never applied twice by the broker (a lost reply may still have been applied). MOVED is
    followed by redis-py: Redis refused the script before it ran.
@@ -65,7 +68,7 @@ META_EXTRA_TTL_SECONDS = 86_400
 # How the script refuses a part on an ended channel: an error reply, then the JSON name.
 FINISHED = "FINISHED "
 
-# KEYS: per part, per channel: meta, stream.
+# KEYS: per part, per channel: meta, stream; last, the partition's order (``keys``).
 # ARGV: history size (0: no stream), history ttl s, meta ttl s, finished ttl s, number of
 # parts; then per part: channel count, final (1 or 0), the prior JSON (`,"prior":[...]` or
 # empty), the payload tail (the draft's JSON fields after `{`), then per channel its JSON
@@ -99,6 +102,15 @@ for _ = 1, tonumber(ARGV[5]) do
 end
 local size, ttl, meta_ttl, finished_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local t = redis.call('TIME')
+-- The partition's order: per part, Redis TIME in microseconds, raised past the last one the
+-- partition gave, so strictly increasing in call order and close to the clock across
+-- partitions. Written first (a wrong type leaves Redis as it was); it outlives every stream
+-- of the partition. %d: a Lua number would be written as %.14g, losing digits.
+local parts = tonumber(ARGV[5])
+local last = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
+local order = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), last + 1) - 1
+local keep_order = math.max(tonumber(meta_ttl), tonumber(finished_ttl))
+redis.call('SET', KEYS[#KEYS], string.format('%d', order + parts), 'EX', keep_order)
 local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local fresh
 local function new_epoch()
@@ -119,6 +131,8 @@ local out = {}
 a, k = 6, 1
 for _ = 1, tonumber(ARGV[5]) do
   local n, final, prior, tail = tonumber(ARGV[a]), ARGV[a + 1] == '1', ARGV[a + 2], ARGV[a + 3]
+  order = order + 1
+  local placed = string.format('%d', order)
   local pos, seqs = {}, {}
   for j = 0, n - 1 do
     local meta, stream = KEYS[k + 2 * j], KEYS[k + 2 * j + 1]
@@ -145,7 +159,7 @@ for _ = 1, tonumber(ARGV[5]) do
       keep, keep_meta = finished_ttl, finished_ttl
     end
     if size > 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', size, seqs[j + 1] .. '-0', 'm', payload, 't', ms)
+      redis.call('XADD', stream, 'MAXLEN', '~', size, seqs[j + 1] .. '-0', 'm', payload, 't', ms, 'o', placed)
       redis.call('EXPIRE', stream, keep)
     end
     redis.call('EXPIRE', meta, keep_meta)
@@ -210,6 +224,7 @@ def script_call(
         for channel in part.channels:
             script_keys += [keys.meta(channel), keys.stream(channel)]
             args += [json.dumps(channel), keys.shard_channel(channel)]
+    script_keys.append(keys.order(parts[0][0].channels[0]))
     return script_keys, args
 
 
