@@ -36,5 +36,10 @@ PUB_BODY='{"channels":["bench"],"event":"tick","data":{"t":{{T}},"seq":{{SEQ}},"
 SUB_PATH_S5='/events/{{CH}}'
 PUB_PATH_S5=/broadcast
 PUB_BODY_S5='{"channels":["{{CH}}"],"event":"tick","data":{"t":{{T}},"seq":{{SEQ}},"pad":"{{PAD}}"}}'
+PUB_BATCH_S6=100
+PUB_BODY_S6=\$PUB_BODY_S5
+PUB_BATCH_OPEN_S6='['
+PUB_BATCH_SEP_S6=','
+PUB_BATCH_CLOSE_S6=']'
 EOF
 }

@@ -30,6 +30,8 @@ backend=${1:-memory}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 unset SSE_HUB_CONFIG
+# bench/referee.sh's own knobs, not settings of the hub (which refuses unknown SSE_HUB_* keys)
+unset SSE_HUB_BENCH_PORT SSE_HUB_REDIS_BENCH_PORT
 export SSE_HUB_LOG__LEVEL=${SSE_HUB_LOG__LEVEL:-warning}
 export SSE_HUB_LIMITS__MAX_CONNECTIONS=${SSE_HUB_LIMITS__MAX_CONNECTIONS:-20000}
 # every bench client connects from 127.0.0.1

@@ -201,26 +201,34 @@ class PublishItem(BaseModel):
             return ()
         if self.channel is not None:
             return (self.channel,)
-        if self.channels is not None:
-            return tuple(dict.fromkeys(self.channels))
+        channels = self.channels
+        if channels is not None:
+            return (channels[0],) if len(channels) == 1 else tuple(dict.fromkeys(channels))
         return (GLOBAL_CHANNEL,)
 
-    def to_draft(self) -> Draft:
-        if isinstance(self.data, str):
-            data = _check_utf8(self.data, "data")
+    def to_draft(self, published_at: float | None = None) -> Draft:
+        """The item as a Draft. A batch passes one ``published_at`` for all its items
+        (they are accepted together); the Draft is built by position, one call per item
+        (S6 in docs/performance.md: this runs once per message of every publish)."""
+        data = self.data
+        if isinstance(data, str):
+            data = _check_utf8(data, "data")
         else:
-            encoded = to_json(self.data)
-            _check_finite(encoded, self.data)
+            encoded = to_json(data)
+            if b"NaN" in encoded or b"Infinity" in encoded:
+                _check_finite(encoded, data)
             data = encoded.decode()
         return Draft(
-            event=self.event,
-            data=data,
-            channels=self.targets(),
-            retry_ms=self.retry,
-            client_id=self.client_id,
-            exclude_client_id=self.exclude_client_id,
-            published_at=time.time(),
-            final=self.final,
+            self.event,
+            data,
+            self.targets(),
+            self.retry,
+            self.client_id,
+            self.exclude_client_id,
+            False,
+            time.time() if published_at is None else published_at,
+            None,
+            self.final,
         )
 
 

@@ -173,7 +173,8 @@ class FrontProtocol(asyncio.Protocol):
             items, batch = parse_items(request.body, app[SETTINGS].limits.max_batch)
             if any(item.client_id is not None for item in items):
                 return None
-            return [item.to_draft() for item in items], batch
+            published_at = time.time()
+            return [item.to_draft(published_at) for item in items], batch
         except (HubError, ValueError):
             return None
 

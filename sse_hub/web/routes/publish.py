@@ -4,6 +4,8 @@ stream instead (``routes/publish_stream.py``)."""
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from sse_hub.errors import BadRequest
@@ -21,7 +23,8 @@ async def broadcast(request: web.Request) -> web.Response:
     body = await read_json_body(request, limits.max_message_bytes)
     items, batch = parse_items(body, limits.max_batch)
     try:
-        drafts = [item.to_draft() for item in items]
+        published_at = time.time()  # one acceptance time for the whole batch
+        drafts = [item.to_draft(published_at) for item in items]
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     hub = app[HUB]
