@@ -101,7 +101,6 @@ class RedisBroker(Broker):
         self.reconnects = 0
         self.messages_received = 0
         self._url = settings.broker.redis_url
-        self._history_size = settings.history.size
         self._keys = keys = keyspace or Keyspace(settings.broker.prefix)
         # No hidden retries: a publish must fail fast (503) rather than be sent twice.
         # RESP2: the subscriber connection reads subscription messages as plain replies
@@ -120,8 +119,7 @@ class RedisBroker(Broker):
         )
         self._redis: Redis = Redis.from_pool(pool)
         self._floor = IdFloor()
-        ttls = settings.history.ttl_seconds, settings.history.finished_ttl_seconds
-        self.publisher = Publisher(self._redis, keys, self._floor, self._history_size, *ttls)
+        self.publisher = Publisher(self._redis, keys, self._floor, settings.history)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
         self.directory = Directory(
             self._redis,
@@ -133,7 +131,7 @@ class RedisBroker(Broker):
             describe=describe,
         )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
-        self._history = HistoryReader(self._redis, keys, self._floor, self._history_size, *ttls)
+        self._history = HistoryReader(self._redis, keys, self._floor, settings.history)
         self._origin_check = OriginCheck(self._redis, keys)
         self._origin: str | None = None
         self._deliver: Deliver | None = None

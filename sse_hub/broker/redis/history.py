@@ -36,6 +36,7 @@ from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.publisher import IdFloor, bound_offset_ms
 from sse_hub.broker.redis.scripts import HISTORY_SCRIPT
+from sse_hub.config.settings import HistoryConfig
 from sse_hub.messages.contract import History
 
 
@@ -45,15 +46,13 @@ class HistoryReader:
         redis: Redis,
         keyspace: Keyspace,
         floor: IdFloor,
-        history_size: int,
-        ttl_seconds: int,
-        finished_ttl_seconds: int,
+        history: HistoryConfig,
     ) -> None:
         self._redis = redis
         self._keys = keyspace
         self._floor = floor
-        self._history_size = history_size
-        self._bound_offset_ms = bound_offset_ms(ttl_seconds, finished_ttl_seconds)
+        self._history_size = history.size
+        self._bound_offset_ms = bound_offset_ms(history)
         self._history_script = redis.register_script(HISTORY_SCRIPT)
 
     async def finished(self, channels: Collection[str]) -> dict[str, int]:

@@ -43,6 +43,7 @@ from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.script_connection import ScriptConnection
 from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARD_CHANNEL_PUBLISH_SCRIPT
 from sse_hub.broker.redis.tasks import cancel_and_wait
+from sse_hub.config.settings import HistoryConfig
 from sse_hub.errors import BrokerUnavailable, ChannelFinished
 from sse_hub.messages.message import Draft, Message, payload_tail
 
@@ -89,10 +90,9 @@ class Publisher:
         redis: Redis,
         keyspace: Keyspace,
         floor: IdFloor,
-        history_size: int,
-        ttl_seconds: int,
-        finished_ttl_seconds: int,
+        history: HistoryConfig,
     ) -> None:
+        """``history``: the bounds the script applies (size, ttls)."""
         self._keys = keyspace
         self._floor = floor
         self._connection = ScriptConnection(
@@ -101,14 +101,14 @@ class Publisher:
         # What a group calls; ``_connection`` stays the one to reset when a test swaps it.
         self.script = self._connection
         # history.size 0 keeps one entry per stream, exactly: enough to know what was lost.
-        trim = ("=", 1) if history_size == 0 else ("~", history_size + 1)
-        ttl_ms = ttl_seconds * 1000
+        trim = ("=", 1) if history.size == 0 else ("~", history.size + 1)
+        ttl_ms = history.ttl_seconds * 1000
         self._settings_args: list[bytes | str | int] = [
             *trim,
             ttl_ms,
             ttl_ms + CLOCK_KEEP_EXTRA_MS,
-            bound_offset_ms(ttl_seconds, finished_ttl_seconds),
-            finished_ttl_seconds * 1000,
+            bound_offset_ms(history),
+            history.finished_ttl_seconds * 1000,
         ]
         self._open: _Group | None = None
         self._queued: deque[_Group] = deque()  # groups waiting for the one in flight
@@ -238,8 +238,8 @@ class Publisher:
                 waiter.set_exception(BrokerUnavailable(reason))
 
 
-def bound_offset_ms(ttl_seconds: int, finished_ttl_seconds: int) -> int:
+def bound_offset_ms(history: HistoryConfig) -> int:
     """How far back the id that a vanished history may have held is looked up (``history``
     invariant 2): the shorter of the two ttls, since a channel that ended is forgotten
     after ``finished_ttl_seconds``, possibly before ``ttl_seconds`` pass."""
-    return min(ttl_seconds, finished_ttl_seconds) * 1000 - CLOCK_MARGIN_MS
+    return min(history.ttl_seconds, history.finished_ttl_seconds) * 1000 - CLOCK_MARGIN_MS
