@@ -12,7 +12,7 @@ Invariants:
 
 1. At most one ``end`` per channel per stream, always after the final message when the
    stream gets that message, never before.
-2. Nothing here encodes on the fan-out path: ``Hub.dispatch`` hands every stream the same
+2. Nothing here encodes on the fan-out path: ``Fanout.dispatch`` hands every stream the same
    ``end`` chunks of a final message (``end_chunks``, built once per message).
 """
 

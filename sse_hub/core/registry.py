@@ -8,7 +8,7 @@ Invariants:
 1. Only ``Hub.open`` adds (before the stream's response headers go out) and only
    ``Hub.release`` removes (once per subscriber: the stream handler's ``finally`` before
    the handover, the ``StreamProtocol`` after it). A closed subscriber stays registered
-   until then, and fan-out never adds or removes, so ``Hub.dispatch`` may iterate the
+   until then, and fan-out never adds or removes, so ``Fanout.dispatch`` may iterate the
    sets in place; iterating the registry itself walks a copy.
 2. Bounded by the open streams: a channel or an address with no subscriber left has no
    entry.

@@ -12,7 +12,7 @@ updates take this separate path and plain channels pay nothing for it.
   grant), once per update, even when several of its topics match: an update reaches a
   subscriber at most once.
 
-Invariants: ``targets`` is synchronous and never awaits (it runs inside ``Hub.dispatch``);
+Invariants: ``targets`` is synchronous and never awaits (it runs inside ``Fanout.dispatch``);
 ``add`` happens before the stream's headers go out and ``remove`` in the stream's
 ``finally``; the index never holds a subscriber after ``remove``.
 """

@@ -67,7 +67,7 @@ class PositionIds:
                 if subscriber.client_id != exclude:
                     placement_of(subscriber).offer(subscriber, message, encoded)
                 elif message.final:
-                    # The excluded stream still owes its ends (as ``Hub.dispatch`` on one sequence).
+                    # The excluded stream still owes its ends (as ``Fanout.dispatch`` on one sequence).
                     placement_of(subscriber).offer(subscriber, message, encoded, excluded=True)
 
         return dispatch_part

@@ -57,7 +57,7 @@ class ChannelPlacement:
         """Queue one received part for ``subscriber``, encoded with its id (shared through
         ``encoded`` with the other streams that show the same id). ``excluded``: a final part
         that excludes the stream's client: it moves the positions and owes its ends, but is not
-        sent (as ``Hub.dispatch`` does on one sequence)."""
+        sent (as ``Fanout.dispatch`` does on one sequence)."""
         if subscriber.close_reason is not None or self._finished:
             return
         if subscriber.holding:
