@@ -12,7 +12,10 @@ Inputs (each optional; each one given writes one PNG into ``--out``):
 - ``--size DIR``: a ``bench/scale.sh size`` directory -> ``scale-size.png``, the same
   against the event's size on the wire (bytes received / events received);
 - ``--scaleout FILE``: ``bench/scaleout.py --out FILE`` -> ``scaleout.png``, CPU per
-  delivered message of each instance and deliveries/s against instances.
+  delivered message of each instance and deliveries/s against instances;
+- ``--per-message FILE`` (a ``bench/run.sh`` run with S5 and S6) and ``--floor FILE``
+  (``bench/floor.py``'s lines) -> ``per-message.png``: what each server's core spends per
+  message in S5 and S6, every round a dot, the kernel's floor drawn in.
 
 Invariants:
 
@@ -212,6 +215,51 @@ def scaleout_figure(lines: list[dict[str, object]], prov: Provenance) -> Figure:
     return finish(fig, "Scale-out on Redis (bench/scaleout.py): cost per message and throughput", prov)
 
 
+def core_us_per_message(run: Run) -> float | None:
+    """The server core's busy time per delivered message while it published (us)."""
+    busy, window, delivered = num(run, "core_server_busy_pct"), num(run, "window_s"), num(run, "delivered")
+    return busy / 100 * window / delivered * 1e6 if busy is not None and window and delivered else None
+
+
+def per_message_figure(runs: dict[tuple[str, str], list[Run]], floor: list[dict[str, object]]) -> Figure:
+    """Per scenario (S5, S6): a bar per target at the median of its rounds, a dot per round,
+    and the floor (median of bench/floor.py's runs of that shape) as a dashed line."""
+    scenarios = [s for s in ("S5", "S6") if any(scenario == s for _, scenario in runs)]
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(12, 4.8), squeeze=False)
+    prov = Provenance([], [])
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        targets = sorted((t for t, s in runs if s == scenario), key=lambda t: (t != "sse-hub", t))
+        for x, target in enumerate(targets):
+            rounds = runs[(target, scenario)]
+            prov.add(rounds)
+            values = [v for v in map(core_us_per_message, rounds) if v is not None]
+            if not values:
+                continue
+            color = COLORS.get(target, "black")
+            ax.bar(x, statistics.median(values), color=color, alpha=0.6, label=target)
+            ax.scatter([x] * len(values), values, color=color, zorder=3, s=16)
+            ax.annotate(
+                f"{statistics.median(values):.1f}",
+                (x, statistics.median(values)),
+                ha="center",
+                textcoords="offset points",
+                xytext=(0, 4),
+                fontsize=8,
+            )
+        floors = [num(f, "us_per_message") for f in floor if f.get("shape") == scenario.lower()]
+        values = [v for v in floors if v is not None]
+        if values:
+            level = statistics.median(values)
+            ax.axhline(level, linestyle="--", color="black", label=f"kernel floor (bench/floor.py) {level:.1f}")
+        ax.set_xticks(range(len(targets)), targets)
+        ax.set_ylabel("server core per message, us (busy x window / delivered)")
+        ax.set_title({"S5": "S5: one POST per message", "S6": "S6: sse-hub 100 per POST, nchan 1"}[scenario])
+        ax.set_ylim(bottom=0)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    return finish(fig, "What a message costs the server's core, against the kernel's floor", prov)
+
+
 def read_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
@@ -221,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subs", type=Path, help="a bench/scale.sh subs directory")
     parser.add_argument("--size", type=Path, help="a bench/scale.sh size directory")
     parser.add_argument("--scaleout", type=Path, help="the JSON lines of bench/scaleout.py --out")
+    parser.add_argument("--per-message", type=Path, help="a bench/run.sh run with S5 and S6")
+    parser.add_argument("--floor", type=Path, help="the JSON lines of bench/floor.py (with --per-message)")
     parser.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs (docs/img)")
     args = parser.parse_args(argv)
     figures: dict[str, Figure] = {}
@@ -236,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         figures["scale-size.png"] = sweep_figure(series, offered, "event size on the wire (log)", title, prov, True)
     if args.scaleout:
         figures["scaleout.png"] = scaleout_figure(read_lines(args.scaleout), Provenance([], []))
+    if args.per_message:
+        runs, _ = load([str(args.per_message)])
+        floor = read_lines(args.floor) if args.floor else []
+        figures["per-message.png"] = per_message_figure(runs, floor)
     if not figures:
-        parser.error("give at least one of --subs, --size, --scaleout")
+        parser.error("give at least one of --subs, --size, --scaleout, --per-message")
     args.out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
         fig.savefig(args.out / name, dpi=110)
