@@ -227,15 +227,6 @@ class Settings(Section):
         """Ids are per-channel positions (the sharded Redis Cluster broker)."""
         return self.broker.backend == "redis-cluster" and self.broker.cluster_mode == "sharded"
 
-    @model_validator(mode="after")
-    def _mercure_needs_one_sequence(self) -> Settings:
-        if self.mercure.enabled and self.sharded:
-            raise ValueError(
-                "mercure.enabled needs one id sequence: with broker.backend redis-cluster, "
-                "set broker.cluster_mode: one-slot (SSE_HUB_BROKER__CLUSTER_MODE=one-slot)"
-            )
-        return self
-
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key."""

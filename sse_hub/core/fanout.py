@@ -50,11 +50,7 @@ class Fanout:
         observe = self.observe
         if observe is not None and message.published_at:
             observe(time.time() - message.published_at)
-        mercure = message.mercure
-        if mercure is None:
-            targets = self.targets(message)
-        else:
-            targets = self._mercure.targets(mercure.topics, mercure.private)
+        targets = self.targets(message)
         if not targets:
             return
         chunk = message.chunk
@@ -76,6 +72,9 @@ class Fanout:
 
     def targets(self, message: Message) -> Collection[Subscriber]:
         """The local subscribers a message is for (before ``exclude_client_id``)."""
+        mercure = message.mercure
+        if mercure is not None:  # the Mercure index picks (invariant 2)
+            return self._mercure.targets(mercure.topics, mercure.private)
         registry = self._registry
         if message.client_id is not None:
             subscriber = registry.get(message.client_id)

@@ -260,10 +260,13 @@ class Hub:
         if cursor is None:
             return preamble, NO_REPLAY, None
         self.counters.replays += 1
-        history, after, header = await mercure_replay.start(self.broker, cursor, partial(self.replay_page, subscriber))
-        if after is not None:
-            subscriber.resume_after(after)
+        history, header = await self.ids.start_mercure(self, subscriber, cursor)
         return preamble, history, header
+
+    def replay_filter(self, subscriber: Subscriber) -> Callable[[Message], bool] | None:
+        """What a stream's replay keeps of what it reads: a Mercure stream's updates that its
+        selectors and current token accept; None for a channel stream (everything)."""
+        return partial(self._mercure_accepts, subscriber) if subscriber in self.mercure else None
 
     def _mercure_accepts(self, subscriber: Subscriber, message: Message) -> bool:
         meta = message.mercure

@@ -13,7 +13,10 @@ memory, Redis and one-slot Redis Cluster brokers number every message in one seq
   own positions (an id at or past a channel's final message);
 - ``dispatcher``: the callback the broker delivers received messages to;
 - ``receipt_id``: the id a publish receipt carries (what a stream on exactly the
-  message's channels shows for it).
+  message's channels shows for it);
+- ``start_mercure``: where a Mercure stream's replay starts for its cursor, its first page
+  and the cursor response header (``mercure/replay.py``: the feed read by sequence, or by
+  position); ``next_page`` then reads the feed the same way, filtered.
 
 Invariant: the hub asks the scheme and never branches on which one it has.
 """
@@ -21,12 +24,15 @@ Invariant: the hub asks the scheme and never branches on which one it has.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Protocol
 
 from sse_hub.core import replay
 from sse_hub.core.streams import Placement
 from sse_hub.core.subscriber import Subscriber
-from sse_hub.messages.contract import Deliver, History
+from sse_hub.mercure import replay as mercure_replay
+from sse_hub.mercure.ids import Cursor
+from sse_hub.messages.contract import Broker, Deliver, History
 from sse_hub.messages.message import Message
 
 
@@ -39,6 +45,13 @@ class Dispatching(replay.Hub, Protocol):
     def targets(self, message: Message) -> Collection[Subscriber]: ...
 
 
+class MercureReplaying(replay.Hub, Protocol):
+    """What starting a Mercure replay needs of the hub (``core.hub.Hub``)."""
+
+    @property
+    def broker(self) -> Broker: ...
+
+
 class IdScheme(Protocol):
     def placement(self, channels: tuple[str, ...]) -> Placement | None: ...
 
@@ -49,6 +62,10 @@ class IdScheme(Protocol):
     def dispatcher(self, hub: Dispatching) -> Deliver: ...
 
     def receipt_id(self, message: Message) -> str: ...
+
+    async def start_mercure(
+        self, hub: MercureReplaying, subscriber: Subscriber, cursor: Cursor
+    ) -> tuple[History, str]: ...
 
 
 class SequenceIds:
@@ -68,6 +85,13 @@ class SequenceIds:
 
     def receipt_id(self, message: Message) -> str:
         return str(message.id)
+
+    async def start_mercure(self, hub: MercureReplaying, subscriber: Subscriber, cursor: Cursor) -> tuple[History, str]:
+        """The feed by the hub's sequence: the stream's floor is the cursor's update."""
+        history, after, header = await mercure_replay.start(hub.broker, cursor, partial(hub.replay_page, subscriber))
+        if after is not None:
+            subscriber.resume_after(after)
+        return history, header
 
 
 SEQUENCE_IDS = SequenceIds()

@@ -21,14 +21,14 @@ The sharded broker's counterpart, with per-channel positions, is ``core.position
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from sse_hub.core.counters import Counters
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.messages.contract import History
-from sse_hub.messages.message import parse_event_id
+from sse_hub.messages.message import Message, parse_event_id
 
 NO_REPLAY = History(messages=(), expired=False, last_id=0)
 
@@ -59,6 +59,7 @@ class Hub(Protocol):
     def reset_chunk(self, reason: str, last_event_id: str | None) -> bytes: ...
     async def replay_page(self, subscriber: Subscriber, after_id: int) -> History: ...
     async def finished(self, channels: Collection[str]) -> dict[str, int]: ...
+    def replay_filter(self, subscriber: Subscriber) -> Callable[[Message], bool] | None: ...
 
 
 async def prepare(hub: Hub, subscriber: Subscriber, start: StartAt) -> Prepared:

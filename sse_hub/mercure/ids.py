@@ -8,7 +8,11 @@ message, and its id is chosen as follows:
 - Hub-assigned ids are the fragment form ``#<n>``, ``n`` the hub sequence in decimal
   without leading zeros: a valid IRI reference (draft-07 and 1.0 both allow "a relative
   URI composed of a fragment"), never a bare decimal, and it keeps the global order.
-  Parsing it back needs no lookup.
+  Parsing it back needs no lookup. On the sharded Redis Cluster broker there is no hub
+  sequence: the feed channel numbers its own updates, and the hub id is its position
+  there, ``#<seq>.<epoch>`` (``seq`` in decimal, ``epoch`` the channel's 4 base36
+  characters, which change when Redis lost the counter and it started again); it parses
+  back to that position (``Cursor.position``). Each form is unknown to the other scheme.
 - A publisher may supply its own id. It is sent verbatim as the SSE ``id:`` (Mercure's
   conformance suite checks ``lastEventId``) and returned as the publish answer. It may
   not start with ``#`` (both specs), so it can never be mistaken for a hub id; it may not
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from sse_hub.messages.mercure import EARLIEST
 
 _HUB_ID = re.compile(r"#([1-9][0-9]{0,18})")
+_HUB_POSITION = re.compile(r"#([1-9][0-9]{0,18})\.([0-9a-z]{4})")
 
 
 class CursorKind(enum.Enum):
@@ -43,11 +48,13 @@ class CursorKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A parsed ``Last-Event-ID``: ``sequence`` is set for hub ids only."""
+    """A parsed ``Last-Event-ID``: a hub id has ``sequence`` (``#<n>``, one sequence) or
+    ``position`` (``#<seq>.<epoch>``, the sharded broker's feed position)."""
 
     kind: CursorKind
     value: str
     sequence: int | None = None
+    position: tuple[int, str] | None = None
 
 
 def parse_cursor(value: str) -> Cursor:
@@ -56,6 +63,9 @@ def parse_cursor(value: str) -> Cursor:
     found = _HUB_ID.fullmatch(value)
     if found is not None:
         return Cursor(CursorKind.HUB, value, int(found.group(1)))
+    found = _HUB_POSITION.fullmatch(value)
+    if found is not None:
+        return Cursor(CursorKind.HUB, value, position=(int(found.group(1)), found.group(2)))
     return Cursor(CursorKind.PUBLISHER, value)
 
 

@@ -15,8 +15,19 @@ earliest"). The broker answers (``Broker.find_publisher_id``): the memory broker
 index kept with the feed's history, a Redis broker by scanning the retained feed in pages
 (at most ``history.size`` updates read); docs/mercure.md says what each costs.
 
+On the sharded broker (``PerChannelBroker``) there is no hub sequence: the feed channel
+numbers its own updates, and a stream's place in the feed is a position (seq, epoch).
+``start_at_position`` and ``read_position_page`` are the same steps on positions: a hub id
+``#<seq>.<epoch>`` names a position, a publisher id is resolved to one
+(``PerChannelBroker.find_publisher_position``: a scan of the retained feed), and a position
+ahead of the feed is unknown, one of another epoch is past a gap (either way: replay from
+the oldest retained, ``earliest``).
+The feed is one channel, hence one partition and one master: its positions are one total
+order, the same on every instance.
+
 Invariants: every loop is bounded by the retained history (each page starts after the
-last id of the one before, ids only grow); nothing here writes to the broker.
+last id, or position, of the one before, and those only grow); nothing here writes to the
+broker.
 """
 
 from __future__ import annotations
@@ -25,8 +36,9 @@ from collections.abc import Awaitable, Callable
 
 from sse_hub.mercure.ids import Cursor, CursorKind, response_cursor, resume_after
 from sse_hub.messages.contract import Broker, History
-from sse_hub.messages.mercure import FEED_CHANNEL
+from sse_hub.messages.mercure import EARLIEST, FEED_CHANNEL
 from sse_hub.messages.message import Message
+from sse_hub.messages.positions import NOWHERE, ChannelPage, PerChannelBroker, Position, position_in
 
 FEED = (FEED_CHANNEL,)
 
@@ -69,3 +81,43 @@ async def read_page(broker: Broker, accepts: Callable[[Message], bool], after_id
 async def resolve_publisher_id(broker: Broker, event_id: str) -> int | None:
     """The sequence of the earliest retained update published with ``event_id``."""
     return await broker.find_publisher_id(FEED_CHANNEL, event_id)
+
+
+# -- on per-channel positions (the sharded broker) -------------------------------------------
+
+
+async def start_at_position(
+    broker: PerChannelBroker, cursor: Cursor, accepts: Callable[[Message], bool], limit: int
+) -> tuple[ChannelPage, Position | None, str]:
+    """``start`` on positions: the first page, the feed position the stream continues after
+    (None: from the oldest retained update) and the cursor response header's value."""
+    after: Position | None = None
+    if cursor.kind is CursorKind.HUB:
+        after = cursor.position  # None for ``#<n>``: an id of one sequence is unknown here
+    elif cursor.kind is CursorKind.PUBLISHER:
+        after = await broker.find_publisher_position(FEED_CHANNEL, cursor.value)
+    page = await read_position_page(broker, accepts, after or NOWHERE, limit)
+    current = page.current.get(FEED_CHANNEL, NOWHERE)
+    if after is not None and after[1] == current[1] and after[0] > current[0]:
+        # From the future (another cluster, a wiped one). A position of another epoch needs
+        # no check: the counter started again, so the page is all retained, with a gap.
+        after = None
+        page = await read_position_page(broker, accepts, NOWHERE, limit)
+    header = EARLIEST if after is None or page.gaps else cursor.value
+    return page, after, header
+
+
+async def read_position_page(
+    broker: PerChannelBroker, accepts: Callable[[Message], bool], after: Position, limit: int
+) -> ChannelPage:
+    """``read_page`` on positions: the next retained updates after ``after`` in the feed
+    that ``accepts`` keeps; ``gaps`` names the feed when updates after ``after`` are gone."""
+    at = after
+    gaps: dict[str, int] = {}
+    while True:
+        page = await broker.history_after({FEED_CHANNEL: at}, limit)
+        gaps.update(page.gaps)
+        kept = [message for message in page.messages if message.mercure is not None and accepts(message)]
+        if kept or page.complete or not page.messages:
+            return ChannelPage(messages=kept, complete=page.complete, gaps=gaps, current=page.current)
+        at = position_in(page.messages[-1], FEED_CHANNEL)

@@ -4,8 +4,9 @@ obey: the part of Mercure that every layer sees (``messages.message`` holds it).
 A Mercure update is published as an ordinary hub message (numbered by the broker's
 sequence, stored in the feed channel's history, encoded once) plus ``MercureMeta``: its
 topics (for the per-subscriber filter), whether it is private, and the publisher's id. Its
-SSE ``id:`` is the publisher's id, else the hub id ``#<sequence>``: never the bare
-sequence, which is not an IRI.
+SSE ``id:`` is the publisher's id, else the hub id: ``#<sequence>`` on one id sequence,
+``#<seq>.<epoch>`` (its position in the feed channel) on the sharded broker, whose channels
+number their messages each on its own; never a bare number, which is not an IRI.
 
 Every update is published to ``FEED_CHANNEL``, which holds the Mercure history (one
 hub-wide cursor, as Mercure wants); every Mercure subscriber receives it and filters
@@ -20,6 +21,7 @@ off loads none of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -44,11 +46,12 @@ class InvalidSelector(ValueError):
     patterns) not a valid pattern. The message says which, for a 400 body."""
 
 
-def hub_event_id(sequence: int) -> str:
-    """The IRI of the update numbered ``sequence`` by the hub."""
+def hub_event_id(sequence: int, epoch: str = "") -> str:
+    """The IRI of the update numbered ``sequence`` by the hub: ``#<sequence>``, or with the
+    feed channel's ``epoch`` (per-channel positions) ``#<sequence>.<epoch>``."""
     if sequence < 1:
         raise ValueError("hub sequences start at 1")
-    return f"#{sequence}"
+    return f"#{sequence}.{epoch}" if epoch else f"#{sequence}"
 
 
 def check_publisher_id(event_id: str) -> None:
@@ -85,9 +88,13 @@ class MercureMeta:
     private: bool = False
     event_id: str | None = None  # publisher-supplied, validated by publish_form
 
-    def sse_id(self, sequence: int) -> str:
-        """The update's id on the wire and in the publish answer."""
-        return self.event_id if self.event_id is not None else hub_event_id(sequence)
+    def sse_id(self, sequence: int, pos: Sequence[tuple[str, int, str]] = ()) -> str:
+        """The update's id on the wire and in the publish answer. ``pos``: the message's
+        positions when the broker numbers each channel on its own (its one channel is the
+        feed): the hub id then carries the feed's epoch."""
+        if self.event_id is not None:
+            return self.event_id
+        return hub_event_id(pos[0][1], pos[0][2]) if pos else hub_event_id(sequence)
 
     def to_payload(self) -> MercurePayload:
         return MercurePayload(topics=list(self.topics), private=self.private or None, event_id=self.event_id)

@@ -288,7 +288,7 @@ class Message(Draft):
 
     def _encode(self) -> bytes:
         mercure = self.mercure
-        event_id = str(self.id) if mercure is None else mercure.sse_id(self.id)
+        event_id = str(self.id) if mercure is None else mercure.sse_id(self.id, self.pos)
         frame = sse.encode_event(self.data, self.event, event_id, self.retry_ms)
         chunk = sse.chunk(frame)
         # The cache is the one thing set after __init__ (frozen: object.__setattr__).

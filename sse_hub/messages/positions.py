@@ -23,6 +23,12 @@ On top of the ``Broker`` contract (whose integer ``history`` it does not serve):
 - ``finished_at(channels)``: of ``channels``, those that have ended (a final message),
   each with the position of its final message (an empty dict when none has); the sharded
   counterpart of ``Broker.finished``. Parts of a final message carry ``final``.
+- ``find_publisher_position(channel, event_id)``: the position in ``channel`` of the
+  earliest retained message whose publisher gave it the id ``event_id`` (a Mercure
+  update's own id), or None. Default: a scan of the channel's history with
+  ``history_after``, in pages of ``PUBLISHER_ID_SCAN_PAGE`` (what is retained is read at
+  most once). ``find_publisher_id`` answers with that message's ``id``, its seq in the
+  first of its channels (the contract's integer; the position also names the epoch).
 - ``publish(drafts)`` returns one message per draft for the receipt: ``channels`` all of
   the draft's channels, ``pos`` the positions of all its parts. Each partition's part is
   all or nothing; across partitions, parts go out in order and a failure of a later part
@@ -35,7 +41,7 @@ import abc
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.contract import PUBLISHER_ID_SCAN_PAGE, Broker, History
 from sse_hub.messages.message import Message
 
 # A stream's position in one channel: (seq, epoch) of the last message it has, or NOWHERE.
@@ -69,3 +75,28 @@ class PerChannelBroker(Broker):
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         raise TypeError("a sharded broker has no cluster-wide ids: use history_after")
+
+    async def find_publisher_position(self, channel: str, event_id: str) -> Position | None:
+        """Where in ``channel`` the earliest retained message published with ``event_id``
+        sits (module docstring)."""
+        after = NOWHERE
+        while True:
+            page = await self.history_after({channel: after}, PUBLISHER_ID_SCAN_PAGE)
+            for message in page.messages:
+                if message.mercure is not None and message.mercure.event_id == event_id:
+                    return position_in(message, channel)
+            if page.complete or not page.messages:
+                return None
+            after = position_in(page.messages[-1], channel)
+
+    async def find_publisher_id(self, channel: str, event_id: str) -> int | None:
+        position = await self.find_publisher_position(channel, event_id)
+        return None if position is None else position[0]
+
+
+def position_in(message: Message, channel: str) -> Position:
+    """``message``'s position in ``channel`` (NOWHERE when it has none there)."""
+    for name, seq, epoch in message.pos:
+        if name == channel:
+            return (seq, epoch)
+    return NOWHERE

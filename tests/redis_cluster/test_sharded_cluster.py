@@ -20,7 +20,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sse_hub.broker.sharded.keys import ShardKeys
-from sse_hub.config.settings import ConfigError, load_settings
 from tests.support.http import client_id_of, open_stream, publish
 from tests.support.openapi import connected_client_id, contract_of
 from tests.support.plugin import HubsFactory
@@ -425,22 +424,6 @@ async def test_a_message_published_right_after_connected_always_arrives(
             await publish(publisher, {"channel": channel, "data": channel})
             event = await stream.next()
             assert (event.event, event.data) == ("message", channel)
-
-
-# -- configuration (the real command: tests/e2e/test_sharded_cluster.py) ---------------------
-
-
-def test_mercure_is_refused_with_sharded_mode_and_accepted_with_one_slot() -> None:
-    environ = {
-        "SSE_HUB_BROKER__BACKEND": "redis-cluster",
-        "SSE_HUB_MERCURE__ENABLED": "true",
-        "SSE_HUB_MERCURE__PUBLISHER_JWT__SECRET": "mercure-secret-0123456789abcdef-0123456789",
-    }
-    with pytest.raises(ConfigError, match="cluster_mode"):
-        load_settings(environ=environ)
-    settings = load_settings(environ={**environ, "SSE_HUB_BROKER__CLUSTER_MODE": "one-slot"})
-    assert settings.mercure.enabled and not settings.sharded
-    assert load_settings(environ={"SSE_HUB_BROKER__BACKEND": "redis-cluster"}).sharded, "sharded is the default"
 
 
 async def test_channels_with_one_tag_share_a_partition_and_a_message_to_them_is_one_part(two_hubs: Hubs) -> None:

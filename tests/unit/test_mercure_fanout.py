@@ -88,6 +88,9 @@ def test_a_subscriber_is_added_once() -> None:
 def test_the_sse_id_is_the_publisher_id_else_the_hub_id() -> None:
     assert MercureMeta((BOOK1,), event_id="urn:uuid:1").sse_id(42) == "urn:uuid:1"
     assert MercureMeta((BOOK1,)).sse_id(42) == "#42"
+    # On the sharded broker: the update's position in the feed, its one channel.
+    assert MercureMeta((BOOK1,)).sse_id(42, (("~mercure", 42, "k2x9"),)) == "#42.k2x9"
+    assert MercureMeta((BOOK1,), event_id="urn:uuid:1").sse_id(42, (("~mercure", 42, "k2x9"),)) == "urn:uuid:1"
 
 
 def test_a_publish_form_becomes_message_metadata() -> None:

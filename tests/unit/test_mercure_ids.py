@@ -1,6 +1,6 @@
-"""Mercure ids: hub ids ``#<n>`` and back, publisher ids that can never pass for hub ids,
-where a replay starts and what the response header says, and the memory publisher-id
-index (earliest wins, bounded).
+"""Mercure ids: hub ids ``#<n>`` (``#<seq>.<epoch>`` on the sharded broker) and back,
+publisher ids that can never pass for hub ids, where a replay starts and what the
+response header says, and the memory publisher-id index (earliest wins, bounded).
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ def test_a_hub_id_parses_back_to_its_sequence(sequence: int) -> None:
     assert parse_cursor(hub_event_id(sequence)).sequence == sequence
 
 
+EPOCHS = st.text("0123456789abcdefghijklmnopqrstuvwxyz", min_size=4, max_size=4)
+
+
+@given(st.integers(min_value=1, max_value=10**19 - 1), EPOCHS)
+def test_a_hub_id_at_a_feed_position_parses_back_to_that_position(sequence: int, epoch: str) -> None:
+    event_id = hub_event_id(sequence, epoch)
+    assert event_id == f"#{sequence}.{epoch}"
+    assert parse_cursor(event_id) == Cursor(CursorKind.HUB, event_id, position=(sequence, epoch))
+
+
 @given(st.one_of(st.text(min_size=1, max_size=40), st.integers(1, 10**6).map(hub_event_id)))
 def test_a_valid_publisher_id_is_never_read_as_a_hub_id(event_id: str) -> None:
     try:
@@ -35,7 +45,9 @@ def test_a_valid_publisher_id_is_never_read_as_a_hub_id(event_id: str) -> None:
     assert parse_cursor(event_id).kind is CursorKind.PUBLISHER
 
 
-@pytest.mark.parametrize("value", ["#0", "#01", "#", "#1a", "#" + "9" * 20, "1234", "urn:uuid:1", 'id-["a"]'])
+@pytest.mark.parametrize(
+    "value", ["#0", "#01", "#", "#1a", "#" + "9" * 20, "1234", "urn:uuid:1", 'id-["a"]', "#1.abc", "#1.ABCD", "#0.abcd"]
+)
 def test_other_cursors_are_publisher_ids(value: str) -> None:
     assert parse_cursor(value) == Cursor(CursorKind.PUBLISHER, value)
 

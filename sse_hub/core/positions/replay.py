@@ -16,6 +16,11 @@ The same steps as ``core/replay.py`` for one sequence, with positions instead of
    the replay; a stream whose channels all ended, with no position or one at or past each
    final message (same epoch, seq at or above), gets nothing at all (None: ``204``).
 
+A Mercure stream (on the feed channel, ``hub.replay_filter`` keeps what it may see) has a
+position in the feed only: ``start_mercure`` moves it to its cursor's position
+(``mercure/replay.py``, ``start_at_position``) and ``next_page`` reads the feed after it,
+filtered; the update keeps its own id on the wire (``core/positions/subscriber.py``).
+
 Invariant: a later page that finds a new gap ends the stream (``None`` from
 ``next_page``), so the client reconnects and is told, never silently short.
 """
@@ -31,7 +36,10 @@ from sse_hub.core.positions.event_ids import StreamPosition, receipt_id
 from sse_hub.core.positions.subscriber import ChannelPlacement, Encoded
 from sse_hub.core.replay import Hub, Prepared, StartAt, owe_ends
 from sse_hub.core.subscriber import Subscriber
+from sse_hub.mercure import replay as mercure_replay
+from sse_hub.mercure.ids import Cursor
 from sse_hub.messages.contract import Deliver, History
+from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
 from sse_hub.messages.positions import NOWHERE, ChannelPage, PerChannelBroker, Position
 
@@ -49,7 +57,21 @@ class PositionIds:
         return await prepare(hub, self._broker, subscriber, start)
 
     async def next_page(self, hub: Hub, subscriber: Subscriber, told_through: int) -> History | None:
-        return await next_page(hub, self._broker, subscriber)
+        accepts = hub.replay_filter(subscriber)
+        if accepts is None:
+            return await next_page(hub, self._broker, subscriber)
+        at = placement_of(subscriber).positions.snapshot()[FEED_CHANNEL]
+        page = await mercure_replay.read_position_page(self._broker, accepts, at, hub.replay_page_size)
+        return None if page.gaps else _page(page.messages, page.complete)
+
+    async def start_mercure(self, hub: Hub, subscriber: Subscriber, cursor: Cursor) -> tuple[History, str]:
+        """The feed by position: the stream moves to its cursor's position in the feed."""
+        accepts = hub.replay_filter(subscriber) or _nothing
+        limit = hub.replay_page_size
+        page, after, header = await mercure_replay.start_at_position(self._broker, cursor, accepts, limit)
+        if after is not None:
+            placement_of(subscriber).positions.move_to({FEED_CHANNEL: after})
+        return _page(page.messages, page.complete), header
 
     def dispatcher(self, hub: Dispatching) -> Deliver:
         def dispatch_part(message: Message) -> None:
@@ -117,6 +139,10 @@ async def next_page(hub: Hub, broker: PerChannelBroker, subscriber: Subscriber) 
     if page.gaps:
         return None
     return _page(page.messages, page.complete)
+
+
+def _nothing(message: Message) -> bool:
+    return False  # a stream that is not a Mercure one replays no update
 
 
 def _past(position: Position, final: Position) -> bool:

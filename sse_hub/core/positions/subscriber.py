@@ -14,7 +14,9 @@ Invariants:
 2. Streams with the same id for a message share its encoding (``offer``'s ``encoded``:
    one dict per dispatched message).
 3. A message without positions (direct, a kick's neighbour) is sent as is, with the
-   stream's current id.
+   stream's current id. A Mercure update (on a Mercure stream, whose one channel is the
+   feed) moves the positions like any part but keeps its own id on the wire, the
+   publisher's or ``#<seq>.<epoch>`` (``Message.chunk``, encoded once for every stream).
 4. What is held before the stream is live counts against its buffer
    (``Subscriber.hold``), as for one sequence.
 5. A final part is followed by the ``end`` of the stream's channels it names, also when
@@ -67,10 +69,13 @@ class ChannelPlacement:
         positions = self.positions
         pair: tuple[bytes, int] | None = None
         if (not message.pos or positions.take(message)) and not excluded:
-            event_id = positions.event_id
-            pair = encoded.get(event_id)
-            if pair is None:
-                pair = encoded[event_id] = encode(message, event_id)
+            if message.mercure is not None:
+                pair = (message.chunk, message.frame_bytes)
+            else:
+                event_id = positions.event_id
+                pair = encoded.get(event_id)
+                if pair is None:
+                    pair = encoded[event_id] = encode(message, event_id)
         if message.final:
             self._received_final(subscriber, message, pair)
         elif pair is not None:
@@ -79,7 +84,8 @@ class ChannelPlacement:
     def take_replayed(self, stream: Holder, message: Message) -> tuple[bytes, int] | None:
         pair = None
         if not message.pos or self.positions.take(message):
-            pair = encode(message, self.positions.event_id)
+            mercure = message.mercure is not None
+            pair = (message.chunk, message.frame_bytes) if mercure else encode(message, self.positions.event_id)
         if not message.final:
             return pair
         self._received_final(stream, message, pair)

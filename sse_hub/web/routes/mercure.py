@@ -172,7 +172,7 @@ async def publish(request: web.Request, auth: MercureAuthorizer) -> web.Response
         mercure=meta,
     )
     [message] = await request.app[HUB].publish([draft])
-    return web.Response(text=meta.sse_id(message.id), content_type="text/plain", charset="utf-8")
+    return web.Response(text=meta.sse_id(message.id, message.pos), content_type="text/plain", charset="utf-8")
 
 
 __all__ = ["HUB_PATH", "PUBLISH", "SUBSCRIBE", "handlers"]
