@@ -28,7 +28,11 @@ Invariants of the whole:
 3. ``deliver`` is called from the listener task only, in id order, each id at most once
    (a message on several subscribed channels arrives once per channel; after a reconnect
    the subscription and the recovered history overlap). It gets the messages of attached
-   (and lingering) channels, global messages and this instance's inbox, nothing else.
+   (and lingering) channels, global messages and this instance's inbox, nothing else. A
+   Mercure update goes to the shared feed and to each of its topics' routing names
+   (``messages.mercure``); a stream attaches one or the other, so an instance hears only
+   the updates its streams may match, and each once. Routing names have no history: after
+   a reconnect what came on them is recovered from the feed's (``history_channel``).
 4. ``messages_received`` counts every payload read from the subscription, before any
    check: with routing by interest it stays flat for channels nobody streams here.
 5. History is bounded by count and by age; a resume into dropped history is reported,
@@ -70,6 +74,7 @@ from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
+from sse_hub.messages.mercure import FEED_CHANNEL, history_channel, route_channel
 from sse_hub.messages.message import Draft, Message, message_from_payload
 
 __all__ = ["POOL_CONNECTIONS", "RedisBroker", "redacted"]
@@ -140,7 +145,7 @@ class RedisBroker(Broker):
         self._connected = False
         self._announced = False
         self._delivered_id = 0
-        self._arrivals = Arrivals(self.listener.receives, lambda: self._delivered_id, lambda: self._connected)
+        self._arrivals = Arrivals(self._comes_back, lambda: self._delivered_id, lambda: self._connected)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -221,6 +226,8 @@ class RedisBroker(Broker):
         return await self.publisher.publish(drafts, topics)
 
     async def _topics(self, draft: Draft) -> list[str]:
+        if draft.mercure is not None:
+            return self._mercure_topics(draft.mercure.topics)
         if draft.client_id is None:
             return [self._keys.topic(channel) for channel in draft.channels]
         with unavailable("cannot look the client up in Redis"):
@@ -228,6 +235,22 @@ class RedisBroker(Broker):
         if instance is None:
             raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
         return [self._keys.inbox(instance)]
+
+    def _mercure_topics(self, topics: Iterable[str]) -> list[str]:
+        """A Mercure update's pub/sub channels: the shared feed's (where streams with
+        patterns listen, and instances of wire version 1: docs/upgrades.md) and the routing
+        name of each of its topics (``messages.mercure``), each once."""
+        names = dict.fromkeys((FEED_CHANNEL, *map(route_channel, topics)))
+        return [self._keys.topic(name) for name in names]
+
+    def _comes_back(self, message: Message) -> bool:
+        """Whether ``message``, published now, would reach this instance's listener."""
+        if message.client_id is not None:
+            return False
+        meta = message.mercure
+        if meta is None:
+            return self.listener.receives(message.channels)
+        return self.listener.receives((FEED_CHANNEL, *map(route_channel, meta.topics)))
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._refuse_if_disconnected()
@@ -305,7 +328,8 @@ class RedisBroker(Broker):
                 await self._check_origin()
                 restarted = known is not None and self._origin != known
                 await self.publisher.raise_floor()
-                channels = ("*", *self.listener.subscribed)
+                # Routing names have no history: what came on them is in the feed's.
+                channels = {"*", *map(history_channel, self.listener.subscribed)}
                 recovered = (
                     None if restarted else await read_missed(self._redis, self._keys, channels, self._delivered_id)
                 )
