@@ -9,14 +9,17 @@ before it to a name the instance listens on would have arrived too.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from sse_hub.broker.redis import RedisBroker
+from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.messages.mercure import FEED_CHANNEL, MercureMeta
-from sse_hub.messages.message import Message
+from sse_hub.messages.message import Draft, Message
 from sse_hub.web.state import HUB
 from tests.redis.test_mercure_endpoint import BOOKS, MERCURE, Hubs
 from tests.support.plugin import HubsFactory
@@ -25,6 +28,8 @@ from tests.support.waiting import wait_until
 TIMEOUT = 10
 MINE = f"{BOOKS}/mine"
 UPDATES = 20
+# Instances judge each other's wire versions every presence refresh (2 s).
+PRESENCE_TIMEOUT = 10
 
 
 def broker_of(client: TestClient[Any, Any]) -> RedisBroker:
@@ -124,3 +129,42 @@ async def test_an_exact_stream_recovers_from_the_feed_history_after_a_reconnect(
         await wait_until(lambda: b.reconnects == 1 and b.connected, TIMEOUT)
         await hubs.publish([MINE], "after")
         assert [event.data for event in await stream.take(2)] == ["missed", "after"]
+
+
+# -- beside an instance of wire version 1 (the release before routing names) -------------
+
+
+async def register_version_1_instance(redis: Redis, prefix: str, instance: str) -> None:
+    """A live instance announcing wire version 1, as its presence script writes one, for
+    a minute (longer than any test); see tests/e2e/test_upgrade.py for the real release."""
+    ttl_ms = 60_000
+    summary = {"wire_version": 1, "wire_compatible": [1], "instance": instance, "total_clients": 0, "channels": {}}
+    await redis.set(f"{prefix}:instance:{instance}", json.dumps(summary, separators=(",", ":")), px=ttl_ms)
+    await redis.zadd(f"{prefix}:instances", {instance: int(time.time() * 1000) + ttl_ms})
+
+
+async def test_beside_an_instance_of_wire_version_1_an_exact_stream_hears_its_feed_only_updates(
+    start_hubs: HubsFactory, redis: Redis, prefix: str
+) -> None:
+    hubs = await two_hubs(start_hubs)
+    a, b = broker_of(hubs.a), broker_of(hubs.b)
+    await register_version_1_instance(redis, prefix, "version-1")
+    await wait_until(lambda: b.mercure.older_peers, PRESENCE_TIMEOUT)
+    async with hubs.subscribe([("topic", MINE)]) as (stream, _):
+        # What a version 1 instance publishes: the feed only, no routing name.
+        update = Draft(event="message", data="from version 1", channels=(FEED_CHANNEL,), mercure=MercureMeta((MINE,)))
+        await a.publisher.publish([update], [[Keyspace(prefix).topic(FEED_CHANNEL)]])
+        assert (await stream.next(TIMEOUT)).data == "from version 1"
+    await redis.zrem(f"{prefix}:instances", "version-1")
+    await wait_until(lambda: not b.mercure.older_peers, PRESENCE_TIMEOUT)
+    assert b.listener.attached(FEED_CHANNEL) == 0, "the feed is let go once no such instance is live"
+
+
+async def test_exact_streams_end_to_resume_when_an_instance_of_wire_version_1_appears(
+    start_hubs: HubsFactory, redis: Redis, prefix: str
+) -> None:
+    hubs = await two_hubs(start_hubs)
+    async with hubs.subscribe([("topic", MINE)]) as (stream, _):
+        await register_version_1_instance(redis, prefix, "version-1")
+        # Its first updates may have gone to the feed alone: the stream resumes from history.
+        await stream.read_until_closed(PRESENCE_TIMEOUT)

@@ -5,7 +5,7 @@ The parts, one job each (key layout in ``keyspace``):
 - ``publisher``: group-committed publishes, one Lua script call in flight at a time,
   on a connection of its own (``script_connection``);
 - ``listener``: the subscriber connection and the per-channel subscriptions (routing by
-  interest, with a linger);
+  interest, with a linger); ``mercure_routing``: the same for Mercure topics;
 - ``directory``: presence and the cluster-wide client directory (a ``ClientDirectory``);
 - ``tickets``: one-time stream tickets with a cap (a ``TicketStore``);
 - ``history``: reading a resume's pages, and telling what was lost (count or age);
@@ -28,11 +28,9 @@ Invariants of the whole:
 3. ``deliver`` is called from the listener task only, in id order, each id at most once
    (a message on several subscribed channels arrives once per channel; after a reconnect
    the subscription and the recovered history overlap). It gets the messages of attached
-   (and lingering) channels, global messages and this instance's inbox, nothing else. A
-   Mercure update goes to the shared feed and to each of its topics' routing names
-   (``messages.mercure``); a stream attaches one or the other, so an instance hears only
-   the updates its streams may match, and each once. Routing names have no history: after
-   a reconnect what came on them is recovered from the feed's (``history_channel``).
+   (and lingering) channels, global messages and this instance's inbox, nothing else.
+   Mercure updates: ``mercure_routing``; routing names have no history, so a recovery
+   reads the feed's instead (``history_channel``).
 4. ``messages_received`` counts every payload read from the subscription, before any
    check: with routing by interest it stays flat for channels nobody streams here.
 5. History is bounded by count and by age; a resume into dropped history is reported,
@@ -64,6 +62,7 @@ from sse_hub.broker.redis.errors import redacted, unavailable
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS, Listener
+from sse_hub.broker.redis.mercure_routing import MercureRouting
 from sse_hub.broker.redis.origin import OriginCheck
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
@@ -74,15 +73,14 @@ from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
-from sse_hub.messages.mercure import FEED_CHANNEL, history_channel, route_channel
+from sse_hub.messages.mercure import history_channel
 from sse_hub.messages.message import Draft, Message, message_from_payload
 
 __all__ = ["POOL_CONNECTIONS", "RedisBroker", "redacted"]
 
 logger = logging.getLogger(__name__)
 
-# Connections of the pool (history pages, the directory, tickets), beside the subscriber's
-# and the publisher's own.
+# Pool connections (history pages, the directory, tickets), beside the subscriber's and publisher's.
 POOL_CONNECTIONS = 16
 
 
@@ -126,6 +124,7 @@ class RedisBroker(Broker):
         self._floor = IdFloor()
         self.publisher = Publisher(self._redis, keys, self._floor, settings.history)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
+        self.mercure = MercureRouting(self.listener, keys, lambda: self._lost())
         self.directory = Directory(
             self._redis,
             keys,
@@ -134,6 +133,7 @@ class RedisBroker(Broker):
             connected=lambda: self._connected,
             refused=lambda: self._lost(),
             describe=describe,
+            older_peers_changed=lambda present: self.mercure.older_peers_changed(present),
         )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
         self._history = HistoryReader(self._redis, keys, self._floor, settings.history)
@@ -145,7 +145,7 @@ class RedisBroker(Broker):
         self._connected = False
         self._announced = False
         self._delivered_id = 0
-        self._arrivals = Arrivals(self._comes_back, lambda: self._delivered_id, lambda: self._connected)
+        self._arrivals = Arrivals(self.mercure.comes_back, lambda: self._delivered_id, lambda: self._connected)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -155,8 +155,7 @@ class RedisBroker(Broker):
         with unavailable(f"cannot use Redis at {redacted(self._url)}", cause=True):
             await self._locate()
             await self._check_origin()
-            # Read the sequence before subscribing: whatever then arrives on the
-            # subscription was published later, so it has a larger id.
+            # Read the sequence before subscribing: what arrives then has a larger id.
             self._delivered_id = int(await self._redis.get(self._keys.seq) or 0)
             self._floor.seen(self._delivered_id)
             for payload in await self.listener.connect():
@@ -206,7 +205,7 @@ class RedisBroker(Broker):
 
     async def attach(self, channels: Collection[str]) -> None:
         self.directory.refuse_if_incompatible()
-        await self.listener.attach(channels)
+        await self.mercure.attach(channels)
 
     def detach(self, channels: Collection[str]) -> None:
         self.listener.detach(channels)
@@ -214,10 +213,9 @@ class RedisBroker(Broker):
     # -- publish and read -------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
-        """Publishes arriving in the same loop iteration share one script call (group
-        commit, see ``publisher``). A channel message goes to each of its channels'
-        pub/sub channels, a direct message (or kick) to the inbox of the instance that
-        holds its client (``UnknownClient`` when none does: nothing of the batch is sent)."""
+        """Publishes of one loop iteration share one script call (``publisher``). A message
+        goes to its channels' pub/sub channels (a Mercure update: ``mercure_routing``), a
+        direct one (or a kick) to its client's instance's inbox (``UnknownClient``: none)."""
         if not drafts:
             return []
         self._refuse_if_disconnected()
@@ -227,7 +225,7 @@ class RedisBroker(Broker):
 
     async def _topics(self, draft: Draft) -> list[str]:
         if draft.mercure is not None:
-            return self._mercure_topics(draft.mercure.topics)
+            return self.mercure.topics(draft.mercure.topics)
         if draft.client_id is None:
             return [self._keys.topic(channel) for channel in draft.channels]
         with unavailable("cannot look the client up in Redis"):
@@ -235,22 +233,6 @@ class RedisBroker(Broker):
         if instance is None:
             raise UnknownClient(f"no client {draft.client_id!r} is connected", {"client_id": draft.client_id})
         return [self._keys.inbox(instance)]
-
-    def _mercure_topics(self, topics: Iterable[str]) -> list[str]:
-        """A Mercure update's pub/sub channels: the shared feed's (where streams with
-        patterns listen, and instances of wire version 1: docs/upgrades.md) and the routing
-        name of each of its topics (``messages.mercure``), each once."""
-        names = dict.fromkeys((FEED_CHANNEL, *map(route_channel, topics)))
-        return [self._keys.topic(name) for name in names]
-
-    def _comes_back(self, message: Message) -> bool:
-        """Whether ``message``, published now, would reach this instance's listener."""
-        if message.client_id is not None:
-            return False
-        meta = message.mercure
-        if meta is None:
-            return self.listener.receives(message.channels)
-        return self.listener.receives((FEED_CHANNEL, *map(route_channel, meta.topics)))
 
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._refuse_if_disconnected()
@@ -328,7 +310,6 @@ class RedisBroker(Broker):
                 await self._check_origin()
                 restarted = known is not None and self._origin != known
                 await self.publisher.raise_floor()
-                # Routing names have no history: what came on them is in the feed's.
                 channels = {"*", *map(history_channel, self.listener.subscribed)}
                 recovered = (
                     None if restarted else await read_missed(self._redis, self._keys, channels, self._delivered_id)

@@ -18,7 +18,10 @@ With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
   entry holds it has ended, and expires ``history.finished_ttl_seconds`` after that
   message, mark and history together (``scripts``, invariant 6).
 - ``P:ch:{channel}``: the pub/sub channel of one channel's messages (``P:ch:*``: global
-  messages, which every instance always receives).
+  messages, which every instance always receives). Mercure updates (``messages.mercure``):
+  ``P:ch:~mercure``, the shared feed, carries every update; ``P:ch:~mercure:{hash}``, a
+  topic's routing name, the updates to that topic (canonical or alternate). Only
+  ``P:history:~mercure`` stores them.
 - ``P:inbox:{instance}``: the pub/sub channel of one instance: direct messages and kicks
   for its clients.
 - ``P:ticket:{sha256 of the ticket}``: a stream ticket's channel patterns (JSON, TTL);
@@ -61,7 +64,11 @@ share one Redis under one prefix, in a rolling upgrade. It covers
   calls its own scripts (by their SHA), so their text may differ within one version.
 
 Version 1 is the format of ab801b8, the first release that names one; a release that
-leaves no ``wire_version`` in its summary speaks 1. Releases before ab801b8 (d70e888 and
+leaves no ``wire_version`` in its summary speaks 1. Version 2 adds the Mercure routing
+names: its instances publish every update to the feed as version 1 did, and also to the
+routing names of its topics, and listen on the feed only for streams with patterns. A
+version 1 instance publishes to the feed only, so version 2 works beside it by listening
+on the feed too while one is live (``Directory.older_peers``, docs/upgrades.md). Releases before ab801b8 (d70e888 and
 earlier: version 0) published every message on one pub/sub channel, ``P:messages``
 (``legacy_topic``): a connection subscribed there is an instance of one of them. Each
 instance's summary starts with
@@ -80,9 +87,9 @@ import hashlib
 from dataclasses import dataclass
 
 #: The Redis wire format's version (module docstring).
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 #: The wire versions this release works beside on one Redis, its own included.
-COMPATIBLE_WIRE_VERSIONS = frozenset({1})
+COMPATIBLE_WIRE_VERSIONS = frozenset({1, 2})
 
 
 @dataclass(frozen=True, slots=True)
