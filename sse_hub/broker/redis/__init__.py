@@ -51,9 +51,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 
 from pydantic import ValidationError
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.arrivals import Arrivals
@@ -66,7 +64,7 @@ from sse_hub.broker.redis.mercure_routing import MercureRouting
 from sse_hub.broker.redis.origin import OriginCheck
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
-from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
+from sse_hub.broker.redis.script_connection import connection_pool
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
@@ -105,22 +103,7 @@ class RedisBroker(Broker):
         self.messages_received = 0
         self._url = settings.broker.redis_url
         self._keys = keys = keyspace or Keyspace(settings.broker.prefix)
-        # No hidden retries: a publish must fail fast (503) rather than be sent twice.
-        # RESP2: the subscriber connection reads subscription messages as plain replies
-        # (redis-py 8 defaults to RESP3, where they are out-of-band pushes).
-        # A bounded pool: a burst of reads (streams resuming after a restart) waits for a
-        # connection, at most the command timeout, instead of opening one per read.
-        pool = BlockingConnectionPool.from_url(
-            self._url,
-            max_connections=POOL_CONNECTIONS,
-            timeout=COMMAND_TIMEOUT_SECONDS,
-            protocol=2,
-            retry=Retry(NoBackoff(), 0),
-            socket_timeout=COMMAND_TIMEOUT_SECONDS,
-            socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
-            client_name=f"sse-hub:{instance_id}",
-        )
-        self._redis: Redis = Redis.from_pool(pool)
+        self._redis: Redis = Redis.from_pool(connection_pool(self._url, instance_id, POOL_CONNECTIONS))
         self._floor = IdFloor()
         self.publisher = Publisher(self._redis, keys, self._floor, settings.history)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
