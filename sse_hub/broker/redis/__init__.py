@@ -221,6 +221,15 @@ class RedisBroker(Broker):
         self._refuse_if_disconnected()
         return await self._history.read(channels, after_id, limit)
 
+    async def find_publisher_id(self, channel: str, event_id: str) -> int | None:
+        self._refuse_if_disconnected()
+        return await self._history.find_publisher_id(self, channel, event_id)
+
+    @property
+    def publisher_id_scans(self) -> int:
+        """Publisher-id lookups that the index did not answer (``history``, invariant 8)."""
+        return self._history.publisher_id_scans
+
     async def finished(self, channels: Collection[str]) -> dict[str, int]:
         self._refuse_if_disconnected()
         return await self._history.finished(channels)
