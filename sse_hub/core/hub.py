@@ -254,8 +254,10 @@ class Hub:
         self, subscriber: Subscriber, cursor: Cursor | None
     ) -> tuple[list[bytes], History, str | None]:
         """The preamble, the first replay page and the cursor response header's value
-        (None: no cursor was sent). Attaches the feed first, as ``prepare_replay`` does."""
-        await self.broker.attach(subscriber.channels)
+        (None: no cursor was sent). Attaches first, as ``prepare_replay`` does: what carries
+        every update the subscription may match (``MercureIndex.interest``: the routing
+        names of its exact topics, or the shared feed); ``release`` detaches the same."""
+        await self.broker.attach(self.mercure.interest(subscriber))
         preamble = [sse.chunk(b"retry: %d\n\n" % self.settings.sse.retry_ms)]
         if cursor is None:
             return preamble, NO_REPLAY, None
@@ -275,12 +277,13 @@ class Hub:
     def release(self, subscriber: Subscriber) -> None:
         """Forget a subscriber; called once per subscriber (invariant 4)."""
         subscriber.close("disconnected")
+        attached = self.mercure.interest(subscriber) if subscriber in self.mercure else subscriber.channels
         self.mercure.remove(subscriber)
         if self.registry.get(subscriber.client_id) is subscriber:
             self.registry.remove(subscriber)
             self.counters.delivered_to_departed += subscriber.messages_sent
         self.directory.client_disconnected(subscriber.client_id)
-        self.broker.detach(subscriber.channels)
+        self.broker.detach(attached)
 
     def _closed(self, subscriber: Subscriber, reason: CloseReason) -> None:
         counters = self.counters

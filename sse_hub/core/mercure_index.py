@@ -38,6 +38,9 @@ class NoMercure:
     def add(self, subscriber: Subscriber, subscription: SelectorSet, grant: MercureGrant | None) -> None:
         raise RuntimeError("Mercure is off (mercure.enabled)")
 
+    def interest(self, subscriber: Subscriber) -> tuple[str, ...]:
+        raise KeyError(subscriber)
+
     def accepts(self, subscriber: Subscriber, topics: Sequence[str], private: bool) -> bool:
         return False
 

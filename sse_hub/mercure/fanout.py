@@ -8,6 +8,10 @@ updates take this separate path and plain channels pay nothing for it.
   its topics (canonical and alternates), a dict lookup per topic.
 - Subscribers with ``*``, templates or URL patterns are kept in a list and tested one by one
   (``SelectorSet.matches_any``, linear-time matchers behind bounded caches).
+- ``interest`` names what a subscriber's stream attaches on the broker (routing by
+  interest between instances): the routing names of its exact topics
+  (``messages.mercure.route_channel``), or the shared feed when it has ``*``, a template
+  or a URL pattern, which any topic may match. Computed once, when it is added.
 - Every candidate then passes ``should_deliver`` (selection and, for a private update, the
   grant), once per update, even when several of its topics match: an update reaches a
   subscriber at most once.
@@ -25,6 +29,7 @@ from typing import Generic, TypeVar
 
 from sse_hub.mercure.grants import MercureGrant
 from sse_hub.mercure.selectors import EMPTY, SelectorSet, should_deliver
+from sse_hub.messages.mercure import FEED_CHANNEL, route_channel
 
 S = TypeVar("S", bound=Hashable)
 
@@ -35,6 +40,14 @@ class _Entry:
     grant: SelectorSet  # the token's subscribe selectors; EMPTY when anonymous
     # The grant the stream was opened with (payload, expiry); None when anonymous.
     token_grant: MercureGrant | None
+    interest: tuple[str, ...]  # what the stream attaches on the broker
+
+
+def interest(subscription: SelectorSet) -> tuple[str, ...]:
+    """The broker channels that carry every update ``subscription`` may match."""
+    if subscription.has_patterns:
+        return (FEED_CHANNEL,)
+    return tuple(dict.fromkeys(map(route_channel, subscription.exact_topics)))
 
 
 class MercureIndex(Generic[S]):
@@ -55,7 +68,7 @@ class MercureIndex(Generic[S]):
         if subscriber in self._entries:
             raise ValueError("this subscriber is already in the index")
         allowed = EMPTY if grant is None else grant.subscribe
-        self._entries[subscriber] = _Entry(subscription, allowed, grant)
+        self._entries[subscriber] = _Entry(subscription, allowed, grant, interest(subscription))
         if subscription.has_patterns:
             self._patterned[subscriber] = None
         for topic in subscription.exact_topics:
@@ -72,6 +85,10 @@ class MercureIndex(Generic[S]):
                 holders.discard(subscriber)
                 if not holders:
                     del self._by_topic[topic]
+
+    def interest(self, subscriber: S) -> tuple[str, ...]:
+        """What ``subscriber``'s stream attaches on the broker (module docstring)."""
+        return self._entries[subscriber].interest
 
     def targets(self, topics: Sequence[str], private: bool) -> list[S]:
         """The subscribers this update is for, each once."""

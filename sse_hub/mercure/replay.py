@@ -12,8 +12,8 @@ stream's replay cursor (the last id it queued) always moves forward.
 A publisher-supplied id used as a cursor is resolved by ``resolve_publisher_id``: the
 earliest retained update that used the id wins (1.0: "a duplicated id resolves to the
 earliest"). The broker answers (``Broker.find_publisher_id``): the memory broker from an
-index kept with the feed's history, a Redis broker by scanning the retained feed in pages
-(at most ``history.size`` updates read); docs/mercure.md says what each costs.
+index kept with the feed's history, a Redis broker from an index kept in Redis, else by
+scanning the retained feed in pages; docs/mercure.md says what each costs.
 
 On the sharded broker (``PerChannelBroker``) there is no hub sequence: the feed channel
 numbers its own updates, and a stream's place in the feed is a position (seq, epoch).

@@ -8,10 +8,14 @@ SSE ``id:`` is the publisher's id, else the hub id: ``#<sequence>`` on one id se
 ``#<seq>.<epoch>`` (its position in the feed channel) on the sharded broker, whose channels
 number their messages each on its own; never a bare number, which is not an IRI.
 
-Every update is published to ``FEED_CHANNEL``, which holds the Mercure history (one
-hub-wide cursor, as Mercure wants); every Mercure subscriber receives it and filters
-locally (``mercure.fanout``). ``~`` is outside the user channel alphabet
-(``config.settings.CHANNEL_PATTERN``), so no user can publish or subscribe to it by name.
+Every update is stored in the history of ``FEED_CHANNEL`` (one hub-wide cursor, as
+Mercure wants). Between instances (Redis) it travels on the pub/sub channel of each of its
+topics' routing names (``route_channel``, canonical and alternates) and on the feed's own,
+the shared feed: an instance whose Mercure streams hold only exact selectors receives the
+routing names of those topics, one with a ``*``, a URI template or a URL pattern the shared
+feed; every instance then filters locally (``mercure.fanout``). ``~`` is outside the user
+channel alphabet (``config.settings.CHANNEL_PATTERN``), so no user can publish or subscribe
+to the feed or a routing name by name.
 
 Between instances (Redis) an update travels as ``MercurePayload``, validated on the way in
 with the same rules as the publish form: what sits in Redis is outside this process's
@@ -21,6 +25,7 @@ off loads none of them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
@@ -30,6 +35,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sse_hub.messages.sse import FieldError, check_field
 
 FEED_CHANNEL = "~mercure"
+# Routing names are this prefix and a hash of the topic (``route_channel``).
+ROUTE_PREFIX = "~mercure:"
 # The cursor a subscriber sends to get every retained update, and the value of the
 # response header when the hub replays from the oldest update it holds.
 EARLIEST = "earliest"
@@ -44,6 +51,21 @@ class InvalidEventId(ValueError):
 class InvalidSelector(ValueError):
     """A selector the hub refuses: bad characters, too long, too complex, or (URL
     patterns) not a valid pattern. The message says which, for a 400 body."""
+
+
+def route_channel(topic: str) -> str:
+    """The routing name of updates to ``topic``: a 128-bit BLAKE2b of it, so that the name
+    is short whatever the topic's length (up to ``MAX_SELECTOR_CHARS``) and stays outside
+    the user channel alphabet. Two topics that share a name (a collision, or never in
+    practice) only cost an instance an update it did not need: ``mercure.fanout`` filters
+    every update by its topics, never by the name it came on."""
+    return ROUTE_PREFIX + hashlib.blake2b(topic.encode(), digest_size=16).hexdigest()
+
+
+def history_channel(channel: str) -> str:
+    """The channel whose history holds what arrives on ``channel``: the feed for a routing
+    name (routing names have no history of their own), else ``channel`` itself."""
+    return FEED_CHANNEL if channel.startswith(ROUTE_PREFIX) else channel
 
 
 def hub_event_id(sequence: int, epoch: str = "") -> str:

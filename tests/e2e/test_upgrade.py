@@ -353,9 +353,9 @@ async def test_this_release_refuses_to_serve_beside_an_older_incompatible_wire_v
     async with session.get(f"{hub.url}/events/news") as response:
         assert "retry later" in await response.text(), "a new stream is asked to come back later"
     await presence_refreshes(redis, prefix, instance, 2)
-    warnings = log_lines(hub, "WARNING", "instance=fake-v0 speaks wire version 0, this instance 1")
+    warnings = log_lines(hub, "WARNING", f"instance=fake-v0 speaks wire version 0, this instance {OURS.version}")
     assert len(warnings) == 1, "one line when it came, none at each recheck"
-    assert "Finish or roll back the rollout: versions 0 and 1 cannot share a Redis" in warnings[0]
+    assert f"Finish or roll back the rollout: versions 0 and {OURS.version} cannot share a Redis" in warnings[0]
     assert "use another broker.prefix for the new version" in warnings[0]
 
     await remove_fake_instance(redis, prefix, "fake-v0")
@@ -371,16 +371,18 @@ async def test_a_newer_incompatible_instance_is_reported_and_this_release_keeps_
 ) -> None:
     hub = hub_process(env=env)
     # Both at once: one presence refresh judges them together.
-    await register_fake_instance(redis, prefix, "fake-v2", WireVersion(2, frozenset({1, 2})))
+    newer = OURS.version + 1
+    await register_fake_instance(redis, prefix, "fake-next", WireVersion(newer, frozenset({OURS.version, newer})))
     await register_fake_instance(redis, prefix, "fake-v99", WireVersion(99, frozenset({99})))
 
     async def reported() -> bool:
-        return bool(log_lines(hub, "WARNING", "instance=fake-v99 speaks wire version 99, this instance 1"))
+        line = f"instance=fake-v99 speaks wire version 99, this instance {OURS.version}"
+        return bool(log_lines(hub, "WARNING", line))
 
     await eventually(reported, timeout=UPKEEP_TIMEOUT)
     [warning] = log_lines(hub, "instance=fake-v99")
     assert "that instance refuses to serve while this one is live" in warning
-    assert not log_lines(hub, "fake-v2"), "version 2 lists 1 as compatible"
+    assert not log_lines(hub, "fake-next"), "the next version lists this one as compatible"
     assert await status_is(session, f"{hub.url}/readyz", 200)()
     await broadcast(session, hub.url, {"channel": "news", "data": "still serving"})
 
@@ -430,7 +432,8 @@ async def test_this_release_refuses_to_serve_beside_a_release_from_before_wire_v
     # Its code is what runs there: it listens on the one channel of wire version 0.
     assert (await redis.pubsub_numsub(f"{prefix}:messages")) == [(f"{prefix}:messages".encode(), 1)]
     await eventually(status_is(session, f"{hub.url}/readyz", 503), timeout=UPKEEP_TIMEOUT)
-    [warning] = log_lines(hub, "WARNING", "a release before ab801b8", "speaks wire version 0, this instance 1")
+    ours = f"speaks wire version 0, this instance {OURS.version}"
+    [warning] = log_lines(hub, "WARNING", "a release before ab801b8", ours)
     assert "use another broker.prefix for the new version" in warning
     await broadcast(session, hub.url, {"channel": "news", "data": "refused"}, expect=503)
     assert await status_is(session, f"{before.url}/readyz", 200)(), "the older release keeps serving"

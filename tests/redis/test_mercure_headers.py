@@ -3,6 +3,7 @@
 ``routes/mercure.py`` promises that an update published as soon as the client sees the
 headers reaches it: the subscriber is registered and the feed attached first. On memory
 attaching is free and registration is what counts. On Redis attaching is a ``SUBSCRIBE``
+(of the topic's routing name for an exact selector, of the shared feed for a template)
 round trip, which on a test machine always beats a publish made through HTTP after the
 headers, so a hub that sent its headers first would still pass; here the subscribing
 instance (``b``) reaches Redis through a proxy that makes its subscribe commands slow,
@@ -20,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.messages.mercure import FEED_CHANNEL
+from sse_hub.messages.mercure import FEED_CHANNEL, route_channel
 from tests.redis.test_mercure_endpoint import BOOKS, MERCURE, Hubs
 from tests.support.plugin import HubsFactory
 from tests.support.redis_proxy import RedisProxy, redis_proxy
@@ -56,15 +57,24 @@ async def started_hubs(kind: Kind, start_hubs: HubsFactory, proxy: RedisProxy) -
     return Hubs(a, b)
 
 
+TOPIC = f"{BOOKS}/ordering"
+
+
+# An exact selector attaches its topic's routing name, a template the shared feed.
+@pytest.mark.parametrize(
+    ("selector", "attached"),
+    [(TOPIC, route_channel(TOPIC)), (f"{BOOKS}/{{id}}", FEED_CHANNEL)],
+    ids=["exact", "template"],
+)
 async def test_an_update_published_once_the_headers_arrive_reaches_the_subscriber(
-    kind: Kind, start_hubs: HubsFactory, proxy: RedisProxy, redis: Redis, prefix: str
+    kind: Kind, start_hubs: HubsFactory, proxy: RedisProxy, redis: Redis, prefix: str, selector: str, attached: str
 ) -> None:
     hubs = await started_hubs(kind, start_hubs, proxy)
-    topic = f"{BOOKS}/ordering"
-    async with hubs.subscribe([("topic", topic)]) as (stream, _):
+    topic = TOPIC
+    async with hubs.subscribe([("topic", selector)]) as (stream, _):
         await hubs.publish([topic], "right after the headers")
         if kind == "redis":  # the marker below must not be lost as well
-            feed = Keyspace(prefix).topic(FEED_CHANNEL)
+            feed = Keyspace(prefix).topic(attached)
 
             async def subscribed() -> bool:
                 return dict(await redis.pubsub_numsub(feed)).get(feed.encode(), 0) > 0

@@ -5,7 +5,7 @@ The parts, one job each (key layout in ``keyspace``):
 - ``publisher``: group-committed publishes, one Lua script call in flight at a time,
   on a connection of its own (``script_connection``);
 - ``listener``: the subscriber connection and the per-channel subscriptions (routing by
-  interest, with a linger);
+  interest, with a linger); ``mercure_routing``: the same for Mercure topics;
 - ``directory``: presence and the cluster-wide client directory (a ``ClientDirectory``);
 - ``tickets``: one-time stream tickets with a cap (a ``TicketStore``);
 - ``history``: reading a resume's pages, and telling what was lost (count or age);
@@ -29,6 +29,8 @@ Invariants of the whole:
    (a message on several subscribed channels arrives once per channel; after a reconnect
    the subscription and the recovered history overlap). It gets the messages of attached
    (and lingering) channels, global messages and this instance's inbox, nothing else.
+   Mercure updates: ``mercure_routing``; routing names have no history, so a recovery
+   reads the feed's instead (``history_channel``).
 4. ``messages_received`` counts every payload read from the subscription, before any
    check: with routing by interest it stays flat for channels nobody streams here.
 5. History is bounded by count and by age; a resume into dropped history is reported,
@@ -49,9 +51,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 
 from pydantic import ValidationError
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.arrivals import Arrivals
@@ -60,24 +60,25 @@ from sse_hub.broker.redis.errors import redacted, unavailable
 from sse_hub.broker.redis.history import HistoryReader
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.listener import LINGER_SECONDS, Listener
+from sse_hub.broker.redis.mercure_routing import MercureRouting
 from sse_hub.broker.redis.origin import OriginCheck
 from sse_hub.broker.redis.publisher import IdFloor, Publisher
 from sse_hub.broker.redis.recovery import backoff_delays, read_missed
-from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
+from sse_hub.broker.redis.script_connection import connection_pool
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.messages.contract import Broker, Deliver, History, Lost, nothing_lost
+from sse_hub.messages.mercure import history_channel
 from sse_hub.messages.message import Draft, Message, message_from_payload
 
 __all__ = ["POOL_CONNECTIONS", "RedisBroker", "redacted"]
 
 logger = logging.getLogger(__name__)
 
-# Connections of the pool (history pages, the directory, tickets), beside the subscriber's
-# and the publisher's own.
+# Pool connections (history pages, the directory, tickets), beside the subscriber's and publisher's.
 POOL_CONNECTIONS = 16
 
 
@@ -102,25 +103,11 @@ class RedisBroker(Broker):
         self.messages_received = 0
         self._url = settings.broker.redis_url
         self._keys = keys = keyspace or Keyspace(settings.broker.prefix)
-        # No hidden retries: a publish must fail fast (503) rather than be sent twice.
-        # RESP2: the subscriber connection reads subscription messages as plain replies
-        # (redis-py 8 defaults to RESP3, where they are out-of-band pushes).
-        # A bounded pool: a burst of reads (streams resuming after a restart) waits for a
-        # connection, at most the command timeout, instead of opening one per read.
-        pool = BlockingConnectionPool.from_url(
-            self._url,
-            max_connections=POOL_CONNECTIONS,
-            timeout=COMMAND_TIMEOUT_SECONDS,
-            protocol=2,
-            retry=Retry(NoBackoff(), 0),
-            socket_timeout=COMMAND_TIMEOUT_SECONDS,
-            socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
-            client_name=f"sse-hub:{instance_id}",
-        )
-        self._redis: Redis = Redis.from_pool(pool)
+        self._redis: Redis = Redis.from_pool(connection_pool(self._url, instance_id, POOL_CONNECTIONS))
         self._floor = IdFloor()
         self.publisher = Publisher(self._redis, keys, self._floor, settings.history)
         self.listener = Listener(self._redis, keys, keys.inbox(instance_id), self._receive_payload, linger_seconds)
+        self.mercure = MercureRouting(self.listener, keys, lambda: self._lost())
         self.directory = Directory(
             self._redis,
             keys,
@@ -129,6 +116,7 @@ class RedisBroker(Broker):
             connected=lambda: self._connected,
             refused=lambda: self._lost(),
             describe=describe,
+            older_peers_changed=lambda present: self.mercure.older_peers_changed(present),
         )
         self.tickets = Tickets(self._redis, keys, settings.limits.max_tickets)
         self._history = HistoryReader(self._redis, keys, self._floor, settings.history)
@@ -140,7 +128,7 @@ class RedisBroker(Broker):
         self._connected = False
         self._announced = False
         self._delivered_id = 0
-        self._arrivals = Arrivals(self.listener.receives, lambda: self._delivered_id, lambda: self._connected)
+        self._arrivals = Arrivals(self.mercure.comes_back, lambda: self._delivered_id, lambda: self._connected)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -150,8 +138,7 @@ class RedisBroker(Broker):
         with unavailable(f"cannot use Redis at {redacted(self._url)}", cause=True):
             await self._locate()
             await self._check_origin()
-            # Read the sequence before subscribing: whatever then arrives on the
-            # subscription was published later, so it has a larger id.
+            # Read the sequence before subscribing: what arrives then has a larger id.
             self._delivered_id = int(await self._redis.get(self._keys.seq) or 0)
             self._floor.seen(self._delivered_id)
             for payload in await self.listener.connect():
@@ -201,7 +188,7 @@ class RedisBroker(Broker):
 
     async def attach(self, channels: Collection[str]) -> None:
         self.directory.refuse_if_incompatible()
-        await self.listener.attach(channels)
+        await self.mercure.attach(channels)
 
     def detach(self, channels: Collection[str]) -> None:
         self.listener.detach(channels)
@@ -209,10 +196,9 @@ class RedisBroker(Broker):
     # -- publish and read -------------------------------------------------------------
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
-        """Publishes arriving in the same loop iteration share one script call (group
-        commit, see ``publisher``). A channel message goes to each of its channels'
-        pub/sub channels, a direct message (or kick) to the inbox of the instance that
-        holds its client (``UnknownClient`` when none does: nothing of the batch is sent)."""
+        """Publishes of one loop iteration share one script call (``publisher``). A message
+        goes to its channels' pub/sub channels (a Mercure update: ``mercure_routing``), a
+        direct one (or a kick) to its client's instance's inbox (``UnknownClient``: none)."""
         if not drafts:
             return []
         self._refuse_if_disconnected()
@@ -221,6 +207,8 @@ class RedisBroker(Broker):
         return await self.publisher.publish(drafts, topics)
 
     async def _topics(self, draft: Draft) -> list[str]:
+        if draft.mercure is not None:
+            return self.mercure.topics(draft.mercure.topics)
         if draft.client_id is None:
             return [self._keys.topic(channel) for channel in draft.channels]
         with unavailable("cannot look the client up in Redis"):
@@ -232,6 +220,15 @@ class RedisBroker(Broker):
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History:
         self._refuse_if_disconnected()
         return await self._history.read(channels, after_id, limit)
+
+    async def find_publisher_id(self, channel: str, event_id: str) -> int | None:
+        self._refuse_if_disconnected()
+        return await self._history.find_publisher_id(self, channel, event_id)
+
+    @property
+    def publisher_id_scans(self) -> int:
+        """Publisher-id lookups that the index did not answer (``history``, invariant 8)."""
+        return self._history.publisher_id_scans
 
     async def finished(self, channels: Collection[str]) -> dict[str, int]:
         self._refuse_if_disconnected()
@@ -305,7 +302,7 @@ class RedisBroker(Broker):
                 await self._check_origin()
                 restarted = known is not None and self._origin != known
                 await self.publisher.raise_floor()
-                channels = ("*", *self.listener.subscribed)
+                channels = {"*", *map(history_channel, self.listener.subscribed)}
                 recovered = (
                     None if restarted else await read_missed(self._redis, self._keys, channels, self._delivered_id)
                 )

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from functools import partial
 
 from sse_hub.messages.message import Message
 
 
 class Arrivals:
-    """``receives(channels)``: whether this instance gets a message to ``channels``;
+    """``receives(message)``: whether this instance gets ``message`` back;
     ``delivered_id()``: the highest id delivered here; ``connected()``: whether the
     subscription is up."""
 
@@ -37,7 +37,7 @@ class Arrivals:
 
     def __init__(
         self,
-        receives: Callable[[Collection[str]], bool],
+        receives: Callable[[Message], bool],
         delivered_id: Callable[[], int],
         connected: Callable[[], bool],
     ) -> None:
@@ -70,7 +70,7 @@ class Arrivals:
         last = 0
         if not answer.cancelled() and answer.exception() is None:
             receives = self._receives
-            last = max((m.id for m in answer.result() if m.client_id is None and receives(m.channels)), default=0)
+            last = max((m.id for m in answer.result() if receives(m)), default=0)
         if last <= self._delivered_id() or not self._connected():
             _resolve(arrival)
         else:

@@ -19,7 +19,9 @@ Invariants:
    ``refusal`` says why, and the broker is not ready, refuses streams and publishes, and
    ends the streams it had (``refused``): the other release keeps serving (the newer one
    refuses, ``keyspace``). One log line per instance that comes, and one when the refusal
-   ends.
+   ends. ``older_peers`` says whether a live instance speaks an older version that this
+   one works beside (it may need the older format: ``keyspace``), and ``older_peers_changed``
+   hears when that changes, from the refresh that saw it.
 6. Presence (``channel_presence``, ``find_client``) is the ``roster``'s: client records
    written with the client set, in the same pipeline, and read like ``locate`` (one
    script call, 503 when Redis cannot answer).
@@ -80,11 +82,12 @@ class Directory(ClientDirectory):
         connected: Callable[[], bool],
         refused: Callable[[], None],
         describe: Describe | None = None,
+        older_peers_changed: Callable[[bool], None] | None = None,
     ) -> None:
         """``store``: what errors call the store ("Redis"); ``connected()``: whether the
         broker is connected now (invariant 4); ``refused()``: called when this instance
         starts refusing to serve (invariant 5); ``describe()``: this instance now, for its
-        summary (None: a minimal one)."""
+        summary (None: a minimal one); ``older_peers_changed(present)``: invariant 5."""
         self._redis = redis
         self._keys = keyspace
         self.instance_id = instance_id
@@ -108,6 +111,9 @@ class Directory(ClientDirectory):
         #: Why this instance refuses to serve (invariant 5), or None.
         self.refusal: str | None = None
         self._incompatible: dict[str, int] = {}
+        #: A live instance speaks an older wire version that this one works beside.
+        self.older_peers = False
+        self._older_peers_changed = older_peers_changed
 
     # -- local changes ----------------------------------------------------------------
 
@@ -187,6 +193,7 @@ class Directory(ClientDirectory):
         """Compare the wire versions of the live instances (``id, head, ...``) with ours;
         ``legacy_listeners``: connections on the pub/sub channel of wire version 0."""
         incompatible: dict[str, int] = {}
+        older_peers = False
         if legacy_listeners:
             # Unnamed: that channel tells how many listen, not who.
             incompatible[f"(a release before ab801b8, listening on {self._keys.legacy_topic})"] = 0
@@ -195,6 +202,12 @@ class Directory(ClientDirectory):
             wire = announced_wire(head)
             if head and instance != self.instance_id and not OURS.works_beside(wire):
                 incompatible[instance] = wire.version
+            elif head and instance != self.instance_id and wire.version < OURS.version:
+                older_peers = True
+        if older_peers != self.older_peers:
+            self.older_peers = older_peers
+            if self._older_peers_changed is not None:
+                self._older_peers_changed(older_peers)
         for instance, version in incompatible.items() - self._incompatible.items():
             logger.warning(
                 "redis: instance=%s speaks wire version %d, this instance %d: %s. Finish or roll back the"

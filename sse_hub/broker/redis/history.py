@@ -23,6 +23,11 @@ History is bounded by count (``XADD ... MAXLEN ~ size + 1``) and by age (each pu
    back (the shorter of the two ttls, ``publisher.bound_offset_ms``).
 7. ``finished`` reads the newest entry of each channel's stream: it holds the final mark
    when the channel has ended (``scripts``, invariant 6); a forgotten channel has none.
+8. ``find_publisher_id`` asks the feed's publisher-id index first, which answers only for
+   an update the history still retains (``scripts``, invariant 7), and scans the history
+   (``Broker.find_publisher_id``, counted in ``publisher_id_scans``) when it does not: an
+   unknown id, the earliest update with an id trimmed while a later one is retained, or an
+   update published by an instance that writes no index.
 """
 
 from __future__ import annotations
@@ -37,7 +42,22 @@ from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.publisher import IdFloor, bound_offset_ms
 from sse_hub.broker.redis.scripts import HISTORY_SCRIPT
 from sse_hub.config.settings import HistoryConfig
-from sse_hub.messages.contract import History
+from sse_hub.messages.contract import Broker, History
+from sse_hub.messages.mercure import FEED_CHANNEL
+
+# KEYS: the publisher-id index, the history stream. ARGV: the publisher id, history.size.
+# Returns the sequence of the update the index names, as a string, if the history still
+# retains it (fewer than history.size entries after it, as the history reads count), else
+# nil (``scripts``, invariant 7).
+PUBLISHER_ID_SCRIPT = """#!lua flags=no-writes
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return false end
+local id = string.format('%d', tonumber(score))
+local size = tonumber(ARGV[2])
+if size < 1 or not redis.call('XRANGE', KEYS[2], id .. '-0', id .. '-0')[1] then return false end
+if #redis.call('XRANGE', KEYS[2], '(' .. id .. '-0', '+', 'COUNT', size) >= size then return false end
+return id
+"""
 
 
 class HistoryReader:
@@ -54,6 +74,22 @@ class HistoryReader:
         self._history_size = history.size
         self._bound_offset_ms = bound_offset_ms(history)
         self._history_script = redis.register_script(HISTORY_SCRIPT)
+        self._publisher_id_script = redis.register_script(PUBLISHER_ID_SCRIPT)
+        #: Lookups of a publisher id that the index did not answer (invariant 8).
+        self.publisher_id_scans = 0
+
+    async def find_publisher_id(self, broker: Broker, channel: str, event_id: str) -> int | None:
+        """``Broker.find_publisher_id`` for ``broker`` (invariant 8)."""
+        if channel == FEED_CHANNEL:
+            with unavailable("cannot read the publisher-id index from Redis"):
+                found = await self._publisher_id_script(
+                    keys=[self._keys.publisher_ids(channel), self._keys.history(channel)],
+                    args=[event_id, self._history_size],
+                )
+            if found is not None:
+                return int(found)
+        self.publisher_id_scans += 1
+        return await Broker.find_publisher_id(broker, channel, event_id)
 
     async def finished(self, channels: Collection[str]) -> dict[str, int]:
         """``Broker.finished`` (invariant 7): raises BrokerUnavailable when Redis cannot answer."""

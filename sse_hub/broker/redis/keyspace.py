@@ -17,8 +17,14 @@ With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
   channel's final message also holds field ``f`` (the final mark): a stream whose newest
   entry holds it has ended, and expires ``history.finished_ttl_seconds`` after that
   message, mark and history together (``scripts``, invariant 6).
+- ``P:pubid:~mercure``: a sorted set, the publisher-id index of the Mercure history: member
+  a publisher's id, score the sequence of the earliest retained update that used it
+  (``scripts``, invariant 7); same ttl as the history. New in wire version 2.
 - ``P:ch:{channel}``: the pub/sub channel of one channel's messages (``P:ch:*``: global
-  messages, which every instance always receives).
+  messages, which every instance always receives). Mercure updates (``messages.mercure``):
+  ``P:ch:~mercure``, the shared feed, carries every update; ``P:ch:~mercure:{hash}``, a
+  topic's routing name, the updates to that topic (canonical or alternate). Only
+  ``P:history:~mercure`` stores them.
 - ``P:inbox:{instance}``: the pub/sub channel of one instance: direct messages and kicks
   for its clients.
 - ``P:ticket:{sha256 of the ticket}``: a stream ticket's channel patterns (JSON, TTL);
@@ -61,10 +67,16 @@ share one Redis under one prefix, in a rolling upgrade. It covers
   calls its own scripts (by their SHA), so their text may differ within one version.
 
 Version 1 is the format of ab801b8, the first release that names one; a release that
-leaves no ``wire_version`` in its summary speaks 1. Releases before ab801b8 (d70e888 and
-earlier: version 0) published every message on one pub/sub channel, ``P:messages``
-(``legacy_topic``): a connection subscribed there is an instance of one of them. Each
-instance's summary starts with
+leaves no ``wire_version`` in its summary speaks 1. Version 2 adds the Mercure routing
+names and the publisher-id index (which version 1 neither writes nor needs): its
+instances publish every update to the feed as version 1 did, and also to the routing
+names of its topics, and listen on the feed only for streams with patterns. A version 1
+instance publishes to the feed only, so version 2 works beside it by listening on the
+feed too while one is live (``Directory.older_peers``, docs/upgrades.md).
+
+Releases before ab801b8 (d70e888 and earlier: version 0) published every message on one
+pub/sub channel, ``P:messages`` (``legacy_topic``): a connection subscribed there is an
+instance of one of them. Each instance's summary starts with
 ``{"wire_version":N,"wire_compatible":[...]`` (read with ``GETRANGE`` by ``PRESENCE_SCRIPT``,
 without parsing the rest; readers of the whole summary ignore unknown fields). Change the
 format in a way the previous release would misread or miss, and ``WIRE_VERSION`` goes up
@@ -80,9 +92,9 @@ import hashlib
 from dataclasses import dataclass
 
 #: The Redis wire format's version (module docstring).
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 #: The wire versions this release works beside on one Redis, its own included.
-COMPATIBLE_WIRE_VERSIONS = frozenset({1})
+COMPATIBLE_WIRE_VERSIONS = frozenset({1, 2})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,9 @@ class Keyspace:
 
     def history(self, channel: str) -> str:
         return f"{self.prefix}:history:{channel}"
+
+    def publisher_ids(self, channel: str) -> str:
+        return f"{self.prefix}:pubid:{channel}"
 
     def topic(self, channel: str) -> str:
         return f"{self.prefix}:ch:{channel}"

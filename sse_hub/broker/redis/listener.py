@@ -83,6 +83,21 @@ class Listener:
     # -- interest -----------------------------------------------------------------------
 
     async def attach(self, channels: Collection[str]) -> None:
+        waits = self.hold(channels)
+        if not self.live:
+            raise BrokerUnavailable("Redis is not connected")
+        if not waits:
+            return
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+                await asyncio.gather(*map(asyncio.shield, waits))
+        except TimeoutError as exc:
+            raise BrokerUnavailable("Redis did not confirm the subscription") from exc
+
+    def hold(self, channels: Collection[str]) -> list[asyncio.Future[None]]:
+        """``attach`` without the wait: count one hold of each of ``channels`` and ask for
+        the subscriptions missing; returns the confirmations still to come. Matched by one
+        ``detach``, like ``attach``."""
         waits: list[asyncio.Future[None]] = []
         for channel in channels:
             if channel == GLOBAL_CHANNEL:
@@ -94,15 +109,7 @@ class Listener:
                     waits.append(self._request(channel))
             elif (pending := self._pending.get(channel)) is not None:
                 waits.append(pending)
-        if not self.live:
-            raise BrokerUnavailable("Redis is not connected")
-        if not waits:
-            return
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-                await asyncio.gather(*map(asyncio.shield, waits))
-        except TimeoutError as exc:
-            raise BrokerUnavailable("Redis did not confirm the subscription") from exc
+        return waits
 
     def detach(self, channels: Collection[str]) -> None:
         self._interest.release(channels, asyncio.get_running_loop().time())

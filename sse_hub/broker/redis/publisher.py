@@ -45,6 +45,7 @@ from sse_hub.broker.redis.scripts import CLOCK_MARGIN_MS, PUBLISH_SCRIPT, SHARD_
 from sse_hub.broker.redis.tasks import cancel_and_wait
 from sse_hub.config.settings import HistoryConfig
 from sse_hub.errors import BrokerUnavailable, ChannelFinished
+from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import Draft, Message, payload_tail
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class _Group:
     keys: list[str] = field(default_factory=list)
     args: list[bytes | str | int] = field(default_factory=list)
     waiters: list[tuple[asyncio.Future[list[Message]], int, int]] = field(default_factory=list)
+    indexes: bool = False  # some draft's publisher id goes into the feed's index
 
 
 class Publisher:
@@ -121,10 +123,13 @@ class Publisher:
         flight is answered (or at the end of this loop iteration when none is)."""
         keys: list[str] = []
         args: list[bytes | str | int] = [len(drafts)]
+        indexes = False
         for draft, draft_topics in zip(drafts, topics, strict=True):
             keys.extend(self._keys.history(channel) for channel in draft.channels)
-            final = b"1" if draft.final else b"0"
-            args += (payload_tail(draft), final, len(draft.channels), len(draft_topics), *draft_topics)
+            flag = b"1" if draft.final else b"0"
+            if draft.mercure is not None and draft.mercure.event_id is not None:
+                flag, indexes = b"i" + draft.mercure.event_id.encode(), True  # ``scripts``, invariant 7
+            args += (payload_tail(draft), flag, len(draft.channels), len(draft_topics), *draft_topics)
         loop = asyncio.get_running_loop()
         group = self._open
         if group is None or len(group.drafts) >= MAX_GROUP_DRAFTS:
@@ -137,6 +142,7 @@ class Publisher:
         group.drafts += drafts
         group.keys += keys
         group.args += args
+        group.indexes = group.indexes or indexes
         return await mine
 
     async def raise_floor(self) -> None:
@@ -185,9 +191,10 @@ class Publisher:
 
     async def _run(self, group: _Group) -> None:
         try:
+            index = [self._keys.publisher_ids(FEED_CHANNEL)] if group.indexes else []
             reply = await self.script(
-                keys=[self._keys.seq, self._keys.clock, self._keys.origin, *group.keys],
-                args=[self._floor.value, *self._settings_args, *group.args],
+                keys=[self._keys.seq, self._keys.clock, self._keys.origin, *group.keys, *index],
+                args=[self._floor.value, *self._settings_args, b"1" if index else b"0", *group.args],
             )
             outcomes = self._outcomes(group, reply)
         except asyncio.CancelledError:

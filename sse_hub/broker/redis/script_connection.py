@@ -30,13 +30,35 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 # Every command of the Redis broker, and the wait for a pooled connection.
 COMMAND_TIMEOUT_SECONDS = 3.0
+
+
+def connection_pool(url: str, instance_id: str, max_connections: int) -> BlockingConnectionPool:
+    """The Redis broker's pool, which every connection of it (``own_connection`` too) is
+    made from. No hidden retries: a publish must fail fast (503) rather than be sent twice.
+    RESP2: the subscriber connection reads subscription messages as plain replies (redis-py
+    8 defaults to RESP3, where they are out-of-band pushes). Bounded: a burst of reads
+    (streams resuming after a restart) waits for a connection, at most the command
+    timeout, instead of opening one per read."""
+    return BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        protocol=2,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=COMMAND_TIMEOUT_SECONDS,
+        socket_connect_timeout=COMMAND_TIMEOUT_SECONDS,
+        client_name=f"sse-hub:{instance_id}",
+    )
+
 
 Arg = bytes | str | int
 

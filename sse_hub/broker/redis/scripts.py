@@ -37,7 +37,16 @@ The key layout is in ``sse_hub.broker.redis.keyspace``. What the scripts guarant
    of the call itself) is refused whole, with nothing of it written, and the others of
    the group go through.
 
-Nothing here does I/O; the broker's parts register the scripts and call them.
+7. Publisher ids (Mercure updates that came with their own id): the feed's index
+   ``P:pubid:~mercure`` is a sorted set, member the id, score the sequence of the earliest
+   update that used it (``ZADD NX``), written in the same call as the update, with the
+   history's ttl and at most as many members as the history retains updates (the lowest
+   scores dropped first). It can still name an update the history no longer retains (the
+   history trims by count of all its updates; an instance of wire version 1 writes no
+   index), so its reader (``history``) checks that the history still retains it.
+
+Nothing here does I/O; the broker's parts register the scripts and call them. A part's own
+small scripts live with it (``origin``, ``roster``, ``tickets``, ``history``).
 """
 
 from __future__ import annotations
@@ -73,11 +82,13 @@ end
 """
 
 # KEYS: sequence, clock, origin, then the history stream of each channel of each message in
-# order. ARGV: id floor, trim operator, trim threshold, history ttl ms, clock keep ms, bound
-# offset ms, finished ttl ms, then per publish call: its number of messages, then per
-# message: payload after the id, '1' when final else '0', its number of streams, its number
-# of pub/sub channels, those channels. Returns per call the ids as strings or, for a call
-# refused (invariant 6), the history key of the ended channel it named.
+# order, then the publisher-id index when ARGV[8] is '1'. ARGV: id floor, trim operator,
+# trim threshold, history ttl ms, clock keep ms, bound offset ms, finished ttl ms, '1' when
+# the group indexes publisher ids else '0', then per publish call: its number of messages,
+# then per message: payload after the id, its flag ('1' final, '0' not, 'i' and a publisher
+# id: not final, index the id, invariant 7), its number of streams, its number of pub/sub
+# channels, those channels. Returns per call the ids as strings or, for a call refused
+# (invariant 6), the history key of the ended channel it named.
 PUBLISH_SCRIPT = (
     "#!lua\n"
     + _DROPPED_BOUND
@@ -102,8 +113,16 @@ local clock_type = redis.call('TYPE', KEYS[2])['ok']
 if clock_type ~= 'none' and clock_type ~= 'stream' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is not a stream')
 end
+local index, last_stream = nil, #KEYS
+if ARGV[8] == '1' then
+  index, last_stream = KEYS[#KEYS], #KEYS - 1
+  local index_type = redis.call('TYPE', index)['ok']
+  if index_type ~= 'none' and index_type ~= 'zset' then
+    return redis.error_reply('WRONGTYPE ' .. index .. ' is not a sorted set')
+  end
+end
 local streams, fresh, ended = {}, {}, {}
-for k = 4, #KEYS do
+for k = 4, last_stream do
   local key = KEYS[k]
   if not streams[key] then
     streams[key] = true
@@ -125,7 +144,7 @@ end
 -- Each call goes through or is refused whole: refused when it names a channel that has
 -- ended, before this group, by an earlier call of it, or by an earlier message of its own.
 local calls, ending = {}, {}
-local key, i = 4, 8
+local key, i = 4, 9
 while i <= #ARGV do
   local call = {key = key, arg = i + 1, count = tonumber(ARGV[i])}
   local closes = {}
@@ -187,6 +206,8 @@ for c, call in ipairs(calls) do
         end
         key = key + 1
       end
+      -- 'i' (105) and a publisher id: the earliest update with the id wins (invariant 7).
+      if string.byte(ARGV[i + 1]) == 105 then redis.call('ZADD', index, 'NX', id, string.sub(ARGV[i + 1], 2)) end
       for n = i + 4, i + 3 + topics do
         redis.call('PUBLISH', ARGV[n], payload)
       end
@@ -199,6 +220,12 @@ end
 -- A channel that ended now is forgotten, mark and history, after the finished ttl.
 for stream in pairs(written) do
   redis.call('PEXPIRE', stream, ending[stream] and ARGV[7] or ARGV[4])
+end
+if index then
+  -- At most as many ids as the history retains updates, the oldest dropped first.
+  local extra = redis.call('ZCARD', index) - (ARGV[2] == '=' and 0 or tonumber(ARGV[3]) - 1)
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', index, 0, extra - 1) end
+  redis.call('PEXPIRE', index, ARGV[4])
 end
 return out
 """
@@ -290,27 +317,6 @@ end
 return false
 """
 )
-
-# KEYS: the ticket set, the ticket. ARGV: patterns (JSON), ttl ms, max outstanding tickets.
-# Returns 1 when stored, 0 when the cap is reached (after dropping expired tickets).
-ISSUE_TICKET_SCRIPT = """
-local clock = redis.call('TIME')
-local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
-redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), KEYS[2])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-"""
-
-# KEYS: the ticket set, the ticket. Returns the ticket's patterns once, else nil.
-REDEEM_TICKET_SCRIPT = """
-redis.call('ZREM', KEYS[1], KEYS[2])
-return redis.call('GETDEL', KEYS[2])
-"""
-
 
 # The same script for Redis Cluster: shard channels, which must hash to the slot of the
 # script's keys (every name is under one hash tag there, see ``Keyspace.for_cluster``).

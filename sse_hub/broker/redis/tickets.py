@@ -19,13 +19,33 @@ from redis.asyncio import Redis
 
 from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.scripts import ISSUE_TICKET_SCRIPT, REDEEM_TICKET_SCRIPT, describe
+from sse_hub.broker.redis.scripts import describe
 from sse_hub.errors import TooManyTickets
 from sse_hub.messages.contract import TicketStore
 
 logger = logging.getLogger(__name__)
 
 TICKET_PATTERNS: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[str, ...])
+
+# KEYS: the ticket set, the ticket. ARGV: patterns (JSON), ttl ms, max outstanding tickets.
+# Returns 1 when stored, 0 when the cap is reached (after dropping expired tickets).
+ISSUE_TICKET_SCRIPT = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), KEYS[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# KEYS: the ticket set, the ticket. Returns the ticket's patterns once, else nil.
+REDEEM_TICKET_SCRIPT = """
+redis.call('ZREM', KEYS[1], KEYS[2])
+return redis.call('GETDEL', KEYS[2])
+"""
 
 
 class Tickets(TicketStore):

@@ -72,6 +72,7 @@ from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
 from sse_hub.messages.contract import Deliver, Lost, nothing_lost
+from sse_hub.messages.mercure import history_channel
 from sse_hub.messages.message import Draft, Message
 from sse_hub.messages.positions import ChannelPage, PerChannelBroker, Position
 
@@ -229,10 +230,10 @@ class ShardedClusterBroker(PerChannelBroker):
 
     async def attach(self, channels: Collection[str]) -> None:
         self.directory.refuse_if_incompatible()
-        await self.subscriptions.attach(channels)
+        await self.subscriptions.attach(_routed(channels))
 
     def detach(self, channels: Collection[str]) -> None:
-        self.subscriptions.detach(channels)
+        self.subscriptions.detach(_routed(channels))
 
     async def _sweep_loop(self, period: float) -> NoReturn:
         loop = asyncio.get_running_loop()
@@ -304,3 +305,10 @@ class ShardedClusterBroker(PerChannelBroker):
             yield
         finally:
             self._reads.release()
+
+
+def _routed(channels: Collection[str]) -> Collection[str]:
+    """What this broker subscribes for ``channels``: Mercure's routing names are the
+    single-Redis broker's (``broker/redis/mercure_routing``); here every update travels on
+    the feed channel's own shard channel only, so a routing name means the feed."""
+    return dict.fromkeys(map(history_channel, channels)).keys()
