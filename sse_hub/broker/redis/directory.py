@@ -22,7 +22,8 @@ Invariants:
    ends.
 6. Presence (``channel_presence``, ``find_client``) is the ``roster``'s: client records
    written with the client set, in the same pipeline, and read like ``locate`` (one
-   script call, 503 when Redis cannot answer).
+   script call, 503 when Redis cannot answer); Mercure subscribers too (``mercure_roster``).
+   ``written()`` waits for a later write to succeed (``written``).
 """
 
 from __future__ import annotations
@@ -42,18 +43,21 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.roster import Roster
-from sse_hub.broker.redis.scripts import (
-    LOCATE_SCRIPT,
-    PRESENCE_SCRIPT,
-    SUMMARIES_SCRIPT,
-    InstanceSummary,
-    describe,
-)
+from sse_hub.broker.redis.roster import MAX_PAGE, Roster
+from sse_hub.broker.redis.scripts import LOCATE_SCRIPT, PRESENCE_SCRIPT, SUMMARIES_SCRIPT, InstanceSummary, describe
 from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.broker.redis.wire import OURS, SUMMARY_HEAD_BYTES, WireVersion, announced_wire, announcement
+from sse_hub.broker.redis.written import Written
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.messages.contract import ChannelPresence, ClientDirectory, ClientRecord, ConnectedClient, Summary
+from sse_hub.messages.contract import (
+    ChannelPresence,
+    ClientDirectory,
+    ClientRecord,
+    ConnectedClient,
+    MercureSubscriber,
+    MercureSubscribers,
+    Summary,
+)
 
 __all__ = ["OURS", "Describe", "Directory", "WireVersion", "announced_wire"]
 
@@ -101,6 +105,7 @@ class Directory(ClientDirectory):
         self.stale = True
         self._presence_stale = True
         self._wake = asyncio.Event()
+        self._written = Written()
         self._store = store
         self._connected = connected
         self._describe = describe
@@ -120,6 +125,14 @@ class Directory(ClientDirectory):
         self.clients.discard(client_id)
         self.roster.disconnected(client_id, pending=not self.stale)
         self._change(client_id, False)
+
+    def mercure_subscribed(self, client_id: str, subscriber: MercureSubscriber | None) -> None:
+        self.roster.mercure.set(client_id, subscriber)
+        self._wake.set()
+
+    async def written(self) -> None:
+        self._wake.set()  # the upkeep runs after this task yields, with the waiter set
+        await self._written.wait()
 
     def _change(self, client_id: str, present: bool) -> None:
         if not self.stale:
@@ -141,6 +154,9 @@ class Directory(ClientDirectory):
 
     async def write(self) -> None:
         """Write the changes since the last write, or the whole set when it may be lost."""
+        await self._written.around(self._write)
+
+    async def _write(self) -> None:
         if self.stale:
             self.stale = False
             self.changes.clear()
@@ -258,7 +274,7 @@ class Directory(ClientDirectory):
                 refresh_at = loop.time() + REFRESH_SECONDS
                 continue
             try:
-                if self.stale or self.changes:
+                if self.stale or self.changes or self.roster.mercure.changed or self._written.wanted:
                     await self.write()
                 if self._presence_stale or loop.time() >= refresh_at:
                     refresh_at = loop.time() + REFRESH_SECONDS
@@ -293,6 +309,16 @@ class Directory(ClientDirectory):
         self._refuse_if_disconnected()
         with unavailable(f"cannot look the client up in {self._store}"):
             return await self.roster.find(client_id)
+
+    async def mercure_subscribers(self, after: str | None, limit: int) -> MercureSubscribers:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot read Mercure subscribers from {self._store}"):
+            return await self.roster.mercure.page(after, min(limit, MAX_PAGE))
+
+    async def find_mercure_subscriber(self, client_id: str) -> MercureSubscriber | None:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot read Mercure subscribers from {self._store}"):
+            return await self.roster.mercure.find(client_id)
 
     def _refuse_if_disconnected(self) -> None:
         if not self._connected():
