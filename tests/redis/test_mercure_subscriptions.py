@@ -23,7 +23,10 @@ from openapi_spec_validator import validate as validate_openapi
 from sse_hub.web.app import routes
 from sse_hub.web.openapi.spec import build_openapi
 from tests.redis.test_mercure_endpoint import MERCURE, PUBLISHER, SECRET, legacy_token
+from tests.support.brokers import broker_section
+from tests.support.http import HubClientFactory
 from tests.support.plugin import HubsFactory
+from tests.support.redis_proxy import redis_proxy
 from tests.support.settings import make_settings
 from tests.support.sse_client import EventStream
 
@@ -92,6 +95,10 @@ async def updates(watcher: EventStream, count: int) -> list[dict[str, Any]]:
     return found
 
 
+async def subscribers(hubs: Hubs) -> set[str]:
+    return {item["subscriber"] for item in (await hubs.get(SUBSCRIPTIONS))["subscriptions"]}
+
+
 def subscription_path(topic: str, subscriber: str | None = None) -> str:
     path = f"{SUBSCRIPTIONS}/{quote(topic, safe='')}"
     return path if subscriber is None else f"{path}/{quote(subscriber, safe='')}"
@@ -143,6 +150,34 @@ async def test_a_subscriber_is_announced_and_listed_on_the_other_instance_until_
     # Removed before the disconnect update was published: gone from every form at once.
     assert subscriber not in {item["subscriber"] for item in (await hubs.get(SUBSCRIPTIONS))["subscriptions"]}
     await hubs.get(subscription_path(BOOK, subscriber), status=404)
+
+
+async def test_a_subscriber_is_stored_before_each_update_even_when_its_writes_are_slow(
+    hub_client: HubClientFactory, redis_server: str, prefix: str
+) -> None:
+    mercure = {**MERCURE, "subscriptions": True}
+    async with redis_proxy(redis_server) as proxy:
+        # Instance a's directory writes lag (its reads are scripts, its publishes too).
+        for command in (b"HSET", b"HDEL"):
+            proxy.slow_writes(command, 0.3)
+        slow = await hub_client(broker=broker_section("redis", proxy.url, prefix), mercure=mercure)
+        hubs = Hubs(slow, await hub_client(broker=broker_section("redis", redis_server, prefix), mercure=mercure))
+        async with hubs.watch() as (watcher, _):
+            async with hubs.subscribe(hubs.a, [("topic", BOOK)]):
+                [update] = await updates(watcher, 1)
+                assert update["subscriber"] in await subscribers(hubs)
+            await updates(watcher, 1)
+            assert update["subscriber"] not in await subscribers(hubs)
+
+
+async def test_an_instance_that_shuts_down_announces_its_subscribers_leaving(start_hubs: HubsFactory) -> None:
+    hubs = Hubs(*await start_hubs("redis", mercure={**MERCURE, "subscriptions": True}))
+    async with hubs.watch() as (watcher, _):
+        async with hubs.subscribe(hubs.a, [("topic", BOOK)]):
+            [connect] = await updates(watcher, 1)
+            await hubs.a.close()  # the drain ends the stream, then the hub stops
+        [disconnect] = await updates(watcher, 1)
+    assert (disconnect["subscriber"], disconnect["active"]) == (connect["subscriber"], False)
 
 
 async def test_subscription_updates_are_private(hubs: Hubs) -> None:
