@@ -1,7 +1,7 @@
 """This instance's Mercure subscribers in Redis, beside its roster: what the subscriptions
 API lists (``ClientDirectory.mercure_subscribers``), cluster-wide.
 
-The key is ``P:subscribers:{instance}``, a hash: client id -> JSON ``{"subscriber",
+The key is ``P:mercure:{instance}``, a hash: client id -> JSON ``{"subscriber",
 "topics", "payload"}`` (``keyspace``). A Mercure stream's channel is ``FEED_CHANNEL``, so
 its client id is already a member ``~mercure\\n{client id}`` of the roster's members set:
 a page of subscribers is the roster's channel read (``roster.CHANNEL_SCRIPT``) with this
@@ -79,7 +79,7 @@ class MercureRoster:
     def __init__(self, keyspace: Keyspace, instance_id: str, page: AsyncScript, find: AsyncScript) -> None:
         """``page``, ``find``: the roster's channel and find scripts."""
         self._keys = keyspace
-        self._key = f"{keyspace.subscribers_prefix}{instance_id}"
+        self._key = f"{keyspace.mercure_prefix}{instance_id}"
         self._page_script = page
         self._find_script = find
         #: Each local Mercure subscriber's stored JSON, by client id.
@@ -124,7 +124,7 @@ class MercureRoster:
         keys = self._keys
         _, page = await self._page_script(
             keys=[keys.instances],
-            args=[keys.members_prefix, keys.subscribers_prefix, FEED_CHANNEL, after or "", limit],
+            args=[keys.members_prefix, keys.mercure_prefix, FEED_CHANNEL, after or "", limit],
         )
         entries = list(zip(page[::3], page[2::3], strict=True))
         next_after = _text(entries[limit - 1][0]) if len(entries) > limit else None
@@ -134,5 +134,5 @@ class MercureRoster:
         )
 
     async def find(self, client_id: str) -> MercureSubscriber | None:
-        found = await self._find_script(keys=[self._keys.instances], args=[self._keys.subscribers_prefix, client_id])
+        found = await self._find_script(keys=[self._keys.instances], args=[self._keys.mercure_prefix, client_id])
         return _read(found[1]) if found else None
