@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import aiohttp
 import jwt
@@ -208,6 +208,23 @@ async def test_reading_needs_a_token_whose_selectors_match_the_resource(hubs: Hu
             await hubs.get(subscription_path(OTHER, subscriber), token=only_book, status=403)
             await hubs.get(subscription_path(MARKER, subscriber), status=404)  # not its topic
             await hubs.get(subscription_path(BOOK, "urn:uuid:unknown"), status=404)
+            for limit in ("0", "1001", "x", "9" * 5000):
+                await hubs.get(f"{SUBSCRIPTIONS}?limit={limit}", status=400)
+
+
+async def test_a_list_comes_in_pages_that_next_walks_to_the_end(hubs: Hubs) -> None:
+    async with hubs.watch() as (watcher, _), hubs.subscribe(hubs.a, [("topic", BOOK)]):
+        async with hubs.subscribe(hubs.a, [("topic", OTHER)]):
+            expected = {update["subscriber"] for update in await updates(watcher, 2)}
+            seen: list[str] = []
+            page = await hubs.get(f"{SUBSCRIPTIONS}?limit=1")
+            while True:
+                seen += [item["id"] for item in page["subscriptions"]]
+                if "next" not in page:
+                    break
+                page = await hubs.get(page["next"])
+    assert len(seen) == len(set(seen)) == 4  # each subscription once; the watcher has two
+    assert expected <= {unquote(subscription_id.rsplit("/", 1)[1]) for subscription_id in seen}
 
 
 async def test_listing_then_subscribing_from_its_last_event_id_leaves_no_gap(hubs: Hubs) -> None:

@@ -249,7 +249,7 @@ async def find(hub: Hub, topic: str, iri: str) -> Subscription:
 
 def page_query(request: web.Request) -> tuple[str | None, int]:
     raw = request.query.get("limit", str(MAX_PAGE))
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(f"limit is a number from 1 to {MAX_PAGE}", {"limit": raw[:50]})
     return request.query.get("after") or None, int(raw)
 
