@@ -193,6 +193,8 @@ class MercureConfig(Section):
     issuers: list[str] = []
     # False: refuse draft-07 tokens (without ``typ: at+jwt``).
     accept_legacy_tokens: bool = True
+    # Subscription events and the active-subscriptions API (docs/mercure.md, "Subscriptions").
+    subscriptions: bool = False
 
     @model_validator(mode="after")
     def _publisher_key(self) -> MercureConfig:

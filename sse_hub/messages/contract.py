@@ -80,6 +80,18 @@ The client directory (its life follows the broker's ``start`` and ``stop``):
 Presence answers are bounded in size (a page) and time (one store call); the records of
 another instance may be as old as that backend's refresh allows (its docstring says how).
 
+Mercure subscribers (the subscriptions API; only when ``mercure.subscriptions`` is on):
+
+- ``mercure_subscribed(client_id, subscriber)``: a local client is a Mercure subscriber
+  (``MercureSubscriber``), or no longer one (None); synchronous like the notices above.
+  A client that disconnects stops being one too.
+- ``mercure_subscribers(after, limit)``: one page of the cluster's Mercure subscribers,
+  at most ``limit``, in client id order after the client id ``after``, and the id to pass
+  for the next page (None: the last). ``find_mercure_subscriber(client_id)``: one of them.
+- ``written()``: returns once everything this instance told the directory before the
+  call is in the store, so that a reader elsewhere sees it (at once without a store). It
+  may wait while the store is unreachable: callers bound it.
+
 The ticket store: ``issue(ticket, patterns, ttl_seconds)`` / ``redeem(ticket)``: one-time
 stream tickets, visible to every instance; ``redeem`` returns the ticket's channel
 patterns once, within its TTL, and None after that or for an unknown ticket; ``issue``
@@ -229,6 +241,25 @@ class ChannelPresence:
     next_after: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class MercureSubscriber:
+    """A Mercure stream as the subscriptions API lists it: ``subscriber``, the IRI the hub
+    gave it; ``topics``, its selectors as the client sent them; ``payload``, its token's
+    ``mercure.payload`` as JSON text (None: none)."""
+
+    subscriber: str
+    topics: tuple[str, ...]
+    payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MercureSubscribers:
+    """A page of Mercure subscribers by client id; ``next_after``: None when the last."""
+
+    subscribers: Mapping[str, MercureSubscriber]
+    next_after: str | None
+
+
 class ClientDirectory(abc.ABC):
     """See the module docstring."""
 
@@ -251,6 +282,19 @@ class ClientDirectory(abc.ABC):
     async def find_client(self, client_id: str) -> ClientRecord | None:
         """A client connected to another live instance (module docstring)."""
         return None
+
+    @abc.abstractmethod
+    def mercure_subscribed(self, client_id: str, subscriber: MercureSubscriber | None) -> None:
+        """A local client became a Mercure subscriber, or stopped (module docstring)."""
+
+    @abc.abstractmethod
+    async def mercure_subscribers(self, after: str | None, limit: int) -> MercureSubscribers: ...
+
+    @abc.abstractmethod
+    async def find_mercure_subscriber(self, client_id: str) -> MercureSubscriber | None: ...
+
+    async def written(self) -> None:
+        """Returns once what this instance told the directory is stored (module docstring)."""
 
 
 class TicketStore(abc.ABC):

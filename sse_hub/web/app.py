@@ -120,6 +120,10 @@ def create_app(
     app[DASHBOARD_STREAMS] = Slots(dashboard.MAX_DASHBOARD_STREAMS, TooManyDashboards)
     app[DASHBOARD_FEED] = DashboardFeed(hub)
     app.cleanup_ctx.append(_run_hub)
+    if settings.mercure.enabled and settings.mercure.subscriptions:
+        from sse_hub.web.routes import mercure_subscriptions
+
+        mercure_subscriptions.install(app)  # after _run_hub: stops before the hub
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(cors.on_response_prepare)
 
@@ -164,9 +168,14 @@ def routes(settings: Settings) -> list[Route]:
         # Only a hub with Mercure on loads it (and the selector engines it needs).
         from sse_hub.web.routes import mercure
 
-        subscribe, publish_update = mercure.handlers(settings)
+        auth = mercure.authorizer(settings)
+        subscribe, publish_update = mercure.handlers(settings, auth)
         table.append(Route("GET", mercure.HUB_PATH, subscribe, mercure.SUBSCRIBE))
         table.append(Route("POST", mercure.HUB_PATH, publish_update, mercure.PUBLISH))
+        if settings.mercure.subscriptions:
+            from sse_hub.web.routes import mercure_subscriptions
+
+            table.extend(mercure_subscriptions.routes(auth))
     return table
 
 

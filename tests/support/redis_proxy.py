@@ -1,7 +1,8 @@
 """A loopback TCP proxy in front of a real redis-server that can hold back what Redis sends
 on pub/sub connections: an instance whose listener lags, while its commands (history
 reads, publishes) still go through at once. It can also slow down the subscribe commands
-an instance sends (``slow_subscriptions``): a link on which attaching takes long."""
+an instance sends (``slow_subscriptions``): a link on which attaching takes long; or the
+writes that name some key (``slow_writes``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class RedisProxy:
         self._released = asyncio.Event()
         self._released.set()
         self._subscribe_delay_seconds = 0.0
+        self._slow_patterns: dict[bytes, float] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -42,6 +44,11 @@ class RedisProxy:
         """From now on, what a client writes that holds a subscribe command reaches Redis
         ``delay_seconds`` late (and what it writes after, behind it, in order)."""
         self._subscribe_delay_seconds = delay_seconds
+
+    def slow_writes(self, pattern: bytes, delay_seconds: float) -> None:
+        """From now on, what a client writes that holds ``pattern`` (a key's name, say)
+        reaches Redis ``delay_seconds`` late (and what it writes after, behind it)."""
+        self._slow_patterns[pattern] = delay_seconds
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -76,10 +83,14 @@ class RedisProxy:
     ) -> None:
         with contextlib.suppress(ConnectionError):
             while chunk := await reader.read(65536):
+                delay = max(
+                    (seconds for pattern, seconds in self._slow_patterns.items() if pattern in chunk), default=0
+                )
                 if any(command in chunk.upper() for command in SUBSCRIBE_COMMANDS):
                     subscriber.set()
-                    if self._subscribe_delay_seconds > 0:
-                        await asyncio.sleep(self._subscribe_delay_seconds)  # injected latency
+                    delay = max(delay, self._subscribe_delay_seconds)
+                if delay > 0:
+                    await asyncio.sleep(delay)  # injected latency
                 writer.write(chunk)
                 await writer.drain()
         writer.close()

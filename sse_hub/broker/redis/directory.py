@@ -24,7 +24,8 @@ Invariants:
    hears when that changes, from the refresh that saw it.
 6. Presence (``channel_presence``, ``find_client``) is the ``roster``'s: client records
    written with the client set, in the same pipeline, and read like ``locate`` (one
-   script call, 503 when Redis cannot answer).
+   script call, 503 when Redis cannot answer); Mercure subscribers too (``mercure_roster``).
+   ``written()`` waits for a later write to succeed (``written``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -44,18 +45,22 @@ from redis.exceptions import RedisError
 
 from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.redis.keyspace import Keyspace
-from sse_hub.broker.redis.roster import Roster
-from sse_hub.broker.redis.scripts import (
-    LOCATE_SCRIPT,
-    PRESENCE_SCRIPT,
-    SUMMARIES_SCRIPT,
-    InstanceSummary,
-    describe,
-)
+from sse_hub.broker.redis.peers import PeerVersions
+from sse_hub.broker.redis.roster import MAX_PAGE, Roster
+from sse_hub.broker.redis.scripts import LOCATE_SCRIPT, PRESENCE_SCRIPT, SUMMARIES_SCRIPT, InstanceSummary, describe
 from sse_hub.broker.redis.tasks import raise_if_cancelled
 from sse_hub.broker.redis.wire import OURS, SUMMARY_HEAD_BYTES, WireVersion, announced_wire, announcement
+from sse_hub.broker.redis.written import Written
 from sse_hub.errors import BrokerUnavailable
-from sse_hub.messages.contract import ChannelPresence, ClientDirectory, ClientRecord, ConnectedClient, Summary
+from sse_hub.messages.contract import (
+    ChannelPresence,
+    ClientDirectory,
+    ClientRecord,
+    ConnectedClient,
+    MercureSubscriber,
+    MercureSubscribers,
+    Summary,
+)
 
 __all__ = ["OURS", "Describe", "Directory", "WireVersion", "announced_wire"]
 
@@ -104,16 +109,11 @@ class Directory(ClientDirectory):
         self.stale = True
         self._presence_stale = True
         self._wake = asyncio.Event()
+        self._written = Written()
         self._store = store
         self._connected = connected
         self._describe = describe
-        self._refused = refused
-        #: Why this instance refuses to serve (invariant 5), or None.
-        self.refusal: str | None = None
-        self._incompatible: dict[str, int] = {}
-        #: A live instance speaks an older wire version that this one works beside.
-        self.older_peers = False
-        self._older_peers_changed = older_peers_changed
+        self.peers = PeerVersions(instance_id, keyspace.legacy_topic, refused, older_peers_changed)
 
     # -- local changes ----------------------------------------------------------------
 
@@ -126,6 +126,14 @@ class Directory(ClientDirectory):
         self.clients.discard(client_id)
         self.roster.disconnected(client_id, pending=not self.stale)
         self._change(client_id, False)
+
+    def mercure_subscribed(self, client_id: str, subscriber: MercureSubscriber | None) -> None:
+        self.roster.mercure.set(client_id, subscriber)
+        self._wake.set()
+
+    async def written(self) -> None:
+        self._wake.set()  # the upkeep runs after this task yields, with the waiter set
+        await self._written.wait()
 
     def _change(self, client_id: str, present: bool) -> None:
         if not self.stale:
@@ -147,6 +155,9 @@ class Directory(ClientDirectory):
 
     async def write(self) -> None:
         """Write the changes since the last write, or the whole set when it may be lost."""
+        await self._written.around(self._write)
+
+    async def _write(self) -> None:
         if self.stale:
             self.stale = False
             self.changes.clear()
@@ -186,59 +197,22 @@ class Directory(ClientDirectory):
                 self._keys.legacy_topic,
             ],
         )
-        self._judge(int(heads[0]), heads[1:])
+        self.peers.judge(int(heads[0]), heads[1:])
         await self.roster.refresh(self._redis, PRESENCE_TTL_MS)
 
-    def _judge(self, legacy_listeners: int, heads: Sequence[bytes]) -> None:
-        """Compare the wire versions of the live instances (``id, head, ...``) with ours;
-        ``legacy_listeners``: connections on the pub/sub channel of wire version 0."""
-        incompatible: dict[str, int] = {}
-        older_peers = False
-        if legacy_listeners:
-            # Unnamed: that channel tells how many listen, not who.
-            incompatible[f"(a release before ab801b8, listening on {self._keys.legacy_topic})"] = 0
-        for raw_id, head in zip(heads[::2], heads[1::2], strict=True):
-            instance = raw_id.decode(errors="replace")
-            wire = announced_wire(head)
-            if head and instance != self.instance_id and not OURS.works_beside(wire):
-                incompatible[instance] = wire.version
-            elif head and instance != self.instance_id and wire.version < OURS.version:
-                older_peers = True
-        if older_peers != self.older_peers:
-            self.older_peers = older_peers
-            if self._older_peers_changed is not None:
-                self._older_peers_changed(older_peers)
-        for instance, version in incompatible.items() - self._incompatible.items():
-            logger.warning(
-                "redis: instance=%s speaks wire version %d, this instance %d: %s. Finish or roll back the"
-                " rollout: versions %d and %d cannot share a Redis; use another broker.prefix for the new"
-                " version (docs/upgrades.md)",
-                instance,
-                version,
-                OURS.version,
-                "this instance is not ready and refuses streams and publishes while that one is live"
-                if version < OURS.version
-                else "that instance refuses to serve while this one is live",
-                min(version, OURS.version),
-                max(version, OURS.version),
-            )
-        self._incompatible = incompatible
-        older = sorted((version, instance) for instance, version in incompatible.items() if version < OURS.version)
-        was_refusing, self.refusal = self.refusal is not None, None
-        if older:
-            version, instance = older[0]
-            self.refusal = (
-                f"instance {instance} speaks wire version {version}, which cannot share a Redis with {OURS.version}"
-            )
-            if not was_refusing:
-                self._refused()
-        elif was_refusing:
-            logger.info("redis: no instance of an incompatible wire version is live any more; serving again")
+    @property
+    def refusal(self) -> str | None:
+        """Why this instance refuses to serve (invariant 5), or None."""
+        return self.peers.refusal
+
+    @property
+    def older_peers(self) -> bool:
+        """A live instance speaks an older wire version that this one works beside."""
+        return self.peers.older_peers
 
     def refuse_if_incompatible(self) -> None:
         """Raise ``BrokerUnavailable`` while this instance refuses to serve (invariant 5)."""
-        if self.refusal is not None:
-            raise BrokerUnavailable(f"refusing to serve: {self.refusal}")
+        self.peers.refuse_if_incompatible()
 
     async def leave(self) -> None:
         """Remove this instance from the cluster at once (a clean stop)."""
@@ -271,7 +245,7 @@ class Directory(ClientDirectory):
                 refresh_at = loop.time() + REFRESH_SECONDS
                 continue
             try:
-                if self.stale or self.changes:
+                if self.stale or self.changes or self.roster.mercure.changed or self._written.wanted:
                     await self.write()
                 if self._presence_stale or loop.time() >= refresh_at:
                     refresh_at = loop.time() + REFRESH_SECONDS
@@ -306,6 +280,16 @@ class Directory(ClientDirectory):
         self._refuse_if_disconnected()
         with unavailable(f"cannot look the client up in {self._store}"):
             return await self.roster.find(client_id)
+
+    async def mercure_subscribers(self, after: str | None, limit: int) -> MercureSubscribers:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot read Mercure subscribers from {self._store}"):
+            return await self.roster.mercure.page(after, min(limit, MAX_PAGE))
+
+    async def find_mercure_subscriber(self, client_id: str) -> MercureSubscriber | None:
+        self._refuse_if_disconnected()
+        with unavailable(f"cannot read Mercure subscribers from {self._store}"):
+            return await self.roster.mercure.find(client_id)
 
     def _refuse_if_disconnected(self) -> None:
         if not self._connected():

@@ -39,6 +39,11 @@ With ``P`` = ``broker.prefix`` (standalone Redis >= 7.0):
   (``ZRANGEBYLEX``) for one channel's clients in id order (``roster``). Both expire with
   the instance's presence. They are new beside wire version 1: a release before them
   writes neither, so its clients count in ``/stats?scope=cluster`` but not in presence.
+- ``P:mercure:{id}``: a hash, each Mercure subscriber of that instance (client id ->
+  JSON ``subscriber``, ``topics``, ``payload``; ``mercure_roster``), written and expiring
+  with the roster, read only by the subscriptions API; a release before it writes none.
+  (Not ``subscribers``: a key name holding ``SUBSCRIBE`` looks like a subscribe command
+  to what watches the wire, such as the tests' proxy.)
 
 Redis Cluster (``Keyspace.for_cluster``, issue 16): ``P`` becomes ``{P}``, a hash tag, so
 every key above and every pub/sub channel hash to one slot; the channels are then shard
@@ -183,6 +188,10 @@ class Keyspace:
     @property
     def members_prefix(self) -> str:
         return f"{self.prefix}:members:"
+
+    @property
+    def mercure_prefix(self) -> str:
+        return f"{self.prefix}:mercure:"
 
     @property
     def tickets(self) -> str:

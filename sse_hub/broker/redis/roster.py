@@ -9,7 +9,8 @@ Invariants:
 1. Writes ride on the directory's own (``directory``): a client's record and members go
    out in the batch that adds it to the client set, and leave in the batch that removes
    it; a rewrite of the directory rewrites them whole. Nothing here awaits on the hub's
-   connect path.
+   connect path. The Mercure subscribers among them (``mercure_roster``) go in the same
+   batches and expire with them.
 2. Bounded refresh: every presence refresh rewrites at most ``MAX_REFRESHED_RECORDS``
    records (the next ones in turn) and renews both keys' TTL. So a record's counters
    (``last_activity``, ``messages_sent``, ``bytes_sent``) are at most
@@ -37,6 +38,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from sse_hub.broker.redis.keyspace import Keyspace
+from sse_hub.broker.redis.mercure_roster import MercureRoster
 from sse_hub.broker.redis.scripts import describe
 from sse_hub.messages.contract import ChannelPresence, ClientRecord, ConnectedClient
 
@@ -174,6 +176,8 @@ class Roster:
         self._members_key = f"{keyspace.members_prefix}{instance_id}"
         self._channel_script = redis.register_script(CHANNEL_SCRIPT)
         self._find_script = redis.register_script(FIND_SCRIPT)
+        #: The Mercure subscribers among the clients, written and expiring with them.
+        self.mercure = MercureRoster(keyspace, instance_id, self._channel_script, self._find_script)
         #: The live view of each local client that has one (read for its record).
         self.views: dict[str, ConnectedClient] = {}
         #: The channels of clients that left since the last write (their members to remove).
@@ -190,16 +194,19 @@ class Roster:
         client = self.views.pop(client_id, None)
         if client is not None and pending:
             self.departed[client_id] = client.channels
+        self.mercure.set(client_id, None)
 
     def forget_departures(self) -> None:
         """The directory will be rewritten whole: nothing to remove one by one."""
         self.departed.clear()
+        self.mercure.changed.clear()
 
     def rewrite(self, pipe: Pipeline, ttl_ms: int) -> None:
         """Replace both keys with every local client's record (in the directory's transaction)."""
         self.departed.clear()
         pipe.delete(self._records_key, self._members_key)
         self._add(pipe, list(self.views))
+        self.mercure.rewrite(pipe)
         self._expire(pipe, ttl_ms)
 
     def write(self, pipe: Pipeline, added: Sequence[str], removed: Sequence[str], ttl_ms: int) -> None:
@@ -211,6 +218,7 @@ class Roster:
             members = [member(channel, client_id) for client_id, channels in gone.items() for channel in channels]
             if members:
                 pipe.zrem(self._members_key, *members)
+        self.mercure.write(pipe)
         self._expire(pipe, ttl_ms)
 
     async def refresh(self, redis: Redis, ttl_ms: int) -> None:
@@ -238,6 +246,7 @@ class Roster:
     def _expire(self, pipe: Pipeline, ttl_ms: int) -> None:
         pipe.pexpire(self._records_key, ttl_ms)
         pipe.pexpire(self._members_key, ttl_ms)
+        self.mercure.expire(pipe, ttl_ms)
 
     # -- reads: raise RedisError/OSError ----------------------------------------------
 

@@ -9,7 +9,9 @@ Subscribe: query -> token (header, then the ``authorization`` query parameter fo
 draft-07, then the cookies) -> grant (anonymous, 401) -> capacity -> registered and the
 feed attached -> replay read and the cursor response header known -> headers -> the
 stream, handed over as the channels' streams are (``stream_protocol``); the token's
-``exp`` closes it. Publish: form media type (415) -> body within
+``exp`` closes it. With ``mercure.subscriptions`` the stream's connect update is
+published before its headers, its disconnect update when it closes
+(``mercure_subscriptions.SubscriptionEvents``). Publish: form media type (415) -> body within
 ``limits.max_message_bytes`` (413) -> form (400) -> token must grant every topic
 (401/403) -> one hub message on the feed channel -> ``200 text/plain`` with its id.
 
@@ -34,11 +36,13 @@ from sse_hub.mercure.auth import AccessTokenPolicy, JwtKey, MercureAuthorizer
 from sse_hub.mercure.protocol import HUB_PATH, Protocol
 from sse_hub.mercure.publish_form import parse_publish_form
 from sse_hub.mercure.subscribe_query import parse_subscribe_query
+from sse_hub.mercure.subscriptions import describe_subscriber
 from sse_hub.mercure.tokens import select_token
 from sse_hub.messages.mercure import FEED_CHANNEL
 from sse_hub.messages.message import Draft
 from sse_hub.web.bodies import read_body
 from sse_hub.web.openapi.spec import JsonObject, Operation, ref
+from sse_hub.web.routes.mercure_subscriptions import EVENTS
 from sse_hub.web.routes.stream import (
     SSE_HEADERS,
     Opening,
@@ -113,9 +117,9 @@ def authorizer(settings: Settings) -> MercureAuthorizer:
     )
 
 
-def handlers(settings: Settings) -> tuple[Handler, Handler]:
-    """The subscribe and publish handlers, bound to one authorizer."""
-    auth = authorizer(settings)
+def handlers(settings: Settings, auth: MercureAuthorizer | None = None) -> tuple[Handler, Handler]:
+    """The subscribe and publish handlers, bound to one authorizer (default: the settings')."""
+    auth = auth or authorizer(settings)
 
     async def subscribe_handler(request: web.Request) -> web.StreamResponse:
         return await subscribe(request, auth)
@@ -143,9 +147,13 @@ async def subscribe(request: web.Request, auth: MercureAuthorizer) -> web.Stream
     if request.method == "HEAD":
         return await head_only(request, MERCURE_SSE_HEADERS)
     subscriber = hub.open_mercure(query.subscription, grant, ip, user_agent(request))
+    events = request.app.get(EVENTS)
 
     async def start() -> Opening:
         preamble, replay, cursor_header = await hub.prepare_mercure_replay(subscriber, query.cursor)
+        if events is not None:  # mercure.subscriptions: live now, so announce it
+            topics = (selector.value for selector in query.selectors)
+            await events.connected(subscriber, describe_subscriber(subscriber.client_id, topics, grant))
         headers = dict(MERCURE_SSE_HEADERS)
         if cursor_header is not None:
             headers[query.cursor_response_header] = cursor_header
