@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
+from sse_hub.broker.redis import RedisBroker
 from sse_hub.broker.redis.directory import OURS, WireVersion, announced_wire
 from sse_hub.broker.sharded import ShardedClusterBroker
 from sse_hub.errors import BrokerUnavailable
@@ -400,6 +401,7 @@ async def test_the_sharded_cluster_broker_refuses_beside_an_older_incompatible_w
     try:
         await broker.start(lambda message: None, lambda: ended.append(None))
         assert broker.connected
+        await broker.attach(["held"])  # a stream from before the refusal
         await register_fake_instance(cluster, f"{{{prefix}}}", "fake-v0", WireVersion(0, frozenset({0})))
         await broker.directory.refresh_presence()
         assert not broker.connected and ended == [None]
@@ -407,6 +409,11 @@ async def test_the_sharded_cluster_broker_refuses_beside_an_older_incompatible_w
             await broker.publish([draft("news")])
         with pytest.raises(BrokerUnavailable):
             await broker.attach(["news"])
+        broker.detach(["news"])
+        with pytest.raises(BrokerUnavailable):
+            await broker.attach(["held"])
+        broker.detach(["held"])  # the refused stream's release (the contract: also when attach raised)
+        assert broker.subscriptions.attached("held") == 1, "the earlier stream's hold is still there"
         await remove_fake_instance(cluster, f"{{{prefix}}}", "fake-v0")
         await broker.directory.refresh_presence()
         assert broker.connected
@@ -415,6 +422,23 @@ async def test_the_sharded_cluster_broker_refuses_beside_an_older_incompatible_w
     finally:
         await broker.stop()
         await cluster.aclose()
+
+
+async def test_a_refused_attach_takes_its_hold_so_its_detach_leaves_other_streams_subscribed(
+    redis_server: str, redis: Redis, prefix: str
+) -> None:
+    broker = RedisBroker(make_settings(broker=broker_section("redis", redis_server, prefix)), "current")
+    try:
+        await broker.start(lambda message: None)
+        await broker.attach(["held"])  # a stream from before the refusal
+        await register_fake_instance(redis, prefix, "fake-v0", WireVersion(0, frozenset({0})))
+        await broker.directory.refresh_presence()
+        with pytest.raises(BrokerUnavailable, match="wire version 0"):
+            await broker.attach(["held"])
+        broker.detach(["held"])  # the refused stream's release (the contract: also when attach raised)
+        assert broker.listener.attached("held") == 1, "the earlier stream's hold is still there"
+    finally:
+        await broker.stop()
 
 
 async def test_this_release_refuses_to_serve_beside_a_release_from_before_wire_versions(

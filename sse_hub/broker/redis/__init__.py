@@ -187,8 +187,10 @@ class RedisBroker(Broker):
     # -- interest ---------------------------------------------------------------------
 
     async def attach(self, channels: Collection[str]) -> None:
-        self.directory.refuse_if_incompatible()
+        # The holds first, also when refusing: every attach is matched by one detach
+        # (the contract), which must not give back another stream's hold.
         await self.mercure.attach(channels)
+        self.directory.refuse_if_incompatible()
 
     def detach(self, channels: Collection[str]) -> None:
         self.listener.detach(channels)

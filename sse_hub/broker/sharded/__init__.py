@@ -229,8 +229,9 @@ class ShardedClusterBroker(PerChannelBroker):
     # -- interest ---------------------------------------------------------------------
 
     async def attach(self, channels: Collection[str]) -> None:
-        self.directory.refuse_if_incompatible()
+        # The holds first, also when refusing (as RedisBroker.attach).
         await self.subscriptions.attach(_routed(channels))
+        self.directory.refuse_if_incompatible()
 
     def detach(self, channels: Collection[str]) -> None:
         self.subscriptions.detach(_routed(channels))
