@@ -16,7 +16,9 @@ memory, Redis and one-slot Redis Cluster brokers number every message in one seq
   message's channels shows for it);
 - ``start_mercure``: where a Mercure stream's replay starts for its cursor, its first page
   and the cursor response header (``mercure/replay.py``: the feed read by sequence, or by
-  position); ``next_page`` then reads the feed the same way, filtered.
+  position); ``next_page`` then reads the feed the same way, filtered;
+- ``last_mercure_id``: the id of the feed's last update, a cursor that resumes right after
+  it (``earliest`` before any): the subscriptions API's ``lastEventID``.
 
 Invariant: the hub asks the scheme and never branches on which one it has.
 """
@@ -33,7 +35,11 @@ from sse_hub.core.subscriber import Subscriber
 from sse_hub.mercure import replay as mercure_replay
 from sse_hub.mercure.ids import Cursor
 from sse_hub.messages.contract import Broker, Deliver, History
+from sse_hub.messages.mercure import FEED_CHANNEL, hub_event_id
 from sse_hub.messages.message import Message
+
+# An id above any the sequence will reach: a history read after it returns only last_id.
+_PAST_EVERY_ID = 1 << 62
 
 
 class Dispatching(replay.Hub, Protocol):
@@ -67,6 +73,8 @@ class IdScheme(Protocol):
         self, hub: MercureReplaying, subscriber: Subscriber, cursor: Cursor
     ) -> tuple[History, str]: ...
 
+    async def last_mercure_id(self, broker: Broker) -> str: ...
+
 
 class SequenceIds:
     """One cluster-wide sequence: a stream's position is one integer (``core/replay.py``)."""
@@ -92,6 +100,12 @@ class SequenceIds:
         if after is not None:
             subscriber.resume_after(after)
         return history, header
+
+    async def last_mercure_id(self, broker: Broker) -> str:
+        """``#<n>`` of the hub's last message: a cursor for the feed even when ``n`` was no
+        Mercure update (the feed's replay starts after it all the same)."""
+        last = (await broker.history((FEED_CHANNEL,), _PAST_EVERY_ID, limit=1)).last_id
+        return hub_event_id(last) if last > 0 else "earliest"
 
 
 SEQUENCE_IDS = SequenceIds()

@@ -38,8 +38,8 @@ from sse_hub.core.replay import Hub, Prepared, StartAt, owe_ends
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.mercure import replay as mercure_replay
 from sse_hub.mercure.ids import Cursor
-from sse_hub.messages.contract import Deliver, History
-from sse_hub.messages.mercure import FEED_CHANNEL
+from sse_hub.messages.contract import Broker, Deliver, History
+from sse_hub.messages.mercure import FEED_CHANNEL, hub_event_id
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
 from sse_hub.messages.positions import NOWHERE, ChannelPage, PerChannelBroker, Position
 
@@ -72,6 +72,11 @@ class PositionIds:
         if after is not None:
             placement_of(subscriber).positions.move_to({FEED_CHANNEL: after})
         return _page(page.messages, page.complete), header
+
+    async def last_mercure_id(self, broker: Broker) -> str:
+        """``#<seq>.<epoch>``: the feed's current position (``earliest`` before any update)."""
+        seq, epoch = (await self._broker.positions((FEED_CHANNEL,))).get(FEED_CHANNEL, NOWHERE)
+        return hub_event_id(seq, epoch) if seq > 0 else "earliest"
 
     def dispatcher(self, hub: Dispatching) -> Deliver:
         def dispatch_part(message: Message) -> None:

@@ -50,7 +50,6 @@ from sse_hub.mercure.subscriptions import (
 )
 from sse_hub.mercure.tokens import select_token
 from sse_hub.messages.contract import MercureSubscriber
-from sse_hub.messages.mercure import FEED_CHANNEL, hub_event_id
 from sse_hub.web.openapi.spec import JsonObject, Operation, Route
 from sse_hub.web.state import HUB
 
@@ -59,8 +58,6 @@ logger = logging.getLogger(__name__)
 MAX_PAGE = 1000  # the roster's (broker/redis/roster.py): one script call per answer
 WRITTEN_TIMEOUT_SECONDS = 1.0
 DISCONNECT_TIMEOUT_SECONDS = 5.0
-# An id above any the sequence will reach: a history read after it returns only last_id.
-_PAST_EVERY_ID = 1 << 62
 LD_JSON = "application/ld+json"
 
 
@@ -234,9 +231,9 @@ def resource_path(topic: str | None, subscriber: str | None) -> str:
 
 
 async def current_event_id(hub: Hub) -> str:
-    """The hub's last event id, as a cursor for subscribing (``earliest``: none yet)."""
-    last = (await hub.broker.history((FEED_CHANNEL,), _PAST_EVERY_ID, limit=1)).last_id
-    return hub_event_id(last) if last > 0 else "earliest"
+    """The hub's last event id, as a cursor for subscribing (``earliest``: none yet), in
+    the hub's id scheme (on the sharded cluster, the feed's position)."""
+    return await hub.ids.last_mercure_id(hub.broker)
 
 
 async def find(hub: Hub, topic: str, iri: str) -> Subscription:
