@@ -245,11 +245,14 @@ class ChannelPresence:
 class MercureSubscriber:
     """A Mercure stream as the subscriptions API lists it: ``subscriber``, the IRI the hub
     gave it; ``topics``, its selectors as the client sent them; ``payload``, its token's
-    ``mercure.payload`` as JSON text (None: none)."""
+    ``mercure.payload`` as JSON text (None: none); ``match_types``, each selector's kind
+    (``topic``: a draft-07 ``topic=``, ``exact``, ``urlpattern``), beside ``topics``;
+    empty: every one a ``topic`` (what a release before them wrote)."""
 
     subscriber: str
     topics: tuple[str, ...]
     payload: str | None = None
+    match_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,11 +251,16 @@ async def test_with_the_option_off_there_is_no_api_and_no_update(start_hubs: Hub
             assert (await everything.next()).data == "marker"
 
 
-def test_the_openapi_document_lists_the_three_forms_when_the_option_is_on() -> None:
+def test_the_openapi_document_lists_the_forms_of_both_protocols_when_the_option_is_on() -> None:
     settings = make_settings(mercure={**MERCURE, "subscriptions": True})
     document = build_openapi(settings, routes(settings))
     validate_openapi(document)
-    paths = {SUBSCRIPTIONS, SUBSCRIPTIONS + "/{topic}", SUBSCRIPTIONS + "/{topic}/{subscriber}"}
+    paths = {
+        SUBSCRIPTIONS,
+        SUBSCRIPTIONS + "/{first}",
+        SUBSCRIPTIONS + "/{first}/{second}",
+        SUBSCRIPTIONS + "/{first}/{second}/{subscriber}",
+    }
     assert paths <= set(document["paths"])
     off = make_settings(mercure=MERCURE)
     assert not paths & set(build_openapi(off, routes(off))["paths"])

@@ -2,7 +2,8 @@
 API lists (``ClientDirectory.mercure_subscribers``), cluster-wide.
 
 The key is ``P:mercure:{instance}``, a hash: client id -> JSON ``{"subscriber",
-"topics", "payload"}`` (``keyspace``). A Mercure stream's channel is ``FEED_CHANNEL``, so
+"topics", "payload", "match_types"}`` (``keyspace``; ``match_types`` is absent from what a
+release before it wrote: read as draft-07 topics). A Mercure stream's channel is ``FEED_CHANNEL``, so
 its client id is already a member ``~mercure\\n{client id}`` of the roster's members set:
 a page of subscribers is the roster's channel read (``roster.CHANNEL_SCRIPT``) with this
 hash in place of the records, and one subscriber the roster's find (``FIND_SCRIPT``); the
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio.client import Pipeline
@@ -51,10 +52,16 @@ class StoredSubscriber(BaseModel):
     subscriber: Annotated[str, Field(min_length=1)]
     topics: tuple[str, ...]
     payload: str | None = None
+    match_types: tuple[Literal["topic", "exact", "urlpattern"], ...] = ()
 
 
 def subscriber_json(subscriber: MercureSubscriber) -> str:
-    fields = {"subscriber": subscriber.subscriber, "topics": list(subscriber.topics), "payload": subscriber.payload}
+    fields = {
+        "subscriber": subscriber.subscriber,
+        "topics": list(subscriber.topics),
+        "payload": subscriber.payload,
+        "match_types": list(subscriber.match_types),
+    }
     return json.dumps(fields, separators=(",", ":"))
 
 
@@ -70,7 +77,10 @@ def _read(raw: bytes | str | None) -> MercureSubscriber | None:
     except ValidationError as exc:
         logger.warning("skipping a malformed Mercure subscriber in Redis: %s", describe(exc))
         return None
-    return MercureSubscriber(stored.subscriber, stored.topics, stored.payload)
+    if stored.match_types and len(stored.match_types) != len(stored.topics):
+        logger.warning("skipping a Mercure subscriber in Redis whose match_types do not fit its topics")
+        return None
+    return MercureSubscriber(stored.subscriber, stored.topics, stored.payload, stored.match_types)
 
 
 class MercureRoster:

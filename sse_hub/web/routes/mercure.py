@@ -152,8 +152,8 @@ async def subscribe(request: web.Request, auth: MercureAuthorizer) -> web.Stream
     async def start() -> Opening:
         preamble, replay, cursor_header = await hub.prepare_mercure_replay(subscriber, query.cursor)
         if events is not None:  # mercure.subscriptions: live now, so announce it
-            topics = (selector.value for selector in query.selectors)
-            await events.connected(subscriber, describe_subscriber(subscriber.client_id, topics, grant))
+            described = describe_subscriber(subscriber.client_id, query.selectors, grant)
+            await events.connected(subscriber, described)
         headers = dict(MERCURE_SSE_HEADERS)
         if cursor_header is not None:
             headers[query.cursor_response_header] = cursor_header

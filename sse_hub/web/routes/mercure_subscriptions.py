@@ -1,7 +1,10 @@
-"""Mercure's active subscriptions: ``GET /.well-known/mercure/subscriptions``,
-``.../subscriptions/{topic}`` and ``.../subscriptions/{topic}/{subscriber}``, and the
-subscription updates of every Mercure stream (``SubscriptionEvents``). Only with
-``mercure.enabled`` and ``mercure.subscriptions`` (``install``, ``ROUTES``).
+"""Mercure's active subscriptions: ``GET /.well-known/mercure/subscriptions`` and below it,
+in the form of the reading token's protocol (draft-07: ``/{topic}`` and
+``/{topic}/{subscriber}``, JSON-LD with ``lastEventID``; 1.0: ``/{match_type}/{match}`` and
+``/{match_type}/{match}/{subscriber}``, JSON with the cursor in a ``Link`` header; a path
+of the other form is 404), and the subscription updates of every Mercure stream
+(``SubscriptionEvents``). Only with ``mercure.enabled`` and ``mercure.subscriptions``
+(``install``, ``routes``).
 
 The documents and the rules are ``sse_hub.mercure.subscriptions``; who is subscribed is
 the client directory's (``ClientDirectory.mercure_subscribers``): this instance's on
@@ -38,6 +41,7 @@ from sse_hub.core.hub import Hub
 from sse_hub.core.subscriber import Subscriber
 from sse_hub.errors import BadRequest, BrokerUnavailable, NotFound
 from sse_hub.mercure.auth import MercureAuthorizer
+from sse_hub.mercure.protocol import Protocol
 from sse_hub.mercure.subscriptions import (
     CONTEXT,
     SUBSCRIPTIONS_PATH,
@@ -45,20 +49,21 @@ from sse_hub.mercure.subscriptions import (
     authorize_reader,
     client_id_of,
     collection,
-    subscription,
+    cursor_link,
     subscription_updates,
+    subscriptions_of,
+    v1_collection,
 )
 from sse_hub.mercure.tokens import select_token
 from sse_hub.messages.contract import MercureSubscriber
-from sse_hub.web.openapi.spec import JsonObject, Operation, Route
-from sse_hub.web.state import HUB
+from sse_hub.web.openapi.mercure_subscriptions import LD_JSON, LIST, LIST_TOPIC, MAX_PAGE, ONE_V1, TWO
+from sse_hub.web.openapi.spec import Route
+from sse_hub.web.state import HUB, SETTINGS
 
 logger = logging.getLogger(__name__)
 
-MAX_PAGE = 1000  # the roster's (broker/redis/roster.py): one script call per answer
 WRITTEN_TIMEOUT_SECONDS = 1.0
 DISCONNECT_TIMEOUT_SECONDS = 5.0
-LD_JSON = "application/ld+json"
 
 
 class SubscriptionEvents:
@@ -124,110 +129,71 @@ def install(app: web.Application) -> None:
     app.cleanup_ctx.append(run)
 
 
-TEXT: JsonObject = {"type": "string"}
-SUBSCRIPTION: JsonObject = {
-    "type": "object",
-    "properties": {
-        "@context": TEXT,
-        "id": TEXT,
-        "type": {"const": "Subscription"},
-        "topic": TEXT,
-        "subscriber": TEXT,
-        "active": {"type": "boolean"},
-        "payload": {},
-        "lastEventID": TEXT,
-    },
-    "required": ["id", "type", "topic", "subscriber", "active"],
-}
-SUBSCRIPTIONS: JsonObject = {
-    "type": "object",
-    "properties": {
-        "@context": TEXT,
-        "id": TEXT,
-        "type": {"const": "Subscriptions"},
-        "lastEventID": TEXT,
-        "subscriptions": {"type": "array", "items": SUBSCRIPTION},
-        "next": TEXT,
-    },
-    "required": ["@context", "id", "type", "lastEventID", "subscriptions"],
-}
-PAGE_PARAMETERS: tuple[JsonObject, ...] = (
-    {"name": "limit", "in": "query", "description": f"Subscribers read, 1 to {MAX_PAGE}.", "schema": TEXT},
-    {"name": "after", "in": "query", "description": "The cursor of `next`.", "schema": TEXT},
-)
-TOPIC: JsonObject = {"name": "topic", "in": "path", "required": True, "description": "A selector.", "schema": TEXT}
-SUBSCRIBER: JsonObject = {"name": "subscriber", "in": "path", "required": True, "schema": TEXT}
-ERRORS = {
-    400: "Bad `limit`.",
-    401: "No token, or the token is not valid.",
-    403: "The token's subscribe selectors do not match this resource.",
-}
-
-
-def _operation(summary: str, answer: JsonObject, parameters: tuple[JsonObject, ...], **more: str) -> Operation:
-    errors = {**ERRORS, **{int(status[1:]): text for status, text in more.items()}}
-    return Operation("subscribe", summary, answer, media=LD_JSON, parameters=parameters, errors=errors)
-
-
-LIST = _operation("Mercure: active subscriptions (docs/mercure.md#subscriptions)", SUBSCRIPTIONS, PAGE_PARAMETERS)
-LIST_TOPIC = _operation("Mercure: active subscriptions to a selector", SUBSCRIPTIONS, (TOPIC, *PAGE_PARAMETERS))
-ONE = _operation("Mercure: one active subscription", SUBSCRIPTION, (TOPIC, SUBSCRIBER), s404="Not active.")
-
-
 def routes(auth: MercureAuthorizer) -> list[Route]:
-    every, for_topic, one = handlers(auth)
+    handler = reader(auth)
     return [
-        Route("GET", SUBSCRIPTIONS_PATH, every, LIST),
-        Route("GET", SUBSCRIPTIONS_PATH + "/{topic}", for_topic, LIST_TOPIC),
-        Route("GET", SUBSCRIPTIONS_PATH + "/{topic}/{subscriber}", one, ONE),
+        Route("GET", SUBSCRIPTIONS_PATH, handler, LIST),
+        Route("GET", SUBSCRIPTIONS_PATH + "/{first}", handler, LIST_TOPIC),
+        Route("GET", SUBSCRIPTIONS_PATH + "/{first}/{second}", handler, TWO),
+        Route("GET", SUBSCRIPTIONS_PATH + "/{first}/{second}/{subscriber}", handler, ONE_V1),
     ]
 
 
-def handlers(auth: MercureAuthorizer) -> tuple[Handler, Handler, Handler]:
-    """The handlers of the three forms, bound to the Mercure endpoint's authorizer."""
+def reader(auth: MercureAuthorizer) -> Handler:
+    """The handler of every form, bound to the Mercure endpoint's authorizer."""
 
-    async def every(request: web.Request) -> web.Response:
-        return await answer(request, auth, None, None)
+    async def read(request: web.Request) -> web.Response:
+        names = ("first", "second", "subscriber")
+        return await answer(
+            request, auth, tuple(request.match_info[name] for name in names if name in request.match_info)
+        )
 
-    async def for_topic(request: web.Request) -> web.Response:
-        return await answer(request, auth, request.match_info["topic"], None)
-
-    async def one(request: web.Request) -> web.Response:
-        return await answer(request, auth, request.match_info["topic"], request.match_info["subscriber"])
-
-    return every, for_topic, one
+    return read
 
 
-async def answer(
-    request: web.Request, auth: MercureAuthorizer, topic: str | None, subscriber: str | None
-) -> web.Response:
-    path = resource_path(topic, subscriber)
+async def answer(request: web.Request, auth: MercureAuthorizer, parts: tuple[str, ...]) -> web.Response:
+    """``parts``: the path's segments after ``/subscriptions``, decoded. The token's
+    protocol says how many name a selector (draft-07: the selector, 1.0: its match type
+    and value), and the form of the answer."""
+    path = resource_path(parts)
     token = select_token(request.headers.get("Authorization"), None, request.cookies, allow_query=False)
     # A missing token is 401 here even when anonymous subscribers are allowed.
-    authorize_reader(None if token is None else auth.authorize_subscriber(token), path)
+    grant = authorize_reader(None if token is None else auth.authorize_subscriber(token), path)
+    v1 = grant.protocol is Protocol.V1
+    named = 2 if v1 else 1
+    if len(parts) not in (0, named, named + 1):
+        raise NotFound("no such resource in the form of this token's protocol")
     hub = request.app[HUB]
     last_event_id = await current_event_id(hub)  # before the list (invariant 1)
-    if subscriber is not None and topic is not None:
-        found = await find(hub, topic, subscriber)  # its id is ``path``
-        return ld_json({"@context": CONTEXT, **found, "lastEventID": last_event_id})
+    if len(parts) == named + 1:
+        found = await find(hub, parts[:named], parts[named])
+        if v1:
+            return v1_json(request, found.v1(), last_event_id)
+        return ld_json({"@context": CONTEXT, **found.draft07(), "lastEventID": last_event_id})
     after, limit = page_query(request)
     page = await hub.directory.mercure_subscribers(after, limit)
-    listed: list[Subscription] = [
-        subscription(selector, described)
+    listed = [
+        found.v1() if v1 else found.draft07()
         for described in page.subscribers.values()
-        for selector in described.topics
-        if topic is None or selector == topic
+        for found in subscriptions_of(described)
+        if not parts or names_of(found, len(parts)) == parts
     ]
-    document = collection(path, last_event_id, listed)
+    document = v1_collection(path, listed) if v1 else collection(path, last_event_id, listed)
     if page.next_after is not None:
         document["next"] = f"{path}?{urlencode({'after': page.next_after, 'limit': limit})}"
-    return ld_json(document)
+    return v1_json(request, document, last_event_id) if v1 else ld_json(document)
 
 
-def resource_path(topic: str | None, subscriber: str | None) -> str:
+def names_of(found: Subscription, named: int) -> tuple[str, ...]:
+    """What names ``found``'s selector in a path: its value (draft-07), or its match type
+    and value (1.0)."""
+    selector = found.selector
+    return (selector.value,) if named == 1 else (selector.match_type.value, selector.value)
+
+
+def resource_path(parts: tuple[str, ...]) -> str:
     """The requested resource, percent-encoded as the subscription ids are."""
-    parts = [SUBSCRIPTIONS_PATH, *(quote(part, safe="") for part in (topic, subscriber) if part is not None)]
-    return "/".join(parts)
+    return "/".join([SUBSCRIPTIONS_PATH, *(quote(part, safe="") for part in parts)])
 
 
 async def current_event_id(hub: Hub) -> str:
@@ -236,12 +202,14 @@ async def current_event_id(hub: Hub) -> str:
     return await hub.ids.last_mercure_id(hub.broker)
 
 
-async def find(hub: Hub, topic: str, iri: str) -> Subscription:
+async def find(hub: Hub, selector: tuple[str, ...], iri: str) -> Subscription:
     client_id = client_id_of(iri)
     described = None if client_id is None else await hub.directory.find_mercure_subscriber(client_id)
-    if described is None or described.subscriber != iri or topic not in described.topics:
-        raise NotFound("no such active subscription")
-    return subscription(topic, described)
+    if described is not None and described.subscriber == iri:
+        for found in subscriptions_of(described):
+            if names_of(found, len(selector)) == selector:
+                return found
+    raise NotFound("no such active subscription")
 
 
 def page_query(request: web.Request) -> tuple[str | None, int]:
@@ -253,3 +221,9 @@ def page_query(request: web.Request) -> tuple[str | None, int]:
 
 def ld_json(document: dict[str, object]) -> web.Response:
     return web.json_response(document, content_type=LD_JSON)
+
+
+def v1_json(request: web.Request, document: dict[str, object], last_event_id: str) -> web.Response:
+    """1.0: plain JSON, the cursor in the ``Link`` header (with the hub's public URL)."""
+    link = cursor_link(request.app[SETTINGS].mercure.public_url, last_event_id)
+    return web.json_response(document, headers={"Link": link})
