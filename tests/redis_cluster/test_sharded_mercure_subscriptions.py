@@ -5,7 +5,7 @@ and Redis: tests/redis/test_mercure_subscriptions.py).
 
 What differs there: the subscription updates are numbered by the feed channel's own
 positions (``#<seq>.<epoch>``), so the API's ``lastEventID`` must be such a position, a
-cursor that resumes exactly after it.
+cursor that resumes exactly after it, and so must the 1.0 form's ``Link`` cursor.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tests.redis.test_mercure_subscriptions import (
     subscription_path,
     updates,
 )
+from tests.redis.test_mercure_subscriptions_v1 import v1_get, v1_updates, v1_watch
 from tests.support.plugin import HubsFactory
 
 POSITION_ID = re.compile(r"#[1-9][0-9]*\.[0-9a-z]{4}")
@@ -53,3 +54,15 @@ async def test_the_last_event_id_of_the_list_is_a_position_that_resumes_right_af
         assert response.headers["Last-Event-ID"] == document["lastEventID"]
         [disconnect] = await updates(watcher, 1)
     assert (disconnect["topic"], disconnect["active"]) == (BOOK, False)
+
+
+async def test_the_1_0_link_cursor_is_a_position_that_resumes_right_after_it(start_hubs: HubsFactory) -> None:
+    hubs = Hubs(*await start_hubs("sharded", mercure={**MERCURE, "subscriptions": True}))
+    async with hubs.subscribe(hubs.a, [("match", BOOK)]):
+        document, cursor = await v1_get(hubs, SUBSCRIPTIONS)
+        assert POSITION_ID.fullmatch(cursor), cursor
+        assert BOOK in {item["match"] for item in document["subscriptions"]}
+    async with v1_watch(hubs, last_event_id=cursor) as (watcher, response):
+        assert response.headers["Mercure-Last-Event-ID"] == cursor
+        [disconnect] = await v1_updates(watcher, 1)
+    assert (disconnect["match_type"], disconnect["match"], disconnect["active"]) == ("exact", BOOK, False)
