@@ -19,8 +19,7 @@ from pydantic import ValidationError
 
 from sse_hub.core.ids import IdScheme
 from sse_hub.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
-from sse_hub.messages.draft_decoder import decode_drafts
-from sse_hub.messages.message import PUBLISH_BATCH, Draft, Message, PublishItem
+from sse_hub.messages.message import PUBLISH_BATCH, Message, PublishItem
 from sse_hub.web.openapi.schemas import RECEIPT, RECEIPTS, Receipt
 from sse_hub.web.state import SETTINGS
 
@@ -74,26 +73,11 @@ def invalid_body(message: str, exc: ValidationError) -> BadRequest:
     return BadRequest(message, errors[:MAX_ERRORS_SHOWN])
 
 
-def parse_drafts(body: bytes, max_batch: int, published_at: float) -> tuple[list[Draft], bool]:
-    """``parse_items`` then ``PublishItem.to_draft``, the same drafts and errors, through
-    ``decode_drafts`` when it accepts the body (``messages/draft_decoder.py``)."""
-    batch = _is_batch(body)
-    drafts = decode_drafts(body, batch, published_at)
-    if drafts is not None and 0 < len(drafts) <= max_batch:
-        return drafts, batch
-    items, batch = parse_items(body, max_batch)
-    return [item.to_draft(published_at) for item in items], batch
-
-
-def _is_batch(body: bytes) -> bool:
-    # Validate as one message or as a list by the first byte, not as a union, so an error
-    # says where it is ("data", or 3/"data") instead of naming both union branches.
-    return body.lstrip()[:1] == b"["
-
-
 def parse_items(body: bytes, max_batch: int) -> tuple[list[PublishItem], bool]:
     """The body's messages and whether it was a batch; all valid or BadRequest."""
-    batch = _is_batch(body)
+    # Validate as one message or as a list by the first byte, not as a union, so an error
+    # says where it is ("data", or 3/"data") instead of naming both union branches.
+    batch = body.lstrip()[:1] == b"["
     try:
         if not batch:
             return [PublishItem.model_validate_json(body)], False

@@ -50,7 +50,7 @@ from aiohttp import web
 
 from sse_hub.errors import HubError
 from sse_hub.messages.message import Draft
-from sse_hub.web.bodies import parse_drafts, receipts_body
+from sse_hub.web.bodies import parse_items, receipts_body
 from sse_hub.web.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
 from sse_hub.web.middleware import INTERNAL_ERROR, hub_error_body
 from sse_hub.web.state import AUTH, CONNECTIONS, CORS, HUB, SETTINGS
@@ -170,10 +170,11 @@ class FrontProtocol(asyncio.Protocol):
             return None
         try:
             app[AUTH].require_publisher(request.authorization)
-            drafts, batch = parse_drafts(request.body, app[SETTINGS].limits.max_batch, time.time())
-            if any(draft.client_id is not None for draft in drafts):
+            items, batch = parse_items(request.body, app[SETTINGS].limits.max_batch)
+            if any(item.client_id is not None for item in items):
                 return None
-            return drafts, batch
+            published_at = time.time()
+            return [item.to_draft(published_at) for item in items], batch
         except (HubError, ValueError):
             return None
 
