@@ -11,6 +11,7 @@ The parts, one job each (names in ``keys``):
 - ``link``: one subscriber connection per master and its reader task;
 - ``subscriptions``: routing by interest, placement of shard channels on masters, linger;
 - ``delivery``: each position once, in order, around recoveries;
+- ``arrivals``: when this instance's own publishes are back (``arriving``);
 - ``repair``: following slot moves and failovers (resubscribe, then recover);
 - reused from the standalone broker: ``Directory`` (presence, client directory) and
   ``Tickets``, the backend's other two contracts, ``unavailable``,
@@ -40,6 +41,10 @@ Invariants of the whole:
    refused with ``ChannelFinished``, and after ``history.finished_ttl_seconds`` mark and
    history expire together. The integer ``finished`` of the contract raises TypeError,
    as ``history`` does: there are no cluster-wide ids to answer with.
+7. ``arriving`` resolves once every publish of this instance unanswered when it was called
+   was answered and its parts on channels received here were delivered (at once for a
+   failed publish or when a repair is woken: a link lost, a slot moved); the caller may
+   cancel it (``arrivals``).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.redis.topology import Topology
+from sse_hub.broker.sharded.arrivals import Arrivals
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.history import read_after, read_finals, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
@@ -125,7 +131,13 @@ class ShardedClusterBroker(PerChannelBroker):
             "client_name": f"sse-hub-sub:{instance_id}",
         }
         self.topology = Topology((str(url.get("host", "localhost")), int(str(url.get("port", 6379)))), link_kwargs)
-        self.delivery = Delivery(lambda: self.subscriptions.names, lambda: self._lost(), lambda: self._wake_repair())
+        self.delivery = Delivery(
+            lambda: self.subscriptions.names,
+            lambda: self._lost(),
+            lambda: self._wake_repair(),
+            lambda message: self.arrivals.delivered(message),
+        )
+        self.arrivals = Arrivals(lambda: self.subscriptions.names, self.delivery.seen)
         self.subscriptions = Subscriptions(
             keys, self.topology, link_kwargs, instance_id, self.delivery.receive, self._wake_repair, linger_seconds
         )
@@ -188,6 +200,7 @@ class ShardedClusterBroker(PerChannelBroker):
 
     async def stop(self) -> None:
         self._started = False
+        self.arrivals.lost()
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
         if self._announced:
@@ -212,6 +225,7 @@ class ShardedClusterBroker(PerChannelBroker):
         self.repair.rounds = value
 
     def _wake_repair(self) -> None:
+        self.arrivals.lost()  # invariant 7: what is lost comes back through the repair
         self.repair.wake()
 
     @contextlib.contextmanager
@@ -258,7 +272,7 @@ class ShardedClusterBroker(PerChannelBroker):
         with self._unavailable("Redis Cluster did not take the message"):
             inboxes = {index: await self._inbox(draft) for index, draft in enumerate(drafts) if draft.client_id}
             channel_drafts = [draft for index, draft in enumerate(drafts) if index not in inboxes]
-            published = iter(await self.publisher.publish(channel_drafts))
+            published = iter(await self.arrivals.tracked(self.publisher.publish(channel_drafts)))
             messages: list[Message] = []
             for index, draft in enumerate(drafts):
                 if index in inboxes:
@@ -268,6 +282,10 @@ class ShardedClusterBroker(PerChannelBroker):
                 else:
                     messages.append(next(published))
         return messages
+
+    def arriving(self) -> asyncio.Future[None] | None:
+        """Invariant 7: None when every publish was answered."""
+        return self.arrivals.arriving()
 
     async def _inbox(self, draft: Draft) -> str:
         client_id = draft.client_id or ""
