@@ -6,6 +6,7 @@ The parts, one job each (names in ``keys``):
 - ``partitions`` (+ ``partition_tags``, computed at import): channel -> partition -> slot;
 - ``publish``: drafts split into parts by partition, rounds of script calls, the script;
 - ``replicas``: with ``broker.min_replicas_acked``, each script call waits for replicas;
+  else ``script_batches``: the script calls of a loop iteration, one write per master;
 - ``history``: positions and replay pages (``history_after``), recovery reads;
 - ``topology``: the slot map (``CLUSTER SLOTS``);
 - ``link``: one subscriber connection per master and its reader task;
@@ -74,6 +75,7 @@ from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.publish import PUBLISH_SCRIPT, Publisher
 from sse_hub.broker.sharded.repair import Repair
 from sse_hub.broker.sharded.replicas import AckedScript
+from sse_hub.broker.sharded.script_batches import ScriptBatches
 from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
@@ -144,7 +146,11 @@ class ShardedClusterBroker(PerChannelBroker):
         history = settings.history
         # broker.min_replicas_acked: each script call waits for replicas (``replicas``).
         replicas = settings.broker.min_replicas_acked
-        script = AckedScript(self._cluster, self.topology, PUBLISH_SCRIPT, replicas) if replicas else None
+        # Else script calls are group-committed per master on own connections (``script_batches``).
+        own = {**link_kwargs, "socket_timeout": None, "client_name": f"sse-hub:{instance_id}/publisher"}
+        fallback = self._cluster.register_script(PUBLISH_SCRIPT)
+        self.batches = ScriptBatches(self.topology, own, PUBLISH_SCRIPT, fallback, self._wake_repair)
+        script = AckedScript(self._cluster, self.topology, PUBLISH_SCRIPT, replicas) if replicas else self.batches
         self.publisher = Publisher(
             self._cluster, keys, history.size, history.ttl_seconds, history.finished_ttl_seconds, script
         )
@@ -207,6 +213,7 @@ class ShardedClusterBroker(PerChannelBroker):
             self._announced = False
             await self.directory.leave()
         await self.subscriptions.close()
+        await self.batches.close()
         await self._cluster.aclose()
         self.delivery.deliver = None
 
