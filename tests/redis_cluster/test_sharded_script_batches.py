@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from sse_hub.broker.sharded import ShardedClusterBroker
+from sse_hub.messages.message import Message
 from tests.support.brokers import draft
 from tests.support.plugin import BrokerFactory
 from tests.support.redis_cluster import Cluster
@@ -14,7 +15,7 @@ from tests.support.sharded import master_of, seqs, spread_channels
 from tests.support.waiting import wait_until
 
 
-async def started(start_broker: BrokerFactory) -> tuple[ShardedClusterBroker, list]:  # type: ignore[type-arg]
+async def started(start_broker: BrokerFactory) -> tuple[ShardedClusterBroker, list[Message]]:
     broker, delivered = await start_broker("sharded")
     assert isinstance(broker, ShardedClusterBroker)
     return broker, delivered
