@@ -24,7 +24,7 @@ die() { log "error: $*"; exit 1; }
 # shellcheck source=bench/referee.sh
 source "$HERE/referee.sh"
 
-[[ $TARGET == sse-hub || $TARGET == sse-hub-redis ]] || die "profiles only sse-hub targets"
+[[ $TARGET == sse-hub || $TARGET == sse-hub-redis || $TARGET == sse-hub-cluster ]] || die "profiles only sse-hub targets"
 [[ -x $PROJECT/.venv/bin/py-spy ]] || die "py-spy missing: $PROJECT/.venv/bin/pip install py-spy"
 sync_referee
 DIR=${PROFILE_DIR:-$HERE/results/profile-$(date -u +%Y%m%dT%H%M%SZ)}

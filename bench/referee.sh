@@ -3,8 +3,8 @@
 #
 # sync_referee: keep a working copy of the read-only referee (../shared/bench) in
 # $BENCH_WORK, refreshed when the source is newer, and write the sse-hub targets
-# into it (targets/sse-hub.env, targets/sse-hub-redis.env), which start the
-# project's hub through bench/start-hub.sh.
+# into it (targets/sse-hub.env, targets/sse-hub-redis.env, targets/sse-hub-cluster.env),
+# which start the project's hub through bench/start-hub.sh.
 
 sync_referee() {
     [[ -f $BENCH_SRC/run.sh ]] || die "no referee at $BENCH_SRC (set BENCH_SRC)"
@@ -22,6 +22,7 @@ sync_referee() {
     fi
     write_target sse-hub "${SSE_HUB_BENCH_PORT:-8090}" memory
     write_target sse-hub-redis "${SSE_HUB_REDIS_BENCH_PORT:-8091}" redis
+    write_target sse-hub-cluster "${SSE_HUB_CLUSTER_BENCH_PORT:-8092}" cluster
 }
 
 write_target() { # write_target NAME PORT BACKEND

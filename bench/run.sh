@@ -11,6 +11,9 @@
 #   --targets "a b"     targets [TARGETS, default "sse-hub nchan express"; --quick: "sse-hub nchan"]
 #   --redis / --no-redis  also run sse-hub-redis (a private redis-server), on
 #                       REDIS_SCENARIOS (default "S1") [REDIS=1/0, default 1; --quick: 0]
+#                       The target sse-hub-cluster (a private 3-master Redis Cluster, the
+#                       sharded broker) runs only when named in --targets, on
+#                       REDIS_SCENARIOS too.
 #   --out FILE          results (JSON lines) [OUT, default bench/results/run-<UTC time>.jsonl]
 # Referee knobs pass through the environment: PAD_LEN (event size), S1_SUBS, S1_MSGS,
 # S2_RATE, S3_SUBS, S4_SUBS, ..., QUIET_GATE (default 1 here), QUIET_BUSY, QUIET_MAX_WAIT.
@@ -85,7 +88,7 @@ for t in "${targets[@]}"; do
     case $t in
     nchan) [[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]] || die "nchan: apt-get install -y libnginx-mod-nchan" ;;
     express) command -v node >/dev/null || die "express: node/npm are needed" ;;
-    sse-hub-redis) command -v redis-server >/dev/null || die "sse-hub-redis: apt-get install -y redis-server" ;;
+    sse-hub-redis | sse-hub-cluster) command -v redis-server >/dev/null || die "$t: apt-get install -y redis-server" ;;
     esac
 done
 sync_referee
@@ -99,8 +102,8 @@ mkdir -p "$(dirname "$OUT")"
 export QUIET_GATE=${QUIET_GATE:-1}
 log "results: $OUT  (reps=$REPS scenarios='${scenarios[*]}' targets='${targets[*]}')"
 
-takes_part() { # takes_part TARGET SCENARIO: the Redis variant runs REDIS_SCENARIOS only
-    [[ $1 != sse-hub-redis || " $REDIS_SCENARIOS " == *" $2 "* ]]
+takes_part() { # takes_part TARGET SCENARIO: the Redis variants run REDIS_SCENARIOS only
+    [[ $1 != sse-hub-redis && $1 != sse-hub-cluster ]] || [[ " $REDIS_SCENARIOS " == *" $2 "* ]]
 }
 
 failed=0

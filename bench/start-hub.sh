@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/start-hub.sh [memory|redis] - run sse-hub in the foreground for the referee.
+# bench/start-hub.sh [memory|redis|cluster] - run sse-hub in the foreground for the referee.
 #
 # The referee (../shared/bench/run.sh, through a targets/sse-hub*.env file that
 # bench/run.sh writes into its working copy) exec's this under taskset and
@@ -12,6 +12,10 @@
 #           REDIS_CPU=N moves it to core N (still measured and stopped with the
 #           hub): with N=1 it shares the client's core instead, as Redis on a
 #           machine of its own would leave the hub's core to the hub.
+#   cluster a private 3-master Redis Cluster (three redis-server --cluster-enabled
+#           yes, redis-cli --cluster create), children of this PID as the single
+#           Redis is (same core, measured and stopped with the hub; REDIS_CPU too),
+#           and the hub with broker.backend redis-cluster, cluster_mode sharded.
 #
 # Optional: PROFILE_OUT=FILE records a py-spy profile (raw collapsed stacks) of the
 # hub from its start to its exit; py-spy runs detached (not in the measured tree)
@@ -31,31 +35,64 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 unset SSE_HUB_CONFIG
 # bench/referee.sh's own knobs, not settings of the hub (which refuses unknown SSE_HUB_* keys)
-unset SSE_HUB_BENCH_PORT SSE_HUB_REDIS_BENCH_PORT
+unset SSE_HUB_BENCH_PORT SSE_HUB_REDIS_BENCH_PORT SSE_HUB_CLUSTER_BENCH_PORT
 export SSE_HUB_LOG__LEVEL=${SSE_HUB_LOG__LEVEL:-warning}
 export SSE_HUB_LIMITS__MAX_CONNECTIONS=${SSE_HUB_LIMITS__MAX_CONNECTIONS:-20000}
 # every bench client connects from 127.0.0.1
 export SSE_HUB_LIMITS__MAX_CONNECTIONS_PER_IP=${SSE_HUB_LIMITS__MAX_CONNECTIONS_PER_IP:-20000}
 export SSE_HUB_BROKER__BACKEND=$backend
 
-case $backend in
-memory) ;;
-redis)
-    command -v redis-server >/dev/null || { echo "redis-server not installed (apt-get install redis-server)" >&2; exit 1; }
-    rport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    rdir=$(mktemp -d /tmp/sse-hub-bench-redis.XXXXXX)
-    pin=()
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+start_redis() { # start_redis DIR PORT [redis-server options...]: a child of this PID, answering PING
+    local dir=$1 port=$2 pin=()
+    shift 2
     [[ -n ${REDIS_CPU:-} ]] && pin=(taskset -c "$REDIS_CPU")
-    "${pin[@]}" redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$rdir" \
-        --logfile "$rdir/redis.log" --daemonize no &
+    "${pin[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
+        --logfile "$dir/redis-$port.log" --daemonize no "$@" &
     for _ in $(seq 50); do
-        redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+        redis-cli -p "$port" ping >/dev/null 2>&1 && return
         sleep 0.1
     done
-    redis-cli -p "$rport" ping >/dev/null 2>&1 || { echo "redis-server did not start on $rport" >&2; exit 1; }
+    echo "redis-server did not start on $port" >&2
+    exit 1
+}
+
+case $backend in
+memory) ;;
+redis | cluster)
+    command -v redis-server >/dev/null || { echo "redis-server not installed (apt-get install redis-server)" >&2; exit 1; }
+    rdir=$(mktemp -d /tmp/sse-hub-bench-redis.XXXXXX)
+    ;;&
+redis)
+    rport=$(free_port)
+    start_redis "$rdir" "$rport"
     export SSE_HUB_BROKER__REDIS_URL="redis://127.0.0.1:$rport/0"
     ;;
-*) echo "usage: start-hub.sh [memory|redis]" >&2; exit 2 ;;
+cluster)
+    addresses=()
+    for _ in 1 2 3; do
+        rport=$(free_port)
+        # The bus port is named: the default, port + 10000, may not exist for a high port.
+        start_redis "$rdir" "$rport" --cluster-enabled yes --cluster-port "$(free_port)" \
+            --cluster-config-file "nodes-$rport.conf"
+        addresses+=("127.0.0.1:$rport")
+    done
+    redis-cli --cluster create "${addresses[@]}" --cluster-replicas 0 --cluster-yes >"$rdir/create.log" 2>&1 ||
+        { echo "redis-cli --cluster create failed (see $rdir/create.log)" >&2; exit 1; }
+    for _ in $(seq 100); do
+        ok=0
+        for address in "${addresses[@]}"; do
+            redis-cli -p "${address#*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && ok=$((ok + 1))
+        done
+        ((ok == ${#addresses[@]})) && break
+        sleep 0.1
+    done
+    ((ok == ${#addresses[@]})) || { echo "the Redis Cluster did not become ok" >&2; exit 1; }
+    export SSE_HUB_BROKER__BACKEND=redis-cluster SSE_HUB_BROKER__CLUSTER_MODE=sharded
+    export SSE_HUB_BROKER__REDIS_URL="redis://${addresses[0]}"
+    ;;
+*) echo "usage: start-hub.sh [memory|redis|cluster]" >&2; exit 2 ;;
 esac
 
 if [[ -n ${PROFILE_OUT:-} ]]; then

@@ -6,11 +6,13 @@ The parts, one job each (names in ``keys``):
 - ``partitions`` (+ ``partition_tags``, computed at import): channel -> partition -> slot;
 - ``publish``: drafts split into parts by partition, rounds of script calls, the script;
 - ``replicas``: with ``broker.min_replicas_acked``, each script call waits for replicas;
+  else ``script_batches``: the script calls of a loop iteration, one write per master;
 - ``history``: positions and replay pages (``history_after``), recovery reads;
 - ``topology``: the slot map (``CLUSTER SLOTS``);
 - ``link``: one subscriber connection per master and its reader task;
 - ``subscriptions``: routing by interest, placement of shard channels on masters, linger;
 - ``delivery``: each position once, in order, around recoveries;
+- ``arrivals``: when this instance's own publishes are back (``arriving``);
 - ``repair``: following slot moves and failovers (resubscribe, then recover);
 - reused from the standalone broker: ``Directory`` (presence, client directory) and
   ``Tickets``, the backend's other two contracts, ``unavailable``,
@@ -40,6 +42,10 @@ Invariants of the whole:
    refused with ``ChannelFinished``, and after ``history.finished_ttl_seconds`` mark and
    history expire together. The integer ``finished`` of the contract raises TypeError,
    as ``history`` does: there are no cluster-wide ids to answer with.
+7. ``arriving`` resolves once every publish of this instance unanswered when it was called
+   was answered and its parts on channels received here were delivered (at once for a
+   failed publish or when a repair is woken: a link lost, a slot moved); the caller may
+   cancel it (``arrivals``).
 """
 
 from __future__ import annotations
@@ -62,12 +68,14 @@ from sse_hub.broker.redis.script_connection import COMMAND_TIMEOUT_SECONDS
 from sse_hub.broker.redis.tasks import cancel_and_wait, raise_if_cancelled
 from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.redis.topology import Topology
+from sse_hub.broker.sharded.arrivals import Arrivals
 from sse_hub.broker.sharded.delivery import Delivery
 from sse_hub.broker.sharded.history import read_after, read_finals, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.publish import PUBLISH_SCRIPT, Publisher
 from sse_hub.broker.sharded.repair import Repair
 from sse_hub.broker.sharded.replicas import AckedScript
+from sse_hub.broker.sharded.script_batches import ScriptBatches
 from sse_hub.broker.sharded.subscriptions import LINGER_SECONDS, Subscriptions
 from sse_hub.config.settings import Settings
 from sse_hub.errors import BrokerUnavailable, UnknownClient
@@ -126,14 +134,24 @@ class ShardedClusterBroker(PerChannelBroker):
             "client_name": f"sse-hub-sub:{instance_id}",
         }
         self.topology = Topology((str(url.get("host", "localhost")), int(str(url.get("port", 6379)))), link_kwargs)
-        self.delivery = Delivery(lambda: self.subscriptions.names, lambda: self._lost(), lambda: self._wake_repair())
+        self.delivery = Delivery(
+            lambda: self.subscriptions.names,
+            lambda: self._lost(),
+            lambda: self._wake_repair(),
+            lambda message: self.arrivals.delivered(message),
+        )
+        self.arrivals = Arrivals(lambda: self.subscriptions.names, self.delivery.seen)
         self.subscriptions = Subscriptions(
             keys, self.topology, link_kwargs, instance_id, self.delivery.receive, self._wake_repair, linger_seconds
         )
         history = settings.history
         # broker.min_replicas_acked: each script call waits for replicas (``replicas``).
         replicas = settings.broker.min_replicas_acked
-        script = AckedScript(self._cluster, self.topology, PUBLISH_SCRIPT, replicas) if replicas else None
+        # Else script calls are group-committed per master on own connections (``script_batches``).
+        own = {**link_kwargs, "socket_timeout": None, "client_name": f"sse-hub:{instance_id}/publisher"}
+        fallback = self._cluster.register_script(PUBLISH_SCRIPT)
+        self.batches = ScriptBatches(self.topology, own, PUBLISH_SCRIPT, fallback, self._wake_repair)
+        script = AckedScript(self._cluster, self.topology, PUBLISH_SCRIPT, replicas) if replicas else self.batches
         self.publisher = Publisher(
             self._cluster, keys, history.size, history.ttl_seconds, history.finished_ttl_seconds, script
         )
@@ -189,12 +207,14 @@ class ShardedClusterBroker(PerChannelBroker):
 
     async def stop(self) -> None:
         self._started = False
+        self.arrivals.lost()
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
         if self._announced:
             self._announced = False
             await self.directory.leave()
         await self.subscriptions.close()
+        await self.batches.close()
         await self._cluster.aclose()
         self.delivery.deliver = None
 
@@ -213,6 +233,7 @@ class ShardedClusterBroker(PerChannelBroker):
         self.repair.rounds = value
 
     def _wake_repair(self) -> None:
+        self.arrivals.lost()  # invariant 7: what is lost comes back through the repair
         self.repair.wake()
 
     @contextlib.contextmanager
@@ -260,7 +281,7 @@ class ShardedClusterBroker(PerChannelBroker):
         with self._unavailable("Redis Cluster did not take the message"):
             inboxes = {index: await self._inbox(draft) for index, draft in enumerate(drafts) if draft.client_id}
             channel_drafts = [draft for index, draft in enumerate(drafts) if index not in inboxes]
-            published = iter(await self.publisher.publish(channel_drafts))
+            published = iter(await self.arrivals.tracked(self.publisher.publish(channel_drafts)))
             messages: list[Message] = []
             for index, draft in enumerate(drafts):
                 if index in inboxes:
@@ -270,6 +291,10 @@ class ShardedClusterBroker(PerChannelBroker):
                 else:
                     messages.append(next(published))
         return messages
+
+    def arriving(self) -> asyncio.Future[None] | None:
+        """Invariant 7: None when every publish was answered."""
+        return self.arrivals.arriving()
 
     async def _inbox(self, draft: Draft) -> str:
         client_id = draft.client_id or ""

@@ -27,6 +27,8 @@ Invariants:
    ``history.finished_ttl_seconds`` and may then start again, so a new epoch whose first
    part delivered here is seq 1 lost nothing.
 6. Parts keep every field of their payload, ``final`` included.
+7. ``delivered(message)`` follows every part handed to the hub (the broker's arrivals:
+   when its own publishes are back here).
 """
 
 from __future__ import annotations
@@ -46,15 +48,25 @@ logger = logging.getLogger(__name__)
 MAX_HELD = 100_000
 
 
+def _nothing(_message: Message) -> None:
+    return None
+
+
 class Delivery:
     def __init__(
-        self, received: Callable[[], Collection[str]], lost: Callable[[], None], wake: Callable[[], None]
+        self,
+        received: Callable[[], Collection[str]],
+        lost: Callable[[], None],
+        wake: Callable[[], None],
+        delivered: Callable[[Message], None] = _nothing,
     ) -> None:
         """``received()``: the channels this instance receives now; ``lost()``: parts were
-        lost (invariants 4 and 5); ``wake()``: a gap needs the repair (invariant 4)."""
+        lost (invariants 4 and 5); ``wake()``: a gap needs the repair (invariant 4);
+        ``delivered(message)``: a part went to the hub (invariant 7)."""
         self._received = received
         self._lost = lost
         self._wake = wake
+        self._delivered = delivered
         #: Channels whose live parts showed a gap, for the repair's next round.
         self.gapped: set[str] = set()
         self.deliver: Deliver | None = None
@@ -106,6 +118,7 @@ class Delivery:
             deliver(message)
         except Exception:  # the hub's code: one failed fan-out must not stop the reader
             logger.exception("delivering a message failed")
+        self._delivered(message)
 
     def _fresh(self, message: Message) -> bool:
         received, seen = self._received(), self.seen
