@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from sse_hub.messages.message import GLOBAL_CHANNEL, Message
 from sse_hub.messages.positions import NOWHERE, Position
@@ -55,7 +56,10 @@ def list_checksum(channels: Iterable[str]) -> str:
     return base36(value).rjust(4, "0")
 
 
+@lru_cache(maxsize=4096)
 def component(position: Position) -> str:
+    """``position`` as it is written in an id. Cached: in a fan-out every stream of a
+    channel writes the same new position (and the same global one), once per stream."""
     seq, epoch = position
     return "0" if seq == 0 else base36(seq) + epoch
 
@@ -129,7 +133,8 @@ class StreamPosition:
         if not fresh:
             return False
         self._id = None
-        return not any(channel in at for channel, _, _ in message.prior)
+        prior = message.prior
+        return not prior or not any(channel in at for channel, _, _ in prior)
 
     def snapshot(self) -> dict[str, Position]:
         return dict(self._at)
@@ -138,7 +143,6 @@ class StreamPosition:
     def event_id(self) -> str:
         event_id = self._id
         if event_id is None:
-            at = self._at
-            parts = (component(at[channel]) for channel in (*self.order, GLOBAL_CHANNEL))
-            event_id = self._id = ".".join((self._checksum, *parts))
+            # _at holds the stream's channels in order, then the global one (__init__).
+            event_id = self._id = ".".join((self._checksum, *map(component, self._at.values())))
         return event_id
