@@ -1,7 +1,7 @@
-"""Mercure's active subscriptions on the sharded Redis Cluster (``cluster_mode: sharded``),
-on a real 3-master cluster: a subscriber on ``a`` is listed by the API on ``b``, and its
-connect and disconnect updates reach a watcher on ``b`` (the full set of cases, on memory
-and Redis: tests/redis/test_mercure_subscriptions.py).
+"""Mercure's active subscriptions on Redis Cluster, both modes (``cluster_mode: sharded``
+and ``one-slot``), on a real 3-master cluster: a subscriber on ``a`` is listed by the API
+on ``b``, and its connect and disconnect updates reach a watcher on ``b`` (the full set of
+cases, on memory and Redis: tests/redis/test_mercure_subscriptions.py).
 
 What differs there: the subscription updates are numbered by the feed channel's own
 positions (``#<seq>.<epoch>``), so the API's ``lastEventID`` must be such a position, a
@@ -11,6 +11,8 @@ cursor that resumes exactly after it, and so must the 1.0 form's ``Link`` cursor
 from __future__ import annotations
 
 import re
+
+import pytest
 
 from tests.redis.test_mercure_endpoint import MERCURE
 from tests.redis.test_mercure_subscriptions import (
@@ -27,10 +29,11 @@ from tests.support.plugin import HubsFactory
 POSITION_ID = re.compile(r"#[1-9][0-9]*\.[0-9a-z]{4}")
 
 
+@pytest.mark.parametrize("kind", ["sharded", "redis-cluster"])
 async def test_a_subscriber_on_one_hub_is_listed_and_announced_on_the_other_until_it_leaves(
-    start_hubs: HubsFactory,
+    start_hubs: HubsFactory, kind: str
 ) -> None:
-    hubs = Hubs(*await start_hubs("sharded", mercure={**MERCURE, "subscriptions": True}))
+    hubs = Hubs(*await start_hubs(kind, mercure={**MERCURE, "subscriptions": True}))
     async with hubs.watch() as (watcher, _):
         async with hubs.subscribe(hubs.a, [("topic", BOOK)]):
             [connect] = await updates(watcher, 1)

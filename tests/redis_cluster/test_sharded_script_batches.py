@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import redis
+
 from sse_hub.broker.sharded import ShardedClusterBroker
 from sse_hub.messages.message import Message
 from tests.support.brokers import draft
@@ -19,6 +21,16 @@ async def started(start_broker: BrokerFactory) -> tuple[ShardedClusterBroker, li
     broker, delivered = await start_broker("sharded")
     assert isinstance(broker, ShardedClusterBroker)
     return broker, delivered
+
+
+async def published_once(
+    start_broker: BrokerFactory, redis_cluster: Cluster, prefix: str
+) -> tuple[ShardedClusterBroker, str, redis.Redis]:
+    """A started broker that published once to a channel, and that channel's master."""
+    [channel] = spread_channels(redis_cluster, prefix, 1)
+    broker, _ = await started(start_broker)
+    await broker.publish([draft(channel)])
+    return broker, channel, redis_cluster.node(master_of(redis_cluster, prefix, channel)).client()
 
 
 async def test_concurrent_publishes_share_one_write_per_master_and_keep_each_channels_order(
@@ -47,10 +59,7 @@ async def test_concurrent_publishes_share_one_write_per_master_and_keep_each_cha
 async def test_a_connection_the_master_closed_while_idle_is_replaced_before_the_next_batch(
     start_broker: BrokerFactory, redis_cluster: Cluster, prefix: str
 ) -> None:
-    [channel] = spread_channels(redis_cluster, prefix, 1)
-    broker, _ = await started(start_broker)
-    await broker.publish([draft(channel)])
-    master = redis_cluster.node(master_of(redis_cluster, prefix, channel)).client()
+    broker, channel, master = await published_once(start_broker, redis_cluster, prefix)
     name = f"sse-hub:{broker.instance_id}/publisher"
     [killed] = [client for client in master.client_list() if client["name"] == name]
     master.client_kill_filter(_id=killed["id"])
@@ -65,10 +74,7 @@ async def test_a_connection_the_master_closed_while_idle_is_replaced_before_the_
 async def test_a_flushed_script_cache_is_loaded_again_and_the_call_stored_once(
     start_broker: BrokerFactory, redis_cluster: Cluster, prefix: str
 ) -> None:
-    [channel] = spread_channels(redis_cluster, prefix, 1)
-    broker, _ = await started(start_broker)
-    await broker.publish([draft(channel)])
-    master = redis_cluster.node(master_of(redis_cluster, prefix, channel)).client()
+    broker, channel, master = await published_once(start_broker, redis_cluster, prefix)
     master.script_flush()
     [message] = await broker.publish([draft(channel, data="after the flush")])
     assert message.pos[0][1] == 2
