@@ -2,7 +2,7 @@
 
 The parts, one job each (key layout in ``keyspace``):
 
-- ``publisher``: group-committed publishes, Lua script calls pipelined (a few in flight)
+- ``publisher``: group-committed publishes, one Lua script call in flight at a time,
   on a connection of its own (``script_connection``);
 - ``listener``: the subscriber connection and the per-channel subscriptions (routing by
   interest, with a linger); ``mercure_routing``: the same for Mercure topics;

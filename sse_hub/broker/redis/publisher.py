@@ -11,24 +11,17 @@ Invariants:
    the group was stored or published; only a lost reply leaves it unknown.
 4. Ids never go backwards: every call carries the highest id this instance has seen
    (``IdFloor``), and the script raises the sequence to it first.
-5. At most ``MAX_GROUPS_IN_FLIGHT`` groups are in flight. The open group goes out at the
-   end of the loop iteration it was opened in, without waiting for the answers of those
-   before it (pipelined on one connection: ``script_connection``); when that many are in
-   flight, publishes gather in the open group until one is answered. A publish is then
-   answered about one round trip after it was made, not up to two (S1 on Redis: one
-   channel, 8 publishes in flight); a burst beyond the bound still goes out as fewer,
-   larger scripts.
+5. At most one group is in flight. Publishes that arrive meanwhile gather in the open
+   group, sent as soon as the one in flight is answered: under load a group holds what
+   came in during one round trip, so Redis runs fewer, larger scripts and instances
+   receive more messages per read (and write more of them per socket write).
 6. ``unanswered`` is the newest group not yet answered (open or in flight; None when
-   every group is answered): its ``messages`` resolve after those of every earlier group
-   (Redis answers in order on one connection), with the ids Redis gave (the broker uses
-   them to tell when this instance's own messages are back from the subscription). The
-   one exception: a group refused with ``NOSCRIPT`` is sent again behind what was
-   written meanwhile, so it may be answered after a later group (``arriving`` then
-   settles early: the flush waits less, nothing is lost).
-7. Script calls go out in order on the publisher's own connection (``script_connection``).
-   Each publish call waits on a future of its own, so a caller that leaves (cancelled)
-   takes nothing from the others of its group. A lost connection fails every group in
-   flight on it (503); none is sent again, since it may have run.
+   every group is answered): its ``messages`` resolve after those of every earlier group,
+   with the ids Redis gave (the broker uses them to tell when this instance's own messages
+   are back from the subscription).
+7. Script calls go out on the publisher's own connection (``script_connection``), one at
+   a time. Each publish call waits on a future of its own, so a caller that leaves
+   (cancelled) takes nothing from the others of its group.
 8. A publish call that names a channel that has ended gets ``ChannelFinished`` with
    nothing of it applied, and the other calls of its group go through (``scripts``,
    invariant 6): the script tells each call's outcome apart. ``messages`` holds the
@@ -59,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 # Drafts per group-committed script call; a larger burst starts a second group.
 MAX_GROUP_DRAFTS = 2000
-# Groups written and not yet answered, at most; what comes meanwhile gathers in the open one.
-MAX_GROUPS_IN_FLIGHT = 8
 # Checkpoints of P:clock are kept this much longer than the history ttl (ms).
 CLOCK_KEEP_EXTRA_MS = 60_000
 
@@ -124,13 +115,12 @@ class Publisher:
         self._open: _Group | None = None
         self._queued: deque[_Group] = deque()  # groups waiting for the one in flight
         self._running: set[asyncio.Task[None]] = set()
-        self._in_flight: deque[_Group] = deque()  # sent, not yet answered, oldest first
+        self._sending: _Group | None = None
 
     async def publish(self, drafts: Sequence[Draft], topics: Sequence[Sequence[str]]) -> list[Message]:
         """Number, store and publish ``drafts``; ``topics[i]`` are the pub/sub channels of
-        ``drafts[i]``. Joins the open group: the one that goes out at the end of this
-        loop iteration, or when a group in flight is answered if ``MAX_GROUPS_IN_FLIGHT``
-        are."""
+        ``drafts[i]``. Joins the open group: the one that goes out when the group in
+        flight is answered (or at the end of this loop iteration when none is)."""
         keys: list[str] = []
         args: list[bytes | str | int] = [len(drafts)]
         indexes = False
@@ -145,7 +135,7 @@ class Publisher:
         if group is None or len(group.drafts) >= MAX_GROUP_DRAFTS:
             group = self._open = _Group(loop.create_future())
             self._queued.append(group)
-            if len(self._running) < MAX_GROUPS_IN_FLIGHT:
+            if not self._running:
                 loop.call_soon(self._send_next)
         mine: asyncio.Future[list[Message]] = loop.create_future()
         group.waiters.append((mine, len(group.drafts), len(drafts)))
@@ -165,9 +155,8 @@ class Publisher:
     @property
     def unanswered(self) -> asyncio.Future[list[Message]] | None:
         """The numbered messages of the newest group, once Redis answers it (invariant 6)."""
-        if self._queued:
-            return self._queued[-1].messages
-        return self._in_flight[-1].messages if self._in_flight else None
+        group = self._queued[-1] if self._queued else self._sending
+        return None if group is None else group.messages
 
     async def stop(self) -> None:
         queued, self._queued = list(self._queued), deque()
@@ -175,7 +164,7 @@ class Publisher:
         for group in queued:
             self._fail(group, "the broker is stopping")
         await cancel_and_wait(list(self._running))
-        await self._connection.close()
+        await self.reset()
 
     async def reset(self) -> None:
         """Drop the publisher's connection: the broker lost Redis (or moved to another
@@ -183,20 +172,21 @@ class Publisher:
         await self._connection.reset()
 
     def _send_next(self) -> None:
-        """Send the queued groups, oldest first, while fewer than ``MAX_GROUPS_IN_FLIGHT``
-        are in flight (each answer sends the next: invariant 5). Tasks started in order
-        make their script calls in order."""
-        while len(self._running) < MAX_GROUPS_IN_FLIGHT and self._queued:
-            group = self._queued.popleft()
-            if self._open is group:
-                self._open = None
-            self._in_flight.append(group)
-            task = asyncio.create_task(self._run(group), name="sse-hub-redis-publish")
-            self._running.add(task)
-            task.add_done_callback(self._sent)
+        """Send the oldest queued group, unless one is in flight (it sends the next when
+        it is answered: invariant 5)."""
+        if self._running or not self._queued:
+            return
+        group = self._queued.popleft()
+        if self._open is group:
+            self._open = None
+        self._sending = group
+        task = asyncio.create_task(self._run(group), name="sse-hub-redis-publish")
+        self._running.add(task)
+        task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._sending = None
         self._send_next()
 
     async def _run(self, group: _Group) -> None:
@@ -229,7 +219,6 @@ class Publisher:
                 else:
                     waiter.set_exception(outcome)
         finally:
-            self._in_flight.remove(group)
             self._fail(group, "the broker failed to publish")  # BaseException: still resolved
 
     def _outcomes(self, group: _Group, reply: list[list[bytes] | bytes]) -> list[list[Message] | ChannelFinished]:
