@@ -18,7 +18,8 @@ from redis.exceptions import ResponseError
 
 from sse_hub.broker.sharded import ShardedClusterBroker
 from sse_hub.broker.sharded.partitions import partition, partition_slot
-from sse_hub.broker.sharded.publish import PUBLISH_SCRIPT, Part, script_call
+from sse_hub.broker.sharded.publish import Part, script_call
+from sse_hub.broker.sharded.publish_script import PUBLISH_SCRIPT
 from sse_hub.errors import ChannelFinished
 from sse_hub.messages.message import Draft, Message
 from sse_hub.messages.positions import NOWHERE

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 
 from sse_hub.broker.sharded import ShardedClusterBroker
@@ -32,7 +33,7 @@ from sse_hub.web.state import HUB
 from tests.redis.test_mercure_endpoint import BOOKS, MERCURE, PUBLISHER, Hubs, access_token, legacy_token
 from tests.redis.test_mercure_endpoint import HUB as HUB_PATH
 from tests.support.plugin import BrokerFactory, HubsFactory
-from tests.support.redis_cluster import running_cluster
+from tests.support.redis_cluster import Cluster, running_cluster
 from tests.support.sse_client import EventStream
 
 HUB_ID = re.compile(r"#[1-9][0-9]*\.[0-9a-z]{4}")
@@ -162,15 +163,41 @@ async def test_a_paged_replay_skips_pages_the_subscriber_may_not_see(start_hubs:
 async def test_the_broker_finds_the_earliest_retained_use_of_a_publisher_id(start_broker: BrokerFactory) -> None:
     broker, _ = await start_broker("sharded")
 
-    def update(event_id: str | None) -> Draft:
-        meta = MercureMeta((TOPIC,), False, event_id)
-        return Draft(event="message", data="x", channels=(FEED_CHANNEL,), mercure=meta)
-
     first, _, again = await broker.publish([update("urn:a"), update(None), update("urn:a")])
     assert await broker.find_publisher_position(FEED_CHANNEL, "urn:a") == (first.pos[0][1], first.pos[0][2])
     assert await broker.find_publisher_id(FEED_CHANNEL, "urn:a") == first.id
+    assert isinstance(broker, ShardedClusterBroker) and broker.publisher_id_scans == 0, "the index answered"
     assert await broker.find_publisher_id(FEED_CHANNEL, "urn:unknown") is None
+    assert broker.publisher_id_scans == 1, "an id the index lacks is looked for in the history"
     assert again.pos[0][1] == first.pos[0][1] + 2
+
+
+def update(event_id: str | None) -> Draft:
+    """A Mercure update on the feed, with the publisher's own id when one is given."""
+    return Draft(event="message", data="x", channels=(FEED_CHANNEL,), mercure=MercureMeta((TOPIC,), False, event_id))
+
+
+async def test_the_publisher_id_index_keeps_history_size_ids_and_forgets_an_epoch_that_ended(
+    start_broker: BrokerFactory, redis_cluster: Cluster, prefix: str
+) -> None:
+    broker, _ = await start_broker("sharded", history={"size": 3})
+    assert isinstance(broker, ShardedClusterBroker)
+    for n in range(5):
+        await broker.publish([update(f"urn:{n}")])
+    keys = ShardKeys(prefix)
+    cluster = RedisCluster.from_url(redis_cluster.url)
+    try:
+        assert await cluster.zrange(keys.publisher_ids(FEED_CHANNEL), 0, -1) == [b"urn:2", b"urn:3", b"urn:4"]
+        assert (await broker.find_publisher_position(FEED_CHANNEL, "urn:4"))[0] == 5  # type: ignore[index]
+        assert broker.publisher_id_scans == 0
+        await cluster.delete(keys.meta(FEED_CHANNEL))  # the counter is lost: a new epoch starts
+        [renumbered] = await broker.publish([update("urn:new")])
+        assert renumbered.pos[0][1] == 1
+        assert await cluster.zrange(keys.publisher_ids(FEED_CHANNEL), 0, -1) == [b"urn:new"]
+        assert await broker.find_publisher_position(FEED_CHANNEL, "urn:4") is None, "gone with its epoch"
+        assert await broker.find_publisher_position(FEED_CHANNEL, "urn:new") == renumbered.pos[0][1:]
+    finally:
+        await cluster.aclose()
 
 
 async def test_a_stream_follows_the_feed_through_a_slot_move_with_no_gap(

@@ -70,9 +70,10 @@ from sse_hub.broker.redis.tickets import Tickets
 from sse_hub.broker.redis.topology import Topology
 from sse_hub.broker.sharded.arrivals import Arrivals
 from sse_hub.broker.sharded.delivery import Delivery
-from sse_hub.broker.sharded.history import read_after, read_finals, read_positions
+from sse_hub.broker.sharded.history import indexed_position, read_after, read_finals, read_positions
 from sse_hub.broker.sharded.keys import ShardKeys
-from sse_hub.broker.sharded.publish import PUBLISH_SCRIPT, Publisher
+from sse_hub.broker.sharded.publish import Publisher
+from sse_hub.broker.sharded.publish_script import PUBLISH_SCRIPT
 from sse_hub.broker.sharded.repair import Repair
 from sse_hub.broker.sharded.replicas import AckedScript
 from sse_hub.broker.sharded.script_batches import ScriptBatches
@@ -114,6 +115,7 @@ class ShardedClusterBroker(PerChannelBroker):
         self._url = settings.broker.redis_url
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self.keys = keys = ShardKeys(settings.broker.prefix)
+        self.publisher_id_scans = 0  # lookups the index could not answer (tests)
         # No hidden retries: a publish must fail fast (503) rather than be applied twice.
         # RESP2, as the standalone broker (subscriptions are plain replies).
         self._cluster: RedisCluster = RedisCluster.from_url(
@@ -313,6 +315,15 @@ class ShardedClusterBroker(PerChannelBroker):
             async with self._read_turn():
                 return await read_after(self._cluster, self.keys, after, limit)
 
+    async def find_publisher_position(self, channel: str, event_id: str) -> Position | None:
+        """The channel's publisher-id index first (``history``, invariant 6), else the scan."""
+        with self._unavailable("cannot read the publisher-id index from Redis Cluster"):
+            found = await indexed_position(self._cluster, self.keys, channel, event_id)
+        if found is None:
+            self.publisher_id_scans += 1
+            found = await super().find_publisher_position(channel, event_id)
+        return found
+
     async def finished_at(self, channels: Iterable[str]) -> dict[str, Position]:
         """Of ``channels``, those that have ended, each with its final message's (seq, epoch)."""
         with self._unavailable("cannot read final marks from Redis Cluster"):
@@ -334,7 +345,6 @@ class ShardedClusterBroker(PerChannelBroker):
 
 
 def _routed(channels: Collection[str]) -> Collection[str]:
-    """What this broker subscribes for ``channels``: Mercure's routing names are the
-    single-Redis broker's (``broker/redis/mercure_routing``); here every update travels on
-    the feed channel's own shard channel only, so a routing name means the feed."""
+    """What this broker subscribes for ``channels``: Mercure's routing names (single Redis,
+    ``broker/redis/mercure_routing``) mean the feed, whose shard channel carries them all."""
     return dict.fromkeys(map(history_channel, channels)).keys()

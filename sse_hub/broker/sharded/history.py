@@ -16,6 +16,9 @@ Invariants:
    order. So parts of one partition come in the order they were published; across
    partitions, in the order of the masters' clocks, which is no promise.
    Parts keep every field of their payload, ``final`` included.
+6. ``indexed_position`` answers only for an update the history still holds, in the
+   channel's current epoch (the index is dropped with an epoch, ``publish_script``); None
+   otherwise, and the caller scans (``PerChannelBroker.find_publisher_position``).
 5. A final mark is read with the epoch of the same meta hash: the position of the final
    message in the channel's current epoch. A meta that expired or started again (a new
    epoch) has no mark: the channel is then one that never ended (``read_finals``).
@@ -150,3 +153,28 @@ def _parse(channel: str, order: int, entries: Sequence[Entry]) -> list[Stored]:
                 "skipping malformed history entry %s of %s: %s", entry_id.decode(errors="replace"), channel, reason
             )
     return parsed
+
+
+# KEYS: the publisher-id index, the stream, the meta of one channel. ARGV: the publisher
+# id. Returns seq and epoch of the update the index names, if the stream still holds it.
+INDEXED_SCRIPT = """#!lua flags=no-writes
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return false end
+local seq = string.format('%d', tonumber(score))
+if not redis.call('XRANGE', KEYS[2], seq .. '-0', seq .. '-0')[1] then return false end
+local epoch = redis.call('HGET', KEYS[3], 'e')
+if not epoch then return false end
+return {seq, epoch}
+"""
+
+
+async def indexed_position(cluster: RedisCluster, keys: ShardKeys, channel: str, event_id: str) -> Position | None:
+    """Where the index puts the earliest retained update of ``channel`` published with
+    ``event_id`` (invariant 6), or None."""
+    found = await cluster.eval(
+        INDEXED_SCRIPT, 3, keys.publisher_ids(channel), keys.stream(channel), keys.meta(channel), event_id
+    )
+    if not found:
+        return None
+    seq, epoch = found
+    return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)

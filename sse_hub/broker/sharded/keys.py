@@ -13,6 +13,10 @@ With ``P`` = ``broker.prefix`` and ``t`` = ``TAGS[partition(c)]`` (``partitions`
   (``history.finished_ttl_seconds`` after a final one: mark and history are forgotten
   together).
 - ``P:{t}:c:<c>``: its shard channel (``SPUBLISH``/``SSUBSCRIBE``).
+- ``P:{t}:p:<c>``: its publisher-id index, a ZSET (a Mercure update's own id -> the seq of
+  the earliest retained update with it, in epoch ``e``): written by the publish script
+  with the update, trimmed to ``history.size``, with the history's TTL, deleted when the
+  counter starts a new epoch. Only the Mercure feed has one.
 - ``P:{t}:o``: the partition's order, the last ``o`` it gave: each part stored gets
   ``max(Redis TIME in microseconds, last + 1)``, written in its history entries as ``o``.
   Strictly increasing per partition, so a replay of channels of one partition (one
@@ -55,6 +59,9 @@ class ShardKeys:
 
     def shard_channel(self, channel: str) -> str:
         return f"{self.prefix}:{{{tag_of(channel)}}}:c:{channel}"
+
+    def publisher_ids(self, channel: str) -> str:
+        return f"{self.prefix}:{{{tag_of(channel)}}}:p:{channel}"
 
     def order(self, channel: str) -> str:
         """The order counter of ``channel``'s partition."""

@@ -58,120 +58,10 @@ from sse_hub.broker.redis.errors import unavailable
 from sse_hub.broker.sharded.history import read_finals
 from sse_hub.broker.sharded.keys import ShardKeys
 from sse_hub.broker.sharded.partitions import partition
+from sse_hub.broker.sharded.publish_script import FINISHED, META_EXTRA_TTL_SECONDS, PUBLISH_SCRIPT
 from sse_hub.broker.sharded.replicas import ScriptCall
 from sse_hub.errors import ChannelFinished
 from sse_hub.messages.message import DRAFT_FIELDS, ChannelPosition, Draft, Message
-
-# Meta hashes outlive their stream by a day, so a counter is still there when its
-# history expired, and a resume is told "expired", not "epoch changed".
-META_EXTRA_TTL_SECONDS = 86_400
-# How the script refuses a part on an ended channel: an error reply, then the JSON name.
-FINISHED = "FINISHED "
-
-# KEYS: per part, per channel: meta, stream; last, the partition's order (``keys``).
-# ARGV: history size (0: no stream), history ttl s, meta ttl s, finished ttl s, number of
-# parts; then per part: channel count, final (1 or 0), the prior JSON (`,"prior":[...]` or
-# empty), the payload tail (the draft's JSON fields after `{`), then per channel its JSON
-# name and its shard channel.
-# Returns per part, per channel: seq, epoch; or the error `FINISHED <JSON name>` when a
-# part names a channel that has ended (marked, or made final by an earlier part of the
-# call), and then nothing of the call was written.
-PUBLISH_SCRIPT = """#!lua
--- Phase 1: check the types and the final marks; an error here leaves Redis as it was.
-local ended, a, k = {}, 6, 1
-for _ = 1, tonumber(ARGV[5]) do
-  local n = tonumber(ARGV[a])
-  for j = 0, n - 1 do
-    local meta, stream = KEYS[k + 2 * j], KEYS[k + 2 * j + 1]
-    local meta_type = redis.call('TYPE', meta)['ok']
-    local stream_type = redis.call('TYPE', stream)['ok']
-    if (meta_type ~= 'none' and meta_type ~= 'hash') or (stream_type ~= 'none' and stream_type ~= 'stream') then
-      return redis.error_reply('WRONGTYPE ' .. meta .. ' or ' .. stream .. ' has the wrong type')
-    end
-    if ended[meta] or redis.call('HEXISTS', meta, 'f') == 1 then
-      return redis.error_reply('FINISHED ' .. ARGV[a + 4 + 2 * j])
-    end
-  end
-  if ARGV[a + 1] == '1' then
-    for j = 0, n - 1 do
-      ended[KEYS[k + 2 * j]] = true
-    end
-  end
-  a = a + 4 + 2 * n
-  k = k + 2 * n
-end
-local size, ttl, meta_ttl, finished_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local t = redis.call('TIME')
--- The partition's order: per part, Redis TIME in microseconds, raised past the last one the
--- partition gave, so strictly increasing in call order and close to the clock across
--- partitions. Written first (a wrong type leaves Redis as it was); it outlives every stream
--- of the partition. %d: a Lua number would be written as %.14g, losing digits.
-local parts = tonumber(ARGV[5])
-local last = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
-local order = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), last + 1) - 1
-local keep_order = math.max(tonumber(meta_ttl), tonumber(finished_ttl))
-redis.call('SET', KEYS[#KEYS], string.format('%d', order + parts), 'EX', keep_order)
-local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local fresh
-local function new_epoch()
-  if not fresh then
-    -- Redis TIME in microseconds, mod 36^4, as 4 base36 digits.
-    local n = ((tonumber(t[1]) % 1679616) * 1000000 + tonumber(t[2])) % 1679616
-    local digits, text = '0123456789abcdefghijklmnopqrstuvwxyz', ''
-    for _ = 1, 4 do
-      local d = n % 36
-      text = string.sub(digits, d + 1, d + 1) .. text
-      n = math.floor(n / 36)
-    end
-    fresh = text
-  end
-  return fresh
-end
-local out = {}
-a, k = 6, 1
-for _ = 1, tonumber(ARGV[5]) do
-  local n, final, prior, tail = tonumber(ARGV[a]), ARGV[a + 1] == '1', ARGV[a + 2], ARGV[a + 3]
-  order = order + 1
-  local placed = string.format('%d', order)
-  local pos, seqs = {}, {}
-  for j = 0, n - 1 do
-    local meta, stream = KEYS[k + 2 * j], KEYS[k + 2 * j + 1]
-    local seq = redis.call('HINCRBY', meta, 's', 1)
-    local epoch = redis.call('HGET', meta, 'e')
-    if seq == 1 or not epoch then
-      -- A counter that starts again must not collide with entries of the old one.
-      epoch = new_epoch()
-      redis.call('HSET', meta, 'e', epoch)
-      redis.call('DEL', stream)
-    end
-    seqs[j + 1] = string.format('%d', seq)
-    pos[j + 1] = '[' .. ARGV[a + 4 + 2 * j] .. ',' .. seqs[j + 1] .. ',"' .. epoch .. '"]'
-    out[#out + 1] = seq
-    out[#out + 1] = epoch
-  end
-  local payload = '{"id":' .. seqs[1] .. ',"pos":[' .. table.concat(pos, ',') .. ']' .. prior .. ',' .. tail
-  for j = 0, n - 1 do
-    local meta, stream = KEYS[k + 2 * j], KEYS[k + 2 * j + 1]
-    -- A final part marks its channels and gives them (mark and history) the finished TTL.
-    local keep, keep_meta = ttl, meta_ttl
-    if final then
-      redis.call('HSET', meta, 'f', seqs[j + 1])
-      keep, keep_meta = finished_ttl, finished_ttl
-    end
-    if size > 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', size, seqs[j + 1] .. '-0', 'm', payload, 't', ms, 'o', placed)
-      redis.call('EXPIRE', stream, keep)
-    end
-    redis.call('EXPIRE', meta, keep_meta)
-  end
-  for j = 0, n - 1 do
-    redis.call('SPUBLISH', ARGV[a + 5 + 2 * j], payload)
-  end
-  a = a + 4 + 2 * n
-  k = k + 2 * n
-end
-return out
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +110,13 @@ def script_call(
     for part, draft, prior in parts:
         tail = DRAFT_FIELDS.dump_json(dataclasses.replace(draft, channels=part.channels), exclude_none=True)[1:]
         prior_json = ',"prior":' + json.dumps([list(position) for position in prior], separators=(",", ":"))
-        args += [len(part.channels), 1 if draft.final else 0, prior_json if prior else "", tail]
+        indexed = draft.mercure.event_id if draft.mercure is not None and size > 0 else None
+        args += [len(part.channels), 1 if draft.final else 0, prior_json if prior else "", tail, indexed or ""]
         for channel in part.channels:
             script_keys += [keys.meta(channel), keys.stream(channel)]
             args += [json.dumps(channel), keys.shard_channel(channel)]
+        if indexed:
+            script_keys.append(keys.publisher_ids(part.channels[0]))
     script_keys.append(keys.order(parts[0][0].channels[0]))
     return script_keys, args
 
