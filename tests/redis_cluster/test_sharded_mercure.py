@@ -190,6 +190,10 @@ async def test_the_publisher_id_index_keeps_history_size_ids_and_forgets_an_epoc
         assert await cluster.zrange(keys.publisher_ids(FEED_CHANNEL), 0, -1) == [b"urn:2", b"urn:3", b"urn:4"]
         assert (await broker.find_publisher_position(FEED_CHANNEL, "urn:4"))[0] == 5  # type: ignore[index]
         assert broker.publisher_id_scans == 0
+        # An entry naming an update that carries another id (left by an older release
+        # across an epoch change) is no answer.
+        await cluster.zadd(keys.publisher_ids(FEED_CHANNEL), {"urn:stale": 5})
+        assert await broker.find_publisher_position(FEED_CHANNEL, "urn:stale") is None
         await cluster.delete(keys.meta(FEED_CHANNEL))  # the counter is lost: a new epoch starts
         [renumbered] = await broker.publish([update("urn:new")])
         assert renumbered.pos[0][1] == 1

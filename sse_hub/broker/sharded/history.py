@@ -16,12 +16,13 @@ Invariants:
    order. So parts of one partition come in the order they were published; across
    partitions, in the order of the masters' clocks, which is no promise.
    Parts keep every field of their payload, ``final`` included.
-6. ``indexed_position`` answers only for an update the history still holds, in the
-   channel's current epoch (the index is dropped with an epoch, ``publish_script``); None
-   otherwise, and the caller scans (``PerChannelBroker.find_publisher_position``).
 5. A final mark is read with the epoch of the same meta hash: the position of the final
    message in the channel's current epoch. A meta that expired or started again (a new
    epoch) has no mark: the channel is then one that never ended (``read_finals``).
+6. ``indexed_position`` answers only for an update the history still holds and that
+   carries the id asked for, in the channel's current epoch (the index is dropped with an
+   epoch, ``publish_script``); None otherwise, and the caller scans
+   (``PerChannelBroker.find_publisher_position``).
 """
 
 from __future__ import annotations
@@ -156,12 +157,17 @@ def _parse(channel: str, order: int, entries: Sequence[Entry]) -> list[Stored]:
 
 
 # KEYS: the publisher-id index, the stream, the meta of one channel. ARGV: the publisher
-# id. Returns seq and epoch of the update the index names, if the stream still holds it.
+# id. Returns seq and epoch of the update the index names, if the stream still holds it
+# and it carries that id: an entry an older release left across an epoch change (it
+# writes no index, so drops none) names another update, and is no answer.
 INDEXED_SCRIPT = """#!lua flags=no-writes
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return false end
 local seq = string.format('%d', tonumber(score))
-if not redis.call('XRANGE', KEYS[2], seq .. '-0', seq .. '-0')[1] then return false end
+local entry = redis.call('XRANGE', KEYS[2], seq .. '-0', seq .. '-0')[1]
+if not entry or entry[2][1] ~= 'm' then return false end
+local ok, payload = pcall(cjson.decode, entry[2][2])
+if not ok or type(payload.mercure) ~= 'table' or payload.mercure.event_id ~= ARGV[1] then return false end
 local epoch = redis.call('HGET', KEYS[3], 'e')
 if not epoch then return false end
 return {seq, epoch}
