@@ -39,7 +39,7 @@ from redis.asyncio.client import Pipeline
 
 from sse_hub.broker.redis.keyspace import Keyspace
 from sse_hub.broker.redis.mercure_roster import MercureRoster
-from sse_hub.broker.redis.scripts import describe
+from sse_hub.broker.redis.scripts import LIVE_INSTANCES, describe
 from sse_hub.messages.contract import ChannelPresence, ClientRecord, ConnectedClient
 
 logger = logging.getLogger(__name__)
@@ -47,18 +47,12 @@ logger = logging.getLogger(__name__)
 MAX_REFRESHED_RECORDS = 1000
 MAX_PAGE = 1000
 
-_LIVE = """
-local clock = redis.call('TIME')
-local now = string.format('%d', clock[1] * 1000 + math.floor(clock[2] / 1000))
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-"""
-
 # KEYS: instances. ARGV: members prefix, roster prefix, channel, after ('' for none), limit.
 # Returns {id, count, id, count...} for every live instance, then the page: {client id,
 # instance, record or nil, ...}, at most limit + 1 (one more tells that a next page exists).
 CHANNEL_SCRIPT = (
     "#!lua flags=no-writes\n"
-    + _LIVE
+    + LIVE_INSTANCES
     + """
 local function before(a, b)
   if a[1] == b[1] then return a[2] < b[2] end
@@ -99,7 +93,7 @@ return {counts, page}
 # KEYS: instances. ARGV: roster prefix, client id. Returns {instance, record} or nil.
 FIND_SCRIPT = (
     "#!lua flags=no-writes\n"
-    + _LIVE
+    + LIVE_INSTANCES
     + """
 for _, id in ipairs(live) do
   local record = redis.call('HGET', ARGV[1] .. id, ARGV[2])

@@ -267,7 +267,8 @@ return out
 """
 )
 
-_LIVE_INSTANCES = """
+# The live instances (presence not expired by Redis's clock) as ``live``; KEYS[1] the set.
+LIVE_INSTANCES = """
 local clock = redis.call('TIME')
 local now = string.format('%d', clock[1] * 1000 + math.floor(clock[2] / 1000))
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
@@ -294,7 +295,7 @@ return heads
 
 # KEYS: instances. ARGV: summary key prefix. Missing summaries come back as nil.
 SUMMARIES_SCRIPT = (
-    _LIVE_INSTANCES
+    LIVE_INSTANCES
     + """
 local summaries = {}
 for i, id in ipairs(live) do
@@ -307,7 +308,7 @@ return summaries
 # KEYS: instances. ARGV: client set key prefix, client id. Returns the id of the live
 # instance the client is connected to, or nil.
 LOCATE_SCRIPT = (
-    _LIVE_INSTANCES
+    LIVE_INSTANCES
     + """
 for _, id in ipairs(live) do
   if redis.call('SISMEMBER', ARGV[1] .. id, ARGV[2]) == 1 then
