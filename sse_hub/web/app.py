@@ -169,7 +169,7 @@ def routes(settings: Settings) -> list[Route]:
         from sse_hub.web.routes import mercure
 
         auth = mercure.authorizer(settings)
-        subscribe, publish_update = mercure.handlers(settings, auth)
+        subscribe, publish_update = mercure.handlers(auth)
         table.append(Route("GET", mercure.HUB_PATH, subscribe, mercure.SUBSCRIBE))
         table.append(Route("POST", mercure.HUB_PATH, publish_update, mercure.PUBLISH))
         if settings.mercure.subscriptions:

@@ -117,9 +117,9 @@ def authorizer(settings: Settings) -> MercureAuthorizer:
     )
 
 
-def handlers(settings: Settings, auth: MercureAuthorizer | None = None) -> tuple[Handler, Handler]:
-    """The subscribe and publish handlers, bound to one authorizer (default: the settings')."""
-    auth = auth or authorizer(settings)
+def handlers(auth: MercureAuthorizer) -> tuple[Handler, Handler]:
+    """The subscribe and publish handlers, bound to one authorizer (``authorizer``, which
+    the subscriptions API shares)."""
 
     async def subscribe_handler(request: web.Request) -> web.StreamResponse:
         return await subscribe(request, auth)
