@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.paths import ROOT  # noqa: F401  # tests/test_boundaries.py imports it from here
 
-pytest_plugins = ["tests.support.plugin", "tests.support.nginx"]
+pytest_plugins = ["tests.support.plugin", "tests.support.nginx", "tests.support.front"]
 
 # The marker of each folder under tests/; the fault-injection harness runs real processes.
 MARKER_BY_FOLDER = {
