@@ -168,6 +168,9 @@ class MemoryBroker(Broker):
         return len(self._channels)
 
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
+        return self.publish_now(drafts)
+
+    def publish_now(self, drafts: Sequence[Draft]) -> list[Message]:
         deliver = self._deliver
         if deliver is None:
             raise BrokerUnavailable("the broker is not running")

@@ -326,3 +326,19 @@ class Hub:
             raise
         self.counters.messages_published += len(messages)
         return messages
+
+    def publish_now(self, drafts: Sequence[Draft]) -> list[Message] | None:
+        """``publish`` without awaiting, or None when it would have to await: the broker
+        must (``Broker.publish_now``), or a direct target is not here and only the
+        directory can say whether it is elsewhere."""
+        registry = self.registry
+        if any(draft.client_id is not None and registry.get(draft.client_id) is None for draft in drafts):
+            return None
+        try:
+            messages = self.broker.publish_now(drafts)
+        except BrokerUnavailable:
+            self.counters.publish_errors += 1
+            raise
+        if messages is not None:
+            self.counters.messages_published += len(messages)
+        return messages

@@ -32,6 +32,10 @@ A broker:
   ``UnknownClient`` for a direct message to a client no instance holds, and
   ``ChannelFinished`` when a draft names a channel that has ended (then nothing of the
   call was applied). A message is never acknowledged unless it was stored and published.
+- ``publish_now(drafts)``: the same, without awaiting, for a broker that never has to
+  wait to publish (the memory broker); None from a broker that does (default), which is
+  then called through ``publish``. A publish that needs no await saves the caller a task
+  and a turn of the loop (the front path, ``web/front.py``).
 - A draft with ``final`` ends its channels: the broker stores the final mark with the
   channel's history in the same atomic step as the message, so no two instances can
   disagree on whether a channel has ended, and no message can follow the final one (a
@@ -159,6 +163,10 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]: ...
+
+    def publish_now(self, drafts: Sequence[Draft]) -> list[Message] | None:
+        """``publish`` without awaiting, or None when this broker must await (module docstring)."""
+        return None
 
     @abc.abstractmethod
     async def history(self, channels: Iterable[str], after_id: int, limit: int | None = None) -> History: ...

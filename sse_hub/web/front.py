@@ -59,13 +59,30 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("sse_hub.access")
 
 
+class FrontShared:
+    """What every connection of a site reads of the app, looked up once (the app's state
+    is set before its sites start: ``web/app.py``)."""
+
+    __slots__ = ("auth", "connections", "cors_headers", "hub", "idle_timeout", "make_handler", "max_batch", "max_body")
+
+    def __init__(self, make_handler: Callable[[], asyncio.Protocol], app: web.Application) -> None:
+        settings = app[SETTINGS]
+        self.make_handler = make_handler
+        self.hub = app[HUB]
+        self.auth = app[AUTH]
+        self.connections = app[CONNECTIONS]
+        self.cors_headers = app[CORS].headers_for(None)  # a plain request has no Origin
+        self.max_body = settings.limits.max_message_bytes
+        self.max_batch = settings.limits.max_batch
+        self.idle_timeout = settings.server.request_header_timeout
+
+
 class FrontProtocol(asyncio.Protocol):
     """A connection's first owner: see the module docstring."""
 
-    def __init__(self, make_handler: Callable[[], asyncio.Protocol], app: web.Application) -> None:
-        self._make_handler = make_handler
-        self._app = app
-        self._connections = app[CONNECTIONS]
+    def __init__(self, shared: FrontShared) -> None:
+        self._shared = shared
+        self._connections = shared.connections
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._busy = False
@@ -116,7 +133,7 @@ class FrontProtocol(asyncio.Protocol):
             self._transport.close()
 
     def _max_buffer(self) -> int:
-        return 2 * (self._app[SETTINGS].limits.max_message_bytes + MAX_HEAD_BYTES)
+        return 2 * (self._shared.max_body + MAX_HEAD_BYTES)
 
     def _forget(self) -> None:
         self._connections.fronts.discard(self)
@@ -126,7 +143,7 @@ class FrontProtocol(asyncio.Protocol):
             self._timer = None
 
     def _arm(self, since: float) -> None:
-        timeout = self._app[SETTINGS].server.request_header_timeout
+        timeout = self._shared.idle_timeout
         self._timer = asyncio.get_running_loop().call_at(since + timeout, self._idle_check)
 
     def _idle_check(self) -> None:
@@ -136,7 +153,7 @@ class FrontProtocol(asyncio.Protocol):
         if transport is None:
             return
         loop = asyncio.get_running_loop()
-        timeout = self._app[SETTINGS].server.request_header_timeout
+        timeout = self._shared.idle_timeout
         if not self._busy and loop.time() - self._idle_since >= timeout:
             transport.close()  # a partial head in the buffer is dropped unanswered, as aiohttp does
             return
@@ -150,8 +167,7 @@ class FrontProtocol(asyncio.Protocol):
         if self._closing:
             transport.close()
             return
-        app = self._app
-        request = plain_request(self._buffer, app[SETTINGS].limits.max_message_bytes)
+        request = plain_request(self._buffer, self._shared.max_body)
         if request is None and head_incomplete(self._buffer):
             return  # the rest of the head is awaited under the idle timer (invariant 4)
         parsed = self._drafts(request) if request is not None else None
@@ -160,17 +176,17 @@ class FrontProtocol(asyncio.Protocol):
             return
         self._buffer = self._buffer[request.end :]
         self._busy = True
-        self._task = asyncio.get_running_loop().create_task(self._publish(request.path, *parsed))
+        asyncio.get_running_loop().call_soon(self._publish_soon, request.path, *parsed)
 
     def _drafts(self, request: Plain) -> tuple[list[Draft], bool] | None:
         """The request's drafts and whether it is a batch, or None when aiohttp should
         answer it (an error, or a direct message whose unknown client is the hub's 404)."""
-        app = self._app
-        if app[HUB].draining:
+        shared = self._shared
+        if shared.hub.draining:
             return None
         try:
-            app[AUTH].require_publisher(request.authorization)
-            items, batch = parse_items(request.body, app[SETTINGS].limits.max_batch)
+            shared.auth.require_publisher(request.authorization)
+            items, batch = parse_items(request.body, shared.max_batch)
             if any(item.client_id is not None for item in items):
                 return None
             published_at = time.time()
@@ -178,21 +194,47 @@ class FrontProtocol(asyncio.Protocol):
         except (HubError, ValueError):
             return None
 
-    async def _publish(self, path: str, drafts: Sequence[Draft], batch: bool) -> None:
+    def _publish_soon(self, path: str, drafts: Sequence[Draft], batch: bool) -> None:
+        """Publish and answer once the loop has read what it can, not in the turn that read
+        the request: more requests then arrive per turn, at less CPU per message
+        (docs/performance.md, "The front path"). A publish that needs no await
+        (``Hub.publish_now``, the memory broker) is answered here, without a task."""
         started = time.monotonic()
-        hub = self._app[HUB]
+        hub = self._shared.hub
+        try:
+            messages = hub.publish_now(drafts)
+        except Exception as exc:
+            self._answer_failure(path, exc, started)
+        else:
+            if messages is None:
+                self._task = asyncio.get_running_loop().create_task(self._publish(path, drafts, batch, started))
+                return
+            self._answer(path, 202, receipts_body(messages, batch, hub.ids), {}, started)
+        self._answered()
+
+    async def _publish(self, path: str, drafts: Sequence[Draft], batch: bool, started: float) -> None:
+        hub = self._shared.hub
         try:
             messages = await hub.publish(drafts)
-        except HubError as exc:
-            body = json.dumps(hub_error_body(exc, path)).encode()
-            self._answer(path, exc.status, body, exc.headers, started)
-        except Exception:
-            logger.exception("unhandled error path=%s", path)
-            self._answer(path, 500, json.dumps(INTERNAL_ERROR).encode(), {}, started)
+        except Exception as exc:
+            self._answer_failure(path, exc, started)
         else:
             self._answer(path, 202, receipts_body(messages, batch, hub.ids), {}, started)
-        self._busy = False
         self._task = None
+        self._answered()
+
+    def _answer_failure(self, path: str, exc: Exception, started: float) -> None:
+        if isinstance(exc, HubError):
+            body = json.dumps(hub_error_body(exc, path)).encode()
+            self._answer(path, exc.status, body, exc.headers, started)
+        else:
+            logger.error("unhandled error path=%s", path, exc_info=exc)
+            self._answer(path, 500, json.dumps(INTERNAL_ERROR).encode(), {}, started)
+
+    def _answered(self) -> None:
+        """The request in hand is answered: the idle count restarts, reading resumes once
+        the buffer is back under its limit (invariant 3), and the next request is taken."""
+        self._busy = False
         self._idle_since = asyncio.get_running_loop().time()
         if self._read_paused and self._transport is not None and len(self._buffer) <= self._max_buffer():
             self._read_paused = False
@@ -203,9 +245,9 @@ class FrontProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        headers = {**extra, **self._app[CORS].headers_for(None)}
+        headers = {**extra, **self._shared.cors_headers} if extra else self._shared.cors_headers
         if self._closing:
-            headers["Connection"] = "close"
+            headers = {**headers, "Connection": "close"}
         transport.write(response_bytes(status, body, headers))
         self._connections.answered += 1
         if access_logger.isEnabledFor(logging.INFO):
@@ -223,7 +265,7 @@ class FrontProtocol(asyncio.Protocol):
         if transport is None:
             return False
         self._connections.handed_over += 1
-        handler = self._make_handler()
+        handler = self._shared.make_handler()
         transport.set_protocol(handler)
         handler.connection_made(transport)
         if self._write_paused:
@@ -244,8 +286,9 @@ class FrontSite(web.TCPSite):
         app = getattr(self._runner, "app", None)
         assert server is not None and isinstance(app, web.Application)
         loop = asyncio.get_running_loop()
+        shared = FrontShared(server, app)
         self._server = await loop.create_server(
-            lambda: FrontProtocol(server, app),
+            lambda: FrontProtocol(shared),
             self._host,
             self._port,
             backlog=self._backlog,

@@ -11,6 +11,7 @@ Sec-WebSocket-Key1, and decodes a body by its Content-Encoding, so those go to i
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from email.utils import formatdate
@@ -81,26 +82,26 @@ def head_incomplete(buffer: bytes) -> bool:
     return any(buffer.startswith(start) or start.startswith(buffer) for start in _PLAIN_STARTS)
 
 
-_date: tuple[int, str] = (0, "")
+_date: tuple[int, bytes] = (0, b"")
+_SERVER = b"Server: " + SERVER_SOFTWARE.encode("latin-1") + b"\r\n"
 
 
-def http_date() -> str:
-    """The Date header, formatted once a second (as aiohttp does)."""
+def _date_and_server() -> bytes:
+    """The Date and Server lines; the date formatted once a second (as aiohttp does)."""
     global _date
     now = int(time.time())
     if _date[0] != now:
-        _date = (now, formatdate(now, usegmt=True))
+        _date = (now, b"Date: " + formatdate(now, usegmt=True).encode("latin-1") + b"\r\n" + _SERVER)
     return _date[1]
+
+
+@functools.cache
+def _status_head(status: int) -> bytes:
+    phrase = HTTPStatus(status).phrase
+    return f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json; charset=utf-8\r\n".encode()
 
 
 def response_bytes(status: int, body: bytes, headers: dict[str, str]) -> bytes:
     """An HTTP/1.1 answer with a JSON body, headers as aiohttp writes them for one."""
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "Content-Type: application/json; charset=utf-8",
-        f"Content-Length: {len(body)}",
-        f"Date: {http_date()}",
-        f"Server: {SERVER_SOFTWARE}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1") if headers else b""
+    return b"%bContent-Length: %d\r\n%b%b\r\n%b" % (_status_head(status), len(body), _date_and_server(), extra, body)
