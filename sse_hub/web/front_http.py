@@ -45,7 +45,26 @@ def plain_request(buffer: bytes, max_body: int) -> Plain | None:
     head_end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
     if head_end < 0:
         return None
-    lines = buffer[:head_end].split(b"\r\n")
+    head = plain_head(buffer[:head_end])
+    if head is None:
+        return None
+    path, token, size = head
+    start = head_end + 4
+    if size > max_body or len(buffer) < start + size:
+        return None
+    return Plain(path, token, buffer[start : start + size], start + size)
+
+
+# A publisher sends the same few heads over and over (they differ in Content-Length), so
+# a head is parsed once: the cache is keyed by its bytes, and the parse is a pure function
+# of them. At most this many heads of at most MAX_HEAD_BYTES each are kept.
+HEAD_CACHE_SIZE = 512
+
+
+@functools.lru_cache(maxsize=HEAD_CACHE_SIZE)
+def plain_head(head: bytes) -> tuple[str, str | None, int] | None:
+    """A plain head's path, token and body length (invariant 1), or None."""
+    lines = head.split(b"\r\n")
     line = _REQUEST_LINE.fullmatch(lines[0])
     if line is None or len(lines) > MAX_HEADERS:
         return None
@@ -61,14 +80,8 @@ def plain_request(buffer: bytes, max_body: int) -> Plain | None:
     length = headers.get(b"content-length", b"")
     if not length.isdigit() or len(length) > 9 or headers.get(b"content-type") != b"application/json":
         return None
-    size = int(length)
-    start = head_end + 4
-    if size > max_body or len(buffer) < start + size:
-        return None
     token = headers.get(b"authorization")
-    return Plain(
-        line[1].decode(), token.decode() if token is not None else None, buffer[start : start + size], start + size
-    )
+    return line[1].decode(), token.decode() if token is not None else None, int(length)
 
 
 _PLAIN_STARTS = (b"POST /broadcast HTTP/1.1\r\n", b"POST /api/broadcast HTTP/1.1\r\n")
