@@ -62,23 +62,24 @@ def encode_event(
     """Encode one event as an SSE frame ending with a blank line.
 
     ``event: message`` is omitted because it is what the client assumes without it.
+    Data of one line (no CR, no LF: most events) skips the split.
     """
-    parts: list[str] = []
+    head = ""
     if event_id is not None:
         check_field("id", event_id)
-        parts.append(f"id: {event_id}\n")
+        head = f"id: {event_id}\n"
     if event != "message":
         if not event:
             raise FieldError("event must not be empty")
         check_field("event", event)
-        parts.append(f"event: {event}\n")
+        head += f"event: {event}\n"
     if retry_ms is not None:
         check_retry(retry_ms)
-        parts.append(f"retry: {retry_ms:d}\n")
-    for line in split_lines(data):
-        parts.append(f"data: {line}\n")
-    parts.append("\n")
-    return "".join(parts).encode()
+        head += f"retry: {retry_ms:d}\n"
+    if "\n" in data or "\r" in data:
+        lines = "".join(f"data: {line}\n" for line in split_lines(data))
+        return f"{head}{lines}\n".encode()
+    return f"{head}data: {data}\n\n".encode()
 
 
 def encode_retry(retry_ms: int) -> bytes:
