@@ -5,28 +5,11 @@ tests/app/test_front.py)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections.abc import Callable
-from typing import Any
 
+from tests.support.front import READ_TIMEOUT, post, read_answer
 from tests.support.processes import HubProcess
-
-READ_TIMEOUT = 10.0
-
-
-def post(body: object, path: str = "/broadcast", *headers: str) -> bytes:
-    data = json.dumps(body).encode()
-    head = [f"POST {path} HTTP/1.1", "Host: x", "Content-Type: application/json", f"Content-Length: {len(data)}"]
-    return ("\r\n".join([*head, *headers]) + "\r\n\r\n").encode() + data
-
-
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], Any]:
-    async with asyncio.timeout(READ_TIMEOUT):
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in head[1:] if line)}
-        body = await reader.readexactly(int(headers["content-length"]))
-    return int(head[0].split()[1]), headers, json.loads(body)
 
 
 async def test_the_drain_closes_an_idle_front_connection_and_the_access_line_is_written(
