@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sse_hub.messages.message import Draft
+from sse_hub.web.state import HUB
 from tests.support.http import HubClientFactory, open_stream, publish, read_raw_until
 
 
@@ -444,3 +446,15 @@ async def test_get_on_broadcast_is_405_with_a_json_body(client: TestClient[Any, 
     payload = await response.json()
     assert response.status == 405
     assert set(payload) == {"error", "detail"}
+
+
+async def test_publish_now_publishes_only_what_needs_no_await(client: TestClient[Any, Any]) -> None:
+    """``Hub.publish_now`` (the front's path on the memory broker): a message to a channel
+    goes out at once; a direct message to a client this instance does not hold needs the
+    directory (an await), so it is None and nothing is published."""
+    hub = client.server.app[HUB]
+    [message] = hub.publish_now([Draft("message", "x", ("news",))]) or []
+    assert message.channels == ("news",) and hub.counters.messages_published == 1
+    assert hub.publish_now([Draft("message", "x", (), client_id="nobody")]) is None
+    assert hub.counters.messages_published == 1
+    assert await published_count(client) == 1
