@@ -167,6 +167,8 @@ class MemoryBroker(Broker):
         """Channel histories held now (at most ``max_channels``)."""
         return len(self._channels)
 
+    publishes_now = True
+
     async def publish(self, drafts: Sequence[Draft]) -> list[Message]:
         return self.publish_now(drafts)
 

@@ -33,9 +33,10 @@ A broker:
   ``ChannelFinished`` when a draft names a channel that has ended (then nothing of the
   call was applied). A message is never acknowledged unless it was stored and published.
 - ``publish_now(drafts)``: the same, without awaiting, for a broker that never has to
-  wait to publish (the memory broker); None from a broker that does (default), which is
-  then called through ``publish``. A publish that needs no await saves the caller a task
-  and a turn of the loop (the front path, ``web/front.py``).
+  wait to publish (the memory broker, which sets ``publishes_now``); None from a broker
+  that does (default), which is then called through ``publish``. A publish that needs no
+  await saves the caller a task (the front path, ``web/front.py``); a caller that knows
+  the broker awaits (``publishes_now`` False) starts the task at once instead.
 - A draft with ``final`` ends its channels: the broker stores the final mark with the
   channel's history in the same atomic step as the message, so no two instances can
   disagree on whether a channel has ended, and no message can follow the final one (a
@@ -154,6 +155,8 @@ class Broker(abc.ABC):
     #: single-instance broker): with routing by interest it stays flat for channels that
     #: have no stream here.
     messages_received: int = 0
+    #: Whether ``publish_now`` publishes (True) or always answers None (module docstring).
+    publishes_now: bool = False
 
     @abc.abstractmethod
     async def start(self, deliver: Deliver, lost: Lost = nothing_lost) -> None: ...

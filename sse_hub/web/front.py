@@ -63,7 +63,17 @@ class FrontShared:
     """What every connection of a site reads of the app, looked up once (the app's state
     is set before its sites start: ``web/app.py``)."""
 
-    __slots__ = ("auth", "connections", "cors_headers", "hub", "idle_timeout", "make_handler", "max_batch", "max_body")
+    __slots__ = (
+        "auth",
+        "connections",
+        "cors_headers",
+        "hub",
+        "idle_timeout",
+        "make_handler",
+        "max_batch",
+        "max_body",
+        "publishes_now",
+    )
 
     def __init__(self, make_handler: Callable[[], asyncio.Protocol], app: web.Application) -> None:
         settings = app[SETTINGS]
@@ -75,6 +85,7 @@ class FrontShared:
         self.max_body = settings.limits.max_message_bytes
         self.max_batch = settings.limits.max_batch
         self.idle_timeout = settings.server.request_header_timeout
+        self.publishes_now = self.hub.broker.publishes_now
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -176,7 +187,11 @@ class FrontProtocol(asyncio.Protocol):
             return
         self._buffer = self._buffer[request.end :]
         self._busy = True
-        asyncio.get_running_loop().call_soon(self._publish_soon, request.path, *parsed)
+        loop = asyncio.get_running_loop()
+        if self._shared.publishes_now:
+            loop.call_soon(self._publish_soon, request.path, *parsed)
+        else:  # no hop before the task's first step: its publish joins this turn's group
+            self._task = loop.create_task(self._publish(request.path, *parsed, time.monotonic()))
 
     def _drafts(self, request: Plain) -> tuple[list[Draft], bool] | None:
         """The request's drafts and whether it is a batch, or None when aiohttp should
@@ -198,7 +213,8 @@ class FrontProtocol(asyncio.Protocol):
         """Publish and answer once the loop has read what it can, not in the turn that read
         the request: more requests then arrive per turn, at less CPU per message
         (docs/performance.md, "The front path"). A publish that needs no await
-        (``Hub.publish_now``, the memory broker) is answered here, without a task."""
+        (``Hub.publish_now``, the memory broker) is answered here, without a task
+        (should it answer None after all, the publish goes to a task)."""
         started = time.monotonic()
         hub = self._shared.hub
         try:
