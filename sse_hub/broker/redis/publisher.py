@@ -135,8 +135,8 @@ class Publisher:
         if group is None or len(group.drafts) >= MAX_GROUP_DRAFTS:
             group = self._open = _Group(loop.create_future())
             self._queued.append(group)
-            if not self._running:
-                loop.call_soon(self._send_next)
+            if not self._running:  # its first step comes once this turn's publishes joined the group
+                self._running.add(loop.create_task(self._send(), name="sse-hub-redis-publish"))
         mine: asyncio.Future[list[Message]] = loop.create_future()
         group.waiters.append((mine, len(group.drafts), len(drafts)))
         group.drafts += drafts
@@ -171,23 +171,22 @@ class Publisher:
         master); the next call connects afresh."""
         await self._connection.reset()
 
-    def _send_next(self) -> None:
-        """Send the oldest queued group, unless one is in flight (it sends the next when
-        it is answered: invariant 5)."""
-        if self._running or not self._queued:
-            return
-        group = self._queued.popleft()
-        if self._open is group:
-            self._open = None
-        self._sending = group
-        task = asyncio.create_task(self._run(group), name="sse-hub-redis-publish")
-        self._running.add(task)
-        task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._sending = None
-        self._send_next()
+    async def _send(self) -> None:
+        """Send the queued groups one at a time, oldest first (invariant 5): a group that is
+        answered sends the next in the same step, with no turn of the loop in between
+        (each turn may carry a flush round: docs/performance-log.md, "The front path
+        without a task")."""
+        try:
+            while self._queued:
+                group = self._queued.popleft()
+                if self._open is group:
+                    self._open = None
+                self._sending = group
+                await self._run(group)
+                self._sending = None
+        finally:
+            self._sending = None
+            self._running.clear()  # in this step: a publish after it starts a new sender
 
     async def _run(self, group: _Group) -> None:
         try:
