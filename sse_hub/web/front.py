@@ -49,7 +49,7 @@ from typing import cast
 from aiohttp import web
 
 from sse_hub.errors import HubError
-from sse_hub.messages.message import Draft
+from sse_hub.messages.message import Draft, Message
 from sse_hub.web.bodies import parse_items, receipts_body
 from sse_hub.web.front_http import MAX_HEAD_BYTES, Plain, head_incomplete, plain_request, response_bytes
 from sse_hub.web.middleware import INTERNAL_ERROR, hub_error_body
@@ -216,40 +216,37 @@ class FrontProtocol(asyncio.Protocol):
         (``Hub.publish_now``, the memory broker) is answered here, without a task
         (should it answer None after all, the publish goes to a task)."""
         started = time.monotonic()
-        hub = self._shared.hub
         try:
-            messages = hub.publish_now(drafts)
+            messages = self._shared.hub.publish_now(drafts)
         except Exception as exc:
-            self._answer_failure(path, exc, started)
+            self._reply(path, batch, started, exc)
+            return
+        if messages is None:
+            self._task = asyncio.get_running_loop().create_task(self._publish(path, drafts, batch, started))
         else:
-            if messages is None:
-                self._task = asyncio.get_running_loop().create_task(self._publish(path, drafts, batch, started))
-                return
-            self._answer(path, 202, receipts_body(messages, batch, hub.ids), {}, started)
-        self._answered()
+            self._reply(path, batch, started, messages)
 
     async def _publish(self, path: str, drafts: Sequence[Draft], batch: bool, started: float) -> None:
-        hub = self._shared.hub
+        outcome: list[Message] | Exception
         try:
-            messages = await hub.publish(drafts)
+            outcome = await self._shared.hub.publish(drafts)
         except Exception as exc:
-            self._answer_failure(path, exc, started)
-        else:
-            self._answer(path, 202, receipts_body(messages, batch, hub.ids), {}, started)
+            outcome = exc
         self._task = None
-        self._answered()
+        self._reply(path, batch, started, outcome)
 
-    def _answer_failure(self, path: str, exc: Exception, started: float) -> None:
-        if isinstance(exc, HubError):
-            body = json.dumps(hub_error_body(exc, path)).encode()
-            self._answer(path, exc.status, body, exc.headers, started)
-        else:
-            logger.error("unhandled error path=%s", path, exc_info=exc)
+    def _reply(self, path: str, batch: bool, started: float, outcome: list[Message] | Exception) -> None:
+        """Answer the request in hand with its receipts or its error; then the idle count
+        restarts, reading resumes once the buffer is back under its limit (invariant 3),
+        and the next request is taken."""
+        if isinstance(outcome, HubError):
+            body = json.dumps(hub_error_body(outcome, path)).encode()
+            self._answer(path, outcome.status, body, outcome.headers, started)
+        elif isinstance(outcome, Exception):
+            logger.error("unhandled error path=%s", path, exc_info=outcome)
             self._answer(path, 500, json.dumps(INTERNAL_ERROR).encode(), {}, started)
-
-    def _answered(self) -> None:
-        """The request in hand is answered: the idle count restarts, reading resumes once
-        the buffer is back under its limit (invariant 3), and the next request is taken."""
+        else:
+            self._answer(path, 202, receipts_body(outcome, batch, self._shared.hub.ids), {}, started)
         self._busy = False
         self._idle_since = asyncio.get_running_loop().time()
         if self._read_paused and self._transport is not None and len(self._buffer) <= self._max_buffer():

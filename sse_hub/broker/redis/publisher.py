@@ -183,7 +183,6 @@ class Publisher:
                     self._open = None
                 self._sending = group
                 await self._run(group)
-                self._sending = None
         finally:
             self._sending = None
             self._running.clear()  # in this step: a publish after it starts a new sender
